@@ -1,0 +1,128 @@
+//! The composition root: builds the store, parsers and mail sources from a
+//! config, and runs them. `main` and the integration tests both start here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::{Config, Mailbox};
+use crate::ingest::{ImapSource, MailSource, MaildirSource, Pipeline, run_source};
+use crate::parse::Registry;
+use crate::store::{BatchOutcome, Store};
+
+/// How long `serve` waits for tasks to finish their current batch on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Cap for reconnect backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// Loads the parsers directory, joining every rule-file error into one message.
+pub fn load_registry(config: &Config) -> Result<Registry> {
+    Registry::load_dir(&config.parsers_dir, config.ingest.ignore_senders.clone()).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid parser rule files:\n  {}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+        )
+    })
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App> {
+        let registry = load_registry(&config)?;
+        let store = Store::open(&config.database)
+            .await
+            .with_context(|| format!("failed to open database {}", config.database.display()))?;
+        let pipeline = Arc::new(Pipeline::new(store.clone(), registry, config.ingest.clone()));
+        Ok(App {
+            config,
+            store,
+            pipeline,
+        })
+    }
+
+    /// Re-reads the parser rule files; on error the running parsers stay.
+    pub fn reload_parsers(&self) -> Result<usize> {
+        let registry = load_registry(&self.config)?;
+        let n = registry.parsers().len();
+        self.pipeline.replace_registry(registry);
+        Ok(n)
+    }
+
+    /// Fetches what every mailbox holds now, then returns: `ingest --once`.
+    pub async fn ingest_once(&self) -> Result<Vec<(String, String, BatchOutcome)>> {
+        let never = CancellationToken::new();
+        let mut results = Vec::new();
+        for mailbox in &self.config.mailboxes {
+            match mailbox {
+                Mailbox::Imap(s) => {
+                    let s = Arc::new(s.clone());
+                    for folder in &s.folders {
+                        let mut src = ImapSource::new(s.clone(), folder.clone());
+                        let out = src.sync(&self.pipeline, &never).await;
+                        src.reset().await;
+                        let out = out.with_context(|| format!("failed to ingest {}/{folder}", s.name))?;
+                        results.push((s.name.clone(), folder.clone(), out));
+                    }
+                }
+                Mailbox::Maildir(s) => {
+                    let mut src = MaildirSource::new(s.clone());
+                    let out = src
+                        .sync(&self.pipeline, &never)
+                        .await
+                        .with_context(|| format!("failed to ingest Maildir {}", s.path.display()))?;
+                    results.push((s.name.clone(), src.folder().to_string(), out));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Runs every mail source until `shutdown`, then waits (bounded) for each
+    /// to finish the batch it is committing.
+    pub async fn serve(&self, shutdown: CancellationToken) -> Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for mailbox in &self.config.mailboxes {
+            match mailbox {
+                Mailbox::Imap(s) => {
+                    let s = Arc::new(s.clone());
+                    for folder in &s.folders {
+                        let src = ImapSource::new(s.clone(), folder.clone());
+                        let (p, t) = (self.pipeline.clone(), shutdown.clone());
+                        tasks.spawn(async move { run_source(src, &p, t, MAX_BACKOFF).await });
+                    }
+                }
+                Mailbox::Maildir(s) => {
+                    let src = MaildirSource::new(s.clone());
+                    let (p, t) = (self.pipeline.clone(), shutdown.clone());
+                    tasks.spawn(async move { run_source(src, &p, t, MAX_BACKOFF).await });
+                }
+            }
+        }
+        info!(sources = tasks.len(), "driftwatch serving");
+        shutdown.cancelled().await;
+        info!("shutting down: letting sources finish their current batch");
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(r) = tasks.join_next().await {
+                if let Err(e) = r {
+                    error!(error = %e, "a source task panicked");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            // Uncommitted batches roll back and are fetched again next start.
+            error!("sources did not stop within {SHUTDOWN_GRACE:?}; abandoning them");
+            tasks.abort_all();
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}

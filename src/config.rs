@@ -1,0 +1,635 @@
+//! Typed configuration from one TOML file.
+//!
+//! Errors name the file, the line and the key, because the person reading them
+//! is editing that file. Unknown keys are errors (a typo must not silently fall
+//! back to a default). Secrets are references (`password_env`,
+//! `password_file`), resolved when used and never printed: see [`Secret`].
+//! Relative paths are relative to the config file, so a config works from any
+//! working directory. Environment variables win over the file for the few
+//! settings operators override per deployment (`DRIFTWATCH_DATA_DIR`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A TOML document kept with its source, so later checks can point at a line.
+pub struct TomlSource {
+    pub file: PathBuf,
+    pub text: String,
+}
+
+impl TomlSource {
+    pub fn read(file: &Path) -> Result<TomlSource, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Ok(TomlSource {
+            file: file.to_path_buf(),
+            text,
+        })
+    }
+
+    /// Deserialises the document; an error carries the key path and line.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let de = toml::Deserializer::parse(&self.text).map_err(|e| self.toml_error(None, &e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let key = (path != "." && !path.is_empty()).then_some(path);
+            let inner = e.into_inner();
+            self.toml_error(key, &inner)
+        })
+    }
+
+    fn toml_error(&self, key: Option<String>, e: &toml::de::Error) -> ConfigError {
+        let line = e
+            .span()
+            .map(|s| line_of(&self.text, s.start))
+            .or_else(|| key.as_deref().and_then(|k| self.line_of_key(k)));
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            key,
+            message: e.message().trim().to_string(),
+        }
+    }
+
+    /// An error about a key found valid by serde but wrong for driftwatch.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: self.line_of_key(key),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// The line of a dotted key path such as `mailbox[1].tls` or `status_map`;
+    /// for a missing key, the line of the nearest table that exists.
+    pub fn line_of_key(&self, key: &str) -> Option<usize> {
+        let doc = toml::de::DeTable::parse(&self.text).ok()?;
+        let mut span = doc.span();
+        let mut table = doc.get_ref();
+        let mut value: Option<&toml::de::DeValue<'_>> = None;
+        for seg in key.split('.') {
+            let (name, index) = match seg.split_once('[') {
+                Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (seg, None),
+            };
+            if let Some(v) = value {
+                match v {
+                    toml::de::DeValue::Table(t) => table = t,
+                    _ => break,
+                }
+            }
+            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+                break;
+            };
+            span = k.span();
+            let mut v = v;
+            if let (Some(i), toml::de::DeValue::Array(a)) = (index, v.get_ref()) {
+                match a.iter().nth(i) {
+                    Some(item) => {
+                        v = item;
+                        span = item.span();
+                    }
+                    None => break,
+                }
+            }
+            value = Some(v.get_ref());
+        }
+        Some(line_of(&self.text, span.start))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A secret: resolved from the environment or a file when needed, never shown
+/// by `Debug` or `Display`, so it cannot leak through logs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+    Command(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env(var) => write!(f, "Secret(env {var})"),
+            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
+            Secret::Command(_) => write!(f, "Secret(command)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("cannot read secret file {0}: {1}")]
+    File(PathBuf, std::io::Error),
+    #[error("secret command failed: {0}")]
+    Command(String),
+    #[error("secret is empty")]
+    Empty,
+}
+
+impl Secret {
+    /// Reads the current value. Called at each connect so rotated passwords
+    /// and short-lived OAuth tokens are picked up without a restart.
+    pub fn resolve(&self) -> Result<String, SecretError> {
+        let v = match self {
+            Secret::Env(var) => {
+                std::env::var(var).map_err(|_| SecretError::EnvMissing(var.clone()))?
+            }
+            Secret::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| SecretError::File(p.clone(), e))?
+            }
+            Secret::Command(cmd) => {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map_err(|e| SecretError::Command(e.to_string()))?;
+                if !out.status.success() {
+                    // stderr may be informative; stdout might hold a partial secret, so it is not shown.
+                    return Err(SecretError::Command(format!(
+                        "exit {}: {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        let v = v.trim_end_matches(['\r', '\n']).to_string();
+        if v.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(v)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file format.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    database: Option<PathBuf>,
+    parsers_dir: Option<PathBuf>,
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    mailbox: Vec<RawMailbox>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    #[serde(default)]
+    ignore_senders: Vec<String>,
+    max_message_bytes: Option<u64>,
+    batch_max_messages: Option<usize>,
+    batch_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    name: String,
+    kind: MailboxKind,
+    // imap
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    ca_file: Option<PathBuf>,
+    allow_plaintext: Option<bool>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    oauth2_token_file: Option<PathBuf>,
+    oauth2_token_command: Option<String>,
+    folders: Option<Vec<String>>,
+    idle: Option<bool>,
+    idle_refresh_secs: Option<u64>,
+    after_processing: Option<AfterProcessing>,
+    flag: Option<String>,
+    move_to: Option<String>,
+    connect_timeout_secs: Option<u64>,
+    // maildir
+    path: Option<PathBuf>,
+    // both
+    poll_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MailboxKind {
+    Imap,
+    Maildir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (port 993).
+    Implicit,
+    /// Plain connect, then STARTTLS before anything else is sent (port 143).
+    Starttls,
+    /// No TLS at all; refused unless `allow_plaintext = true`.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterProcessing {
+    /// Leave the mailbox exactly as it was: safe on a shared mailbox.
+    None,
+    /// Set a keyword on processed messages.
+    Flag,
+    /// Move processed messages to another folder.
+    Move,
+}
+
+// ---------------------------------------------------------------------------
+// The validated settings.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub database: PathBuf,
+    pub parsers_dir: PathBuf,
+    pub ingest: IngestSettings,
+    pub mailboxes: Vec<Mailbox>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Sender patterns (`*@corp.example`) whose mail is archived as ignored.
+    pub ignore_senders: Vec<String>,
+    pub max_message_bytes: u64,
+    pub batch_max_messages: usize,
+    pub batch_max_bytes: u64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            ignore_senders: vec![],
+            max_message_bytes: 25 * 1024 * 1024,
+            batch_max_messages: 200,
+            batch_max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Mailbox {
+    Imap(ImapSettings),
+    Maildir(MaildirSettings),
+}
+
+impl Mailbox {
+    pub fn name(&self) -> &str {
+        match self {
+            Mailbox::Imap(m) => &m.name,
+            Mailbox::Maildir(m) => &m.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub auth: ImapAuth,
+    pub folders: Vec<String>,
+    pub idle: bool,
+    /// Re-issue IDLE this often: servers and NAT boxes drop idle connections
+    /// well before the RFC's 29 minutes.
+    pub idle_refresh: Duration,
+    pub poll_interval: Duration,
+    pub connect_timeout: Duration,
+    pub after_processing: AfterAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum ImapAuth {
+    Password(Secret),
+    XOAuth2(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterAction {
+    None,
+    Flag(String),
+    Move(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct MaildirSettings {
+    pub name: String,
+    pub path: PathBuf,
+    pub poll_interval: Duration,
+}
+
+impl Config {
+    /// Loads and validates a config file. Every problem names the file, the
+    /// key and the line.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let src = TomlSource::read(file)?;
+        let raw: RawConfig = src.parse()?;
+        let base = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+        let data_dir = match std::env::var_os("DRIFTWATCH_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => rel(raw.data_dir.as_deref().unwrap_or(Path::new("data"))),
+        };
+        let database = match &raw.database {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => data_dir.join(p),
+            None => data_dir.join("driftwatch.db"),
+        };
+        let parsers_dir = rel(raw.parsers_dir.as_deref().unwrap_or(Path::new("parsers")));
+
+        let d = IngestSettings::default();
+        let ingest = IngestSettings {
+            ignore_senders: raw
+                .ingest
+                .ignore_senders
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            max_message_bytes: raw.ingest.max_message_bytes.unwrap_or(d.max_message_bytes),
+            batch_max_messages: raw
+                .ingest
+                .batch_max_messages
+                .unwrap_or(d.batch_max_messages),
+            batch_max_bytes: raw.ingest.batch_max_bytes.unwrap_or(d.batch_max_bytes),
+        };
+        if ingest.batch_max_messages == 0 {
+            return Err(src.error("ingest.batch_max_messages", "must be at least 1"));
+        }
+
+        let mut mailboxes = Vec::new();
+        for (i, m) in raw.mailbox.into_iter().enumerate() {
+            let key = |k: &str| format!("mailbox[{i}].{k}");
+            if mailboxes.iter().any(|x: &Mailbox| x.name() == m.name) {
+                return Err(src.error(&key("name"), format!("duplicate mailbox name `{}`", m.name)));
+            }
+            let poll_interval = Duration::from_secs(m.poll_interval_secs.unwrap_or(60).max(1));
+            let mailbox = match m.kind {
+                MailboxKind::Maildir => {
+                    for (set, k) in [
+                        (m.host.is_some(), "host"),
+                        (m.username.is_some(), "username"),
+                        (m.tls.is_some(), "tls"),
+                        (m.folders.is_some(), "folders"),
+                    ] {
+                        if set {
+                            return Err(src.error(&key(k), "only applies to kind = \"imap\""));
+                        }
+                    }
+                    let path = m
+                        .path
+                        .ok_or_else(|| src.error(&key("path"), "missing: the Maildir directory"))?;
+                    Mailbox::Maildir(MaildirSettings {
+                        name: m.name,
+                        path: rel(&path),
+                        poll_interval,
+                    })
+                }
+                MailboxKind::Imap => {
+                    if m.path.is_some() {
+                        return Err(src.error(&key("path"), "only applies to kind = \"maildir\""));
+                    }
+                    let host = m
+                        .host
+                        .ok_or_else(|| src.error(&key("kind"), "missing key `host`"))?;
+                    let tls = m.tls.unwrap_or(TlsMode::Implicit);
+                    if tls == TlsMode::None && m.allow_plaintext != Some(true) {
+                        return Err(src.error(
+                            &key("tls"),
+                            "tls = \"none\" sends the password in clear; set allow_plaintext = true to confirm",
+                        ));
+                    }
+                    let username = m
+                        .username
+                        .ok_or_else(|| src.error(&key("kind"), "missing key `username`"))?;
+                    let secrets = [
+                        m.password_env.clone().map(|v| ("password_env", ImapAuth::Password(Secret::Env(v)))),
+                        m.password_file.as_ref().map(|p| ("password_file", ImapAuth::Password(Secret::File(rel(p))))),
+                        m.oauth2_token_file.as_ref().map(|p| ("oauth2_token_file", ImapAuth::XOAuth2(Secret::File(rel(p))))),
+                        m.oauth2_token_command.clone().map(|c| ("oauth2_token_command", ImapAuth::XOAuth2(Secret::Command(c)))),
+                    ];
+                    let mut given = secrets.into_iter().flatten();
+                    let auth = match (given.next(), given.next()) {
+                        (Some((_, a)), None) => a,
+                        (None, _) => {
+                            return Err(src.error(
+                                &key("username"),
+                                "no credentials: set one of password_env, password_file, oauth2_token_file, oauth2_token_command",
+                            ));
+                        }
+                        (Some((a, _)), Some((b, _))) => {
+                            return Err(src.error(&key(b), format!("conflicts with `{a}`: give one credential source")));
+                        }
+                    };
+                    let ca_file = m.ca_file.as_ref().map(|p| rel(p));
+                    if let Some(ca) = &ca_file
+                        && !ca.is_file()
+                    {
+                        return Err(src.error(&key("ca_file"), format!("no such file: {}", ca.display())));
+                    }
+                    let folders = m.folders.unwrap_or_else(|| vec!["INBOX".to_string()]);
+                    if folders.is_empty() {
+                        return Err(src.error(&key("folders"), "must list at least one folder"));
+                    }
+                    let after_processing = match m.after_processing.unwrap_or(AfterProcessing::None) {
+                        AfterProcessing::None => AfterAction::None,
+                        AfterProcessing::Flag => AfterAction::Flag(m.flag.unwrap_or_else(|| "$Driftwatch".into())),
+                        AfterProcessing::Move => AfterAction::Move(m.move_to.ok_or_else(|| {
+                            src.error(&key("after_processing"), "after_processing = \"move\" needs `move_to = \"Folder\"`")
+                        })?),
+                    };
+                    let idle_refresh = Duration::from_secs(m.idle_refresh_secs.unwrap_or(300));
+                    if !(30..=1500).contains(&idle_refresh.as_secs()) {
+                        return Err(src.error(
+                            &key("idle_refresh_secs"),
+                            "must be between 30 and 1500 seconds (servers drop IDLE after 30 minutes; 300 is a safe default)",
+                        ));
+                    }
+                    Mailbox::Imap(ImapSettings {
+                        name: m.name,
+                        port: m.port.unwrap_or(match tls {
+                            TlsMode::Implicit => 993,
+                            _ => 143,
+                        }),
+                        host,
+                        tls,
+                        ca_file,
+                        username,
+                        auth,
+                        folders,
+                        idle: m.idle.unwrap_or(true),
+                        idle_refresh,
+                        poll_interval,
+                        connect_timeout: Duration::from_secs(m.connect_timeout_secs.unwrap_or(30)),
+                        after_processing,
+                    })
+                }
+            };
+            mailboxes.push(mailbox);
+        }
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            database,
+            parsers_dir,
+            ingest,
+            mailboxes,
+            log_format: raw.log.format.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("driftwatch.toml");
+        std::fs::write(&f, text).unwrap();
+        Config::load(&f).map_err(|mut e| {
+            e.file = PathBuf::from("driftwatch.toml");
+            e
+        })
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let e = load_str("data_dir = \"x\"\n\n[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"m\"\npoll_intervall_secs = 5\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert_eq!(e.key.as_deref(), Some("mailbox[0].poll_intervall_secs"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        assert!(e.to_string().starts_with("driftwatch.toml:7: key `mailbox[0].poll_intervall_secs`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum_are_located() {
+        let e = load_str("[ingest]\nmax_message_bytes = \"big\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("ingest.max_message_bytes")), "{e}");
+        let e = load_str("[[mailbox]]\nname = \"a\"\nkind = \"pop3\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("mailbox[0].kind")), "{e}");
+    }
+
+    #[test]
+    fn plaintext_imap_must_be_confirmed() {
+        let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"P\"\ntls = \"none\"\n";
+        let e = load_str(base).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(7), Some("mailbox[0].tls")), "{e}");
+        let ok = load_str(&format!("{base}allow_plaintext = true\n")).unwrap();
+        let Mailbox::Imap(m) = &ok.mailboxes[0] else { panic!() };
+        assert_eq!((m.tls, m.port), (TlsMode::None, 143));
+    }
+
+    #[test]
+    fn credentials_are_required_and_exclusive() {
+        let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\n";
+        let e = load_str(base).unwrap_err();
+        assert!(e.message.contains("no credentials"), "{e}");
+        let e = load_str(&format!("{base}password_env = \"P\"\npassword_file = \"f\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mailbox[0].password_file"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        unsafe_free_env_check();
+        let s = Secret::File(PathBuf::from("/run/secrets/pw"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "hunter2\n").unwrap();
+        let s = Secret::File(f);
+        assert_eq!(s.resolve().unwrap(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let cmd = Secret::Command("echo tok123".into());
+        assert_eq!(cmd.resolve().unwrap(), "tok123");
+        assert!(!format!("{cmd:?}").contains("tok123"));
+    }
+
+    fn unsafe_free_env_check() {
+        // Env vars are process-global; tests read an existing one instead of setting one.
+        let s = Secret::Env("PATH".into());
+        assert!(s.resolve().is_ok());
+        assert!(matches!(
+            Secret::Env("DRIFTWATCH_SURELY_UNSET_VAR".into()).resolve(),
+            Err(SecretError::EnvMissing(_))
+        ));
+    }
+}

@@ -1,0 +1,45 @@
+//! The built-in demo: a config, a Maildir of sample vendor mail and the
+//! shipped parsers, embedded in the binary so `driftwatch demo` runs anywhere
+//! with no mail server.
+
+use std::path::{Path, PathBuf};
+
+macro_rules! embed {
+    ($($dest:literal => $src:literal),* $(,)?) => {
+        &[$(($dest, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $src)) as &[u8])),*]
+    };
+}
+
+const FILES: &[(&str, &[u8])] = embed! {
+    "driftwatch.toml" => "demo/driftwatch.toml",
+    "parsers/acme-appraisal.toml" => "parsers/acme-appraisal.toml",
+    "parsers/keystone-title.toml" => "parsers/keystone-title.toml",
+    "Maildir/new/01-acme-48213-accepted" => "demo/mail/01-acme-48213-accepted.eml",
+    "Maildir/new/02-acme-48213-scheduled" => "demo/mail/02-acme-48213-scheduled.eml",
+    "Maildir/new/03-acme-48214-delivered" => "demo/mail/03-acme-48214-delivered.eml",
+    "Maildir/new/04-acme-48215-scheduled" => "demo/mail/04-acme-48215-scheduled.eml",
+    "Maildir/new/05-acme-48215-accepted-late" => "demo/mail/05-acme-48215-accepted-late.eml",
+    "Maildir/new/06-keystone-T7781" => "demo/mail/06-keystone-T7781.eml",
+    "Maildir/new/07-newsletter-unknown-sender" => "demo/mail/07-newsletter-unknown-sender.eml",
+    "Maildir/new/08-malformed" => "demo/mail/08-malformed.eml",
+    "Maildir/new/09-acme-48213-scheduled-duplicate" => "demo/mail/09-acme-48213-scheduled-duplicate.eml",
+    "Maildir/new/10-acme-48216-unmapped" => "demo/mail/10-acme-48216-unmapped.eml",
+};
+
+/// Writes the demo into `dir` (keeping any database already there, so a second
+/// run shows that nothing is ingested twice) and returns the config path.
+pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
+    for sub in ["Maildir/tmp", "Maildir/new", "Maildir/cur", "parsers"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    for (dest, bytes) in FILES {
+        let path = dir.join(dest);
+        // Mail files are written once: rewriting would change their mtime, the
+        // Maildir's arrival order.
+        if dest.starts_with("Maildir/") && path.exists() {
+            continue;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(dir.join("driftwatch.toml"))
+}

@@ -1,0 +1,240 @@
+//! From fetched bytes to a committed batch: identity (hashes), parse, store.
+//!
+//! Sources call [`Pipeline::commit`] with what they fetched; the pipeline
+//! decides what each message is and commits the batch with the source's
+//! checkpoint in one transaction.
+
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+use tracing::{debug, info};
+
+use crate::config::IngestSettings;
+use crate::model::{MessageBody, RawMessage};
+use crate::parse::{Mail, Outcome, Registry};
+use crate::store::{ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, Store, StoreError};
+
+pub struct Pipeline {
+    store: Store,
+    /// Swapped whole on reload, so a batch in flight keeps the parsers it started with.
+    registry: RwLock<Arc<Registry>>,
+    pub settings: IngestSettings,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, registry: Registry, settings: IngestSettings) -> Pipeline {
+        Pipeline {
+            store,
+            registry: RwLock::new(Arc::new(registry)),
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            // A panic while holding the lock cannot leave a half-written Arc.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace_registry(&self, registry: Registry) {
+        let mut slot = match self.registry.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(registry);
+    }
+
+    /// Classifies and commits one batch. Parsing runs on the blocking pool so a
+    /// large batch does not stall other sources' IDLE loops.
+    pub async fn commit(
+        &self,
+        source: &str,
+        folder: &str,
+        checkpoint: Option<Checkpoint>,
+        messages: Vec<RawMessage>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let registry = self.registry();
+        let archived = tokio::task::spawn_blocking(move || {
+            messages
+                .into_iter()
+                .map(|m| prepare(&registry, m))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("parser task failed: {e}")))?;
+        for m in &archived {
+            debug!(
+                source, folder, location = %m.location, disposition = m.disposition.as_str(),
+                vendor = m.vendor.as_deref().unwrap_or(""), deltas = m.deltas.len(),
+                reason = m.reason.as_deref().unwrap_or(""),
+                "message classified"
+            );
+        }
+        let batch = IngestBatch {
+            source: source.to_string(),
+            folder: folder.to_string(),
+            checkpoint,
+            messages: archived,
+        };
+        let outcome = self.store.commit_batch(&batch).await?;
+        if outcome.archived > 0 || outcome.duplicates > 0 {
+            info!(
+                source, folder,
+                archived = outcome.archived, parsed = outcome.parsed,
+                quarantined = outcome.quarantined, ignored = outcome.ignored,
+                skipped = outcome.skipped, duplicates = outcome.duplicates,
+                deltas = outcome.deltas, "batch committed"
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// Everything decided about one message, with no IO.
+pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
+    match m.body {
+        MessageBody::TooLarge { header, size } => {
+            let mail = Mail::parse(&header, m.internal_date);
+            let message_id = mail.as_ref().and_then(|x| x.message_id().map(str::to_string));
+            let mut key = Sha256::new();
+            key.update(b"too-large\0");
+            key.update(normalise_newlines(&header));
+            key.update(size.to_le_bytes());
+            ArchivedMessage {
+                location: m.location,
+                dedupe_key: key.finalize().into(),
+                content_hash: Sha256::digest(&header).into(),
+                message_id,
+                size,
+                sender: mail.as_ref().and_then(Mail::from_address),
+                subject: mail.as_ref().map(|x| x.subject().to_string()),
+                date_header: mail.as_ref().and_then(Mail::date),
+                internal_date: m.internal_date,
+                disposition: Disposition::Skipped,
+                reason: Some(format!(
+                    "message is {size} bytes, over the configured limit; header archived, body not fetched"
+                )),
+                vendor: None,
+                parser: None,
+                parser_version: None,
+                deltas: vec![],
+                raw: header,
+                raw_complete: false,
+            }
+        }
+        MessageBody::Full(raw) => {
+            let content_hash: [u8; 32] = Sha256::digest(&raw).into();
+            let mail = Mail::parse(&raw, m.internal_date);
+            let message_id = mail.as_ref().and_then(|x| x.message_id().map(str::to_string));
+            let dedupe_key = dedupe_key(&raw, message_id.as_deref());
+            let outcome = match &mail {
+                Some(mail) => registry.classify(mail),
+                None => Outcome::Quarantined {
+                    vendor: None,
+                    reason: "not a parseable email: no header section".into(),
+                },
+            };
+            let (disposition, reason, vendor, parser, parser_version, deltas) = match outcome {
+                Outcome::Parsed {
+                    vendor,
+                    parser,
+                    version,
+                    deltas,
+                } => (Disposition::Parsed, None, Some(vendor), Some(parser), Some(version), deltas),
+                Outcome::Quarantined { vendor, reason } => {
+                    (Disposition::Quarantined, Some(reason), vendor, None, None, vec![])
+                }
+                Outcome::Ignored { reason } => (Disposition::Ignored, Some(reason), None, None, None, vec![]),
+            };
+            ArchivedMessage {
+                location: m.location,
+                dedupe_key,
+                content_hash,
+                message_id,
+                size: raw.len() as u64,
+                sender: mail.as_ref().and_then(Mail::from_address),
+                subject: mail.as_ref().map(|x| x.subject().to_string()),
+                date_header: mail.as_ref().and_then(Mail::date),
+                internal_date: m.internal_date,
+                disposition,
+                reason,
+                vendor,
+                parser,
+                parser_version,
+                deltas,
+                raw,
+                raw_complete: true,
+            }
+        }
+    }
+}
+
+/// The identity that makes a message "the same message" across UIDVALIDITY
+/// changes and mailboxes: its Message-ID plus its body, or, without a
+/// Message-ID, the whole message. Line endings are normalised because IMAP
+/// serves CRLF while Maildir files usually hold LF; headers other than the
+/// Message-ID are left out because each delivery adds its own Received lines.
+pub fn dedupe_key(raw: &[u8], message_id: Option<&str>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match message_id.filter(|id| !id.trim().is_empty()) {
+        Some(id) => {
+            h.update(b"mid\0");
+            h.update(id.trim().as_bytes());
+            h.update(b"\0");
+            h.update(normalise_newlines(body_of(raw)));
+        }
+        None => {
+            h.update(b"raw\0");
+            h.update(normalise_newlines(raw));
+        }
+    }
+    h.finalize().into()
+}
+
+fn body_of(raw: &[u8]) -> &[u8] {
+    for (i, w) in raw.windows(2).enumerate() {
+        if w == b"\n\n" {
+            return &raw[i + 2..];
+        }
+        if w == b"\n\r" && raw.get(i + 2) == Some(&b'\n') {
+            return &raw[i + 3..];
+        }
+    }
+    &[]
+}
+
+fn normalise_newlines(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_message_via_imap_and_maildir_has_one_identity() {
+        let lf = b"Received: from a\nMessage-ID: <x@y>\nSubject: s\n\nline1\nline2\n".to_vec();
+        let crlf = b"Received: from b\r\nDelivered-To: z\r\nMessage-ID: <x@y>\r\nSubject: s\r\n\r\nline1\r\nline2\r\n".to_vec();
+        assert_eq!(dedupe_key(&lf, Some("x@y")), dedupe_key(&crlf, Some("x@y")));
+        let other_body = b"Message-ID: <x@y>\n\nline1\nchanged\n".to_vec();
+        assert_ne!(dedupe_key(&lf, Some("x@y")), dedupe_key(&other_body, Some("x@y")));
+        // Without a Message-ID the whole message is the identity.
+        assert_ne!(dedupe_key(&lf, None), dedupe_key(&crlf, None));
+    }
+}

@@ -1,0 +1,27 @@
+//! driftwatch keeps a company's view of its vendor orders true when vendors
+//! can only tell it things by email.
+//!
+//! ```text
+//! mail source (IMAP | Maildir) ──► raw archive ──► parsers ──► delta log ──► order view
+//!                                      └──► quarantine (with a reason)
+//! ```
+//!
+//! - [`ingest`] fetches mail (IMAP with IDLE, or a Maildir) a batch at a time
+//!   and hands it to the [`ingest::Pipeline`].
+//! - [`parse`] turns one raw email into order deltas or a quarantine reason; no IO.
+//! - [`store`] holds every byte fetched, the append-only delta log and the order
+//!   view, in SQLite; it is the only module that knows SQL.
+//! - [`view`] is the pure fold from deltas to an order's state, shared by the
+//!   incremental path and `rebuild`.
+//! - [`app`] builds all of it from a [`config::Config`]: the one composition root.
+//!
+//! See ARCHITECTURE.md for the invariants each module keeps.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod model;
+pub mod parse;
+pub mod store;
+pub mod view;

@@ -1,0 +1,593 @@
+//! The declarative vendor parser: one TOML rule file per vendor under `parsers/`.
+//!
+//! A rule file says how to recognise the vendor's mail (senders, optional
+//! subject/body patterns), where to find the order, status, event time and
+//! fields (regexes with named captures over the subject, the text body, the
+//! HTML body as text, or a header), and how vendor status words map to
+//! canonical statuses. Everything is checked when the file loads, so a broken
+//! rule file fails at start with its file, key and line, not on the first mail.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use super::{ExtractError, Mail, Parser, glob_match};
+use crate::config::{ConfigError, TomlSource};
+use crate::model::{DeltaDraft, Fields, Status, TimeSource};
+
+/// Compiled regex size cap: rule files are trusted config, but a runaway
+/// pattern should fail at load, not eat memory on every message.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    vendor: String,
+    version: u32,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(rename = "match")]
+    matcher: MatchSpec,
+    #[serde(default)]
+    extract: Vec<ExtractSpec>,
+    event_time: Option<TimeSpec>,
+    #[serde(default)]
+    fields: BTreeMap<String, FieldSpec>,
+    status_map: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchSpec {
+    senders: Vec<String>,
+    subject: Option<String>,
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtractSpec {
+    #[serde(rename = "in")]
+    source: String,
+    pattern: String,
+    /// Every match yields one delta: a digest of several orders in one body.
+    #[serde(default)]
+    repeat: bool,
+    /// A pattern that may legitimately be absent.
+    #[serde(default)]
+    optional: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeSpec {
+    format: String,
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldSpec {
+    #[serde(rename = "type")]
+    kind: FieldType,
+    format: Option<String>,
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FieldType {
+    String,
+    Integer,
+    Decimal,
+    Money,
+    Date,
+    Datetime,
+}
+
+/// Where a pattern looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Subject,
+    Text,
+    Html,
+    Header(String),
+}
+
+impl Source {
+    fn parse(s: &str) -> Option<Source> {
+        match s {
+            "subject" => Some(Source::Subject),
+            "text" => Some(Source::Text),
+            "html" => Some(Source::Html),
+            _ => s
+                .strip_prefix("header:")
+                .filter(|h| !h.is_empty())
+                .map(|h| Source::Header(h.to_string())),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Subject => "the subject".into(),
+            Source::Text => "the text body".into(),
+            Source::Html => "the HTML body".into(),
+            Source::Header(h) => format!("header {h}"),
+        }
+    }
+
+    fn read(&self, mail: &Mail<'_>) -> String {
+        match self {
+            Source::Subject => mail.subject().to_string(),
+            Source::Text => mail.text().to_string(),
+            Source::Html => mail.html_text().to_string(),
+            Source::Header(h) => mail.header(h).unwrap_or_default(),
+        }
+    }
+}
+
+struct Pattern {
+    source: Source,
+    regex: Regex,
+    repeat: bool,
+    optional: bool,
+}
+
+/// How a text becomes a point in time.
+#[derive(Debug, Clone)]
+struct TimeFormat {
+    format: String,
+    tz: chrono_tz::Tz,
+}
+
+impl TimeFormat {
+    fn parse(&self, s: &str) -> Option<DateTime<Utc>> {
+        let s = s.trim();
+        match self.format.as_str() {
+            "rfc3339" => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
+            "rfc2822" => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
+            f if f.contains("%z") || f.contains("%:z") => {
+                DateTime::parse_from_str(s, f).ok().map(|d| d.to_utc())
+            }
+            f => {
+                let naive = NaiveDateTime::parse_from_str(s, f).ok().or_else(|| {
+                    NaiveDate::parse_from_str(s, f)
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })?;
+                // In a DST gap or overlap, take the earliest reading: stable and documented.
+                self.tz
+                    .from_local_datetime(&naive)
+                    .earliest()
+                    .map(|d| d.to_utc())
+            }
+        }
+    }
+}
+
+struct Field {
+    kind: FieldType,
+    time: Option<TimeFormat>,
+}
+
+pub struct RuleParser {
+    vendor: String,
+    name: String,
+    version: u32,
+    senders: Vec<String>,
+    subject: Option<Regex>,
+    body: Option<Regex>,
+    patterns: Vec<Pattern>,
+    event_time: Option<TimeFormat>,
+    fields: BTreeMap<String, Field>,
+    /// Normalised vendor word (lower case, single spaces) → canonical status.
+    status_map: BTreeMap<String, Status>,
+}
+
+fn normalise_word(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+const SPECIAL: [&str; 3] = ["order_ref", "status", "event_time"];
+
+impl RuleParser {
+    pub fn load(file: &Path) -> Result<RuleParser, ConfigError> {
+        let src = TomlSource::read(file)?;
+        let raw: RuleFile = src.parse()?;
+        Self::build(&src, raw)
+    }
+
+    fn build(src: &TomlSource, raw: RuleFile) -> Result<RuleParser, ConfigError> {
+        let vendor_ok = !raw.vendor.is_empty()
+            && raw
+                .vendor
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !vendor_ok {
+            return Err(src.error("vendor", "must be lower-case letters, digits, `-` or `_`"));
+        }
+        if raw.matcher.senders.is_empty() {
+            return Err(src.error(
+                "match.senders",
+                "must list at least one sender address or `*@domain` pattern",
+            ));
+        }
+        for (i, s) in raw.matcher.senders.iter().enumerate() {
+            if !s.contains('@') || s == "*" || s.starts_with("*@*") && !s.contains('.') {
+                return Err(src.error(
+                    &format!("match.senders[{i}]"),
+                    format!("`{s}` is not an address or `*@domain` pattern"),
+                ));
+            }
+        }
+        let compile = |key: &str, pattern: &str| -> Result<Regex, ConfigError> {
+            RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| src.error(key, format!("invalid regex: {e}")))
+        };
+        let subject = raw
+            .matcher
+            .subject
+            .as_deref()
+            .map(|p| compile("match.subject", p))
+            .transpose()?;
+        let body = raw
+            .matcher
+            .body
+            .as_deref()
+            .map(|p| compile("match.body", p))
+            .transpose()?;
+
+        let tz_of = |key: &str, tz: Option<&str>| -> Result<chrono_tz::Tz, ConfigError> {
+            match tz {
+                None => Ok(chrono_tz::UTC),
+                Some(name) => name
+                    .parse::<chrono_tz::Tz>()
+                    .map_err(|_| src.error(key, format!("unknown time zone `{name}` (use an IANA name like America/Chicago)"))),
+            }
+        };
+
+        let mut fields = BTreeMap::new();
+        for (name, spec) in &raw.fields {
+            let key = format!("fields.{name}");
+            if SPECIAL.contains(&name.as_str()) {
+                return Err(src.error(&key, format!("`{name}` is not a field: it is read by its capture name")));
+            }
+            let time = match spec.kind {
+                FieldType::Date | FieldType::Datetime => Some(TimeFormat {
+                    format: spec.format.clone().unwrap_or_else(|| match spec.kind {
+                        FieldType::Date => "%Y-%m-%d".into(),
+                        _ => "rfc3339".into(),
+                    }),
+                    tz: tz_of(&format!("{key}.timezone"), spec.timezone.as_deref())?,
+                }),
+                _ => {
+                    if spec.format.is_some() || spec.timezone.is_some() {
+                        return Err(src.error(&key, "format/timezone only apply to date and datetime fields"));
+                    }
+                    None
+                }
+            };
+            fields.insert(name.clone(), Field { kind: spec.kind, time });
+        }
+
+        let event_time = raw
+            .event_time
+            .as_ref()
+            .map(|t| {
+                Ok::<_, ConfigError>(TimeFormat {
+                    format: t.format.clone(),
+                    tz: tz_of("event_time.timezone", t.timezone.as_deref())?,
+                })
+            })
+            .transpose()?;
+
+        if raw.extract.is_empty() {
+            return Err(src.error("extract", "at least one [[extract]] pattern is needed"));
+        }
+        let mut patterns = Vec::new();
+        let mut captured = std::collections::BTreeSet::new();
+        for (i, e) in raw.extract.iter().enumerate() {
+            let key = format!("extract[{i}]");
+            let source = Source::parse(&e.source).ok_or_else(|| {
+                src.error(
+                    &format!("{key}.in"),
+                    format!("`{}` is not a place to look: use subject, text, html or header:NAME", e.source),
+                )
+            })?;
+            let regex = compile(&format!("{key}.pattern"), &e.pattern)?;
+            let names: Vec<&str> = regex.capture_names().flatten().collect();
+            if names.is_empty() {
+                return Err(src.error(
+                    &format!("{key}.pattern"),
+                    "has no named capture: use (?P<order_ref>...), (?P<status>...), (?P<event_time>...) or a field name",
+                ));
+            }
+            captured.extend(names.iter().map(|s| s.to_string()));
+            if e.repeat && !names.contains(&"order_ref") {
+                return Err(src.error(&format!("{key}.pattern"), "a repeat pattern yields one order per match, so it must capture order_ref"));
+            }
+            patterns.push(Pattern {
+                source,
+                regex,
+                repeat: e.repeat,
+                optional: e.optional,
+            });
+        }
+        if !captured.contains("order_ref") {
+            return Err(src.error("extract", "no pattern captures order_ref"));
+        }
+        if captured.contains("event_time") && event_time.is_none() {
+            return Err(src.error("event_time", "a pattern captures event_time, so [event_time] must give its format"));
+        }
+        for name in raw.fields.keys() {
+            if !captured.contains(name) {
+                return Err(src.error(&format!("fields.{name}"), "declared but no pattern captures it"));
+            }
+        }
+
+        if raw.status_map.is_empty() {
+            return Err(src.error("status_map", "must map at least one vendor status word"));
+        }
+        let mut status_map = BTreeMap::new();
+        for (word, canonical) in &raw.status_map {
+            let status: Status = canonical.parse().map_err(|e: crate::model::UnknownStatus| {
+                src.error(&format!("status_map.{word}"), e.to_string())
+            })?;
+            status_map.insert(normalise_word(word), status);
+        }
+
+        Ok(RuleParser {
+            name: format!("rules:{}", raw.vendor),
+            vendor: raw.vendor,
+            version: raw.version,
+            senders: raw
+                .matcher
+                .senders
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            subject,
+            body,
+            patterns,
+            event_time,
+            fields,
+            status_map,
+        })
+    }
+
+    fn convert(&self, name: &str, value: &str) -> Result<serde_json::Value, ExtractError> {
+        let value = value.trim();
+        let bad = |expected: &str| ExtractError::BadValue {
+            field: name.to_string(),
+            value: value.chars().take(80).collect(),
+            expected: expected.to_string(),
+        };
+        let Some(field) = self.fields.get(name) else {
+            return Ok(serde_json::Value::String(normalise_space(value)));
+        };
+        Ok(match field.kind {
+            FieldType::String => serde_json::Value::String(normalise_space(value)),
+            FieldType::Integer => {
+                let n: i64 = value.replace([',', ' '], "").parse().map_err(|_| bad("an integer"))?;
+                n.into()
+            }
+            FieldType::Decimal | FieldType::Money => {
+                let n = parse_number(value).ok_or_else(|| bad("a number"))?;
+                serde_json::Number::from_f64(n)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(|| bad("a finite number"))?
+            }
+            FieldType::Date => {
+                let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
+                let d = NaiveDate::parse_from_str(value, &tf.format)
+                    .ok()
+                    .or_else(|| tf.parse(value).map(|t| t.date_naive()))
+                    .ok_or_else(|| bad(&format!("a date in format {}", tf.format)))?;
+                serde_json::Value::String(d.format("%Y-%m-%d").to_string())
+            }
+            FieldType::Datetime => {
+                let tf = field.time.as_ref().ok_or_else(|| bad("a date and time"))?;
+                let t = tf
+                    .parse(value)
+                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.format)))?;
+                serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            }
+        })
+    }
+
+    fn row_to_delta(
+        &self,
+        mail: &Mail<'_>,
+        row: &BTreeMap<String, String>,
+    ) -> Result<DeltaDraft, ExtractError> {
+        let order_ref = row
+            .get("order_ref")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or(ExtractError::MissingOrderRef)?;
+        let (status, vendor_status) = match row.get("status").map(|s| normalise_space(s)) {
+            Some(word) if !word.is_empty() => {
+                let st = self
+                    .status_map
+                    .get(&normalise_word(&word))
+                    .copied()
+                    .ok_or_else(|| ExtractError::UnmappedStatus(word.clone()))?;
+                (Some(st), Some(word))
+            }
+            _ => (None, None),
+        };
+        let (event_time, time_source) = match (row.get("event_time"), &self.event_time) {
+            (Some(raw), Some(tf)) if !raw.trim().is_empty() => {
+                let t = tf.parse(raw).ok_or_else(|| ExtractError::BadValue {
+                    field: "event_time".into(),
+                    value: raw.trim().chars().take(80).collect(),
+                    expected: format!("a time in format {}", tf.format),
+                })?;
+                (t, TimeSource::Vendor)
+            }
+            _ => match (mail.date(), mail.received) {
+                (Some(d), _) => (d, TimeSource::DateHeader),
+                (None, Some(r)) => (r, TimeSource::Received),
+                // Nothing to go on: the epoch sorts before any real event, so
+                // this delta can never override a dated one.
+                (None, None) => (DateTime::<Utc>::UNIX_EPOCH, TimeSource::Received),
+            },
+        };
+        let mut fields = Fields::new();
+        for (name, value) in row {
+            if SPECIAL.contains(&name.as_str()) || value.trim().is_empty() {
+                continue;
+            }
+            fields.insert(name.clone(), self.convert(name, value)?);
+        }
+        Ok(DeltaDraft {
+            vendor: self.vendor.clone(),
+            order_ref,
+            status,
+            vendor_status,
+            fields,
+            event_time,
+            time_source,
+        })
+    }
+}
+
+fn normalise_space(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Reads `$1,234.50`, `USD 99`, `(12.00)`, `-12`: `.` is the decimal point,
+/// `,` separates thousands (groups of exactly three digits). Anything
+/// ambiguous, such as a European `1.234,50` or `12,5`, is refused rather than
+/// misread: a wrong amount is worse than a quarantined message.
+fn parse_number(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let negative = (t.starts_with('(') && t.ends_with(')')) || t.contains('-');
+    let body: String = t
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+        .collect();
+    let letters = t.chars().filter(|c| c.is_alphabetic()).count();
+    if body.is_empty() || letters > 3 || body.matches('.').count() > 1 {
+        return None;
+    }
+    let (int_part, frac) = match body.split_once('.') {
+        Some((i, f)) if !f.contains(',') => (i, Some(f)),
+        Some(_) => return None,
+        None => (body.as_str(), None),
+    };
+    let mut groups = int_part.split(',');
+    let first = groups.next()?;
+    if first.is_empty() && frac.is_none() {
+        return None;
+    }
+    if groups.any(|g| g.len() != 3) {
+        return None;
+    }
+    let digits: String = int_part.chars().filter(char::is_ascii_digit).collect();
+    let n: f64 = match frac {
+        Some(f) => format!("{}.{f}", if digits.is_empty() { "0" } else { &digits }).parse().ok()?,
+        None => digits.parse().ok()?,
+    };
+    Some(if negative { -n } else { n })
+}
+
+impl Parser for RuleParser {
+    fn vendor(&self) -> &str {
+        &self.vendor
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn accepts_sender(&self, sender: &str) -> bool {
+        self.senders.iter().any(|p| glob_match(p, sender))
+    }
+    fn recognises(&self, mail: &Mail<'_>) -> bool {
+        self.subject.as_ref().is_none_or(|r| r.is_match(mail.subject()))
+            && self.body.as_ref().is_none_or(|r| r.is_match(mail.text()))
+    }
+
+    fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError> {
+        let mut common: BTreeMap<String, String> = BTreeMap::new();
+        let mut rows: Vec<BTreeMap<String, String>> = Vec::new();
+        let mut has_repeat = false;
+        for (index, p) in self.patterns.iter().enumerate() {
+            let hay = p.source.read(mail);
+            if p.repeat {
+                has_repeat = true;
+                for caps in p.regex.captures_iter(&hay) {
+                    rows.push(captures_to_map(&p.regex, &caps));
+                }
+                continue;
+            }
+            match p.regex.captures(&hay) {
+                Some(caps) => {
+                    for (k, v) in captures_to_map(&p.regex, &caps) {
+                        common.entry(k).or_insert(v);
+                    }
+                }
+                None if p.optional => {}
+                None => {
+                    return Err(ExtractError::NoMatch {
+                        index,
+                        place: p.source.describe(),
+                    });
+                }
+            }
+        }
+        if has_repeat {
+            if rows.is_empty() {
+                return Err(ExtractError::NoRows);
+            }
+            for row in &mut rows {
+                for (k, v) in &common {
+                    row.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        } else {
+            rows.push(common);
+        }
+        rows.iter().map(|r| self.row_to_delta(mail, r)).collect()
+    }
+}
+
+fn captures_to_map(re: &Regex, caps: &regex::Captures<'_>) -> BTreeMap<String, String> {
+    re.capture_names()
+        .flatten()
+        .filter_map(|n| {
+            caps.name(n)
+                .map(|m| m.as_str().trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| (n.to_string(), s.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_or_refused_never_misread() {
+        assert_eq!(parse_number("$1,234.50"), Some(1234.5));
+        assert_eq!(parse_number("USD 99"), Some(99.0));
+        assert_eq!(parse_number("(12.00)"), Some(-12.0));
+        assert_eq!(parse_number("1.234,50"), None);
+        assert_eq!(parse_number("12,50"), None);
+        assert_eq!(parse_number("n/a"), None);
+        assert_eq!(parse_number("1,234"), Some(1234.0));
+        assert_eq!(parse_number("-0.5"), Some(-0.5));
+    }
+}

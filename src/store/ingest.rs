@@ -1,0 +1,323 @@
+//! The raw archive and mailbox checkpoints: one transaction per fetched batch
+//! covers the archive rows, their locations, their deltas, the order view and
+//! the checkpoint, so a crash anywhere leaves either all of it or none.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Result, Store, orders, ts};
+use crate::model::{DeltaDraft, DeltaSource};
+
+/// What happened to an archived message. Every fetched message ends in exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// A parser produced its deltas.
+    Parsed,
+    /// Kept with a reason for a human: no vendor matched, extraction failed, a sender check failed.
+    Quarantined,
+    /// Dropped by a configured rule (e.g. an internal sender); kept raw all the same.
+    Ignored,
+    /// Over the size limit: only its header was fetched and archived.
+    Skipped,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Parsed => "parsed",
+            Disposition::Quarantined => "quarantined",
+            Disposition::Ignored => "ignored",
+            Disposition::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+/// A fetched message with everything decided about it, ready to commit.
+#[derive(Debug, Clone)]
+pub struct ArchivedMessage {
+    pub location: String,
+    pub dedupe_key: [u8; 32],
+    pub content_hash: [u8; 32],
+    pub message_id: Option<String>,
+    pub size: u64,
+    pub raw: Vec<u8>,
+    pub raw_complete: bool,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub date_header: Option<DateTime<Utc>>,
+    pub internal_date: Option<DateTime<Utc>>,
+    pub disposition: Disposition,
+    pub reason: Option<String>,
+    pub vendor: Option<String>,
+    pub parser: Option<String>,
+    pub parser_version: Option<u32>,
+    pub deltas: Vec<DeltaDraft>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestBatch {
+    pub source: String,
+    pub folder: String,
+    /// Recorded with the batch for IMAP; `None` for sources without UIDs
+    /// (Maildir), whose progress is the set of committed locations.
+    pub checkpoint: Option<Checkpoint>,
+    pub messages: Vec<ArchivedMessage>,
+}
+
+/// What a committed batch did, for logs and `ingest --once`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchOutcome {
+    pub archived: u64,
+    pub parsed: u64,
+    pub quarantined: u64,
+    pub ignored: u64,
+    pub skipped: u64,
+    /// Already archived from another location (a UIDVALIDITY resync, a second mailbox).
+    pub duplicates: u64,
+    /// This exact location was committed before (a batch re-offered after a crash).
+    pub already_seen: u64,
+    pub deltas: u64,
+}
+
+impl BatchOutcome {
+    pub fn add(&mut self, o: &BatchOutcome) {
+        self.archived += o.archived;
+        self.parsed += o.parsed;
+        self.quarantined += o.quarantined;
+        self.ignored += o.ignored;
+        self.skipped += o.skipped;
+        self.duplicates += o.duplicates;
+        self.already_seen += o.already_seen;
+        self.deltas += o.deltas;
+    }
+
+    pub fn fetched(&self) -> u64 {
+        self.archived + self.duplicates + self.already_seen
+    }
+}
+
+/// Archive totals by disposition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageCounts {
+    pub messages: u64,
+    pub locations: u64,
+    pub parsed: u64,
+    pub quarantined: u64,
+    pub ignored: u64,
+    pub skipped: u64,
+    pub deltas: u64,
+}
+
+impl Store {
+    pub async fn checkpoint(&self, source: &str, folder: &str) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query(
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE source = ? AND folder = ?",
+        )
+        .bind(source)
+        .bind(folder)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(Checkpoint {
+                uidvalidity: r.try_get::<i64, _>(0)? as u32,
+                last_uid: r.try_get::<i64, _>(1)? as u32,
+            }),
+            None => None,
+        })
+    }
+
+    /// Locations already committed for a source folder: how a Maildir source,
+    /// which has no UIDs, knows what it has done.
+    pub async fn known_locations(&self, source: &str, folder: &str) -> Result<HashSet<String>> {
+        let rows = sqlx::query_scalar::<_, String>(
+            "SELECT location FROM message_locations WHERE source = ? AND folder = ?",
+        )
+        .bind(source)
+        .bind(folder)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Commits one fetched batch atomically: archive rows, locations, deltas,
+    /// order view and checkpoint.
+    pub async fn commit_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome> {
+        let now = Utc::now();
+        let now_s = ts(now);
+        let mut out = BatchOutcome::default();
+        let mut tx = self.write_tx().await?;
+        for m in &batch.messages {
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM message_locations WHERE source = ? AND folder = ? AND location = ?",
+            )
+            .bind(&batch.source)
+            .bind(&batch.folder)
+            .bind(&m.location)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if seen.is_some() {
+                out.already_seen += 1;
+                continue;
+            }
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO messages (dedupe_key, content_hash, message_id, size, raw, raw_complete,
+                     sender, subject, date_header, internal_date, archived_at, disposition, reason,
+                     vendor, parser, parser_version)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (dedupe_key) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&m.dedupe_key[..])
+            .bind(&m.content_hash[..])
+            .bind(&m.message_id)
+            .bind(m.size as i64)
+            .bind(&m.raw)
+            .bind(m.raw_complete)
+            .bind(&m.sender)
+            .bind(&m.subject)
+            .bind(m.date_header.map(ts))
+            .bind(m.internal_date.map(ts))
+            .bind(&now_s)
+            .bind(m.disposition.as_str())
+            .bind(&m.reason)
+            .bind(&m.vendor)
+            .bind(&m.parser)
+            .bind(m.parser_version.map(i64::from))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let message_id = match inserted {
+                Some(id) => {
+                    out.archived += 1;
+                    match m.disposition {
+                        Disposition::Parsed => out.parsed += 1,
+                        Disposition::Quarantined => out.quarantined += 1,
+                        Disposition::Ignored => out.ignored += 1,
+                        Disposition::Skipped => out.skipped += 1,
+                    }
+                    for d in &m.deltas {
+                        let delta = orders::append_delta(
+                            &mut tx,
+                            DeltaSource::Email,
+                            d,
+                            Some(id),
+                            m.parser.as_deref(),
+                            m.parser_version,
+                            now,
+                        )
+                        .await?;
+                        orders::update_view(&mut tx, &delta).await?;
+                        out.deltas += 1;
+                    }
+                    id
+                }
+                None => {
+                    out.duplicates += 1;
+                    sqlx::query_scalar("SELECT id FROM messages WHERE dedupe_key = ?")
+                        .bind(&m.dedupe_key[..])
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            sqlx::query(
+                "INSERT INTO message_locations (source, folder, location, message, fetched_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&batch.source)
+            .bind(&batch.folder)
+            .bind(&m.location)
+            .bind(message_id)
+            .bind(&now_s)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(cp) = batch.checkpoint {
+            sqlx::query(
+                "INSERT INTO checkpoints (source, folder, uidvalidity, last_uid, updated_at)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (source, folder) DO UPDATE SET
+                     uidvalidity = excluded.uidvalidity,
+                     -- A re-offered older batch must never move the checkpoint back.
+                     last_uid = CASE WHEN checkpoints.uidvalidity = excluded.uidvalidity
+                                     THEN max(checkpoints.last_uid, excluded.last_uid)
+                                     ELSE excluded.last_uid END,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(&batch.source)
+            .bind(&batch.folder)
+            .bind(i64::from(cp.uidvalidity))
+            .bind(i64::from(cp.last_uid))
+            .bind(&now_s)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn message_counts(&self) -> Result<MessageCounts> {
+        let r = sqlx::query(
+            "SELECT
+                (SELECT count(*) FROM messages),
+                (SELECT count(*) FROM message_locations),
+                (SELECT count(*) FROM messages WHERE disposition = 'parsed'),
+                (SELECT count(*) FROM messages WHERE disposition = 'quarantined'),
+                (SELECT count(*) FROM messages WHERE disposition = 'ignored'),
+                (SELECT count(*) FROM messages WHERE disposition = 'skipped'),
+                (SELECT count(*) FROM deltas)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let g = |i: usize| -> Result<u64> { Ok(r.try_get::<i64, _>(i)? as u64) };
+        Ok(MessageCounts {
+            messages: g(0)?,
+            locations: g(1)?,
+            parsed: g(2)?,
+            quarantined: g(3)?,
+            ignored: g(4)?,
+            skipped: g(5)?,
+            deltas: g(6)?,
+        })
+    }
+
+    /// Quarantined messages, newest first: (id, archived_at, sender, subject, reason).
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
+        let rows = sqlx::query(
+            "SELECT id, archived_at, sender, subject, reason, vendor FROM messages
+             WHERE disposition = 'quarantined' ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.try_get(0)?,
+                    archived_at: super::parse_ts(r.try_get::<&str, _>(1)?)?,
+                    sender: r.try_get(2)?,
+                    subject: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    vendor: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub archived_at: DateTime<Utc>,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+    pub vendor: Option<String>,
+}

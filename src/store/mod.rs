@@ -1,0 +1,114 @@
+//! All SQL lives here. Nothing outside `store` imports sqlx.
+//!
+//! SQLite in WAL mode with `synchronous = NORMAL`: a committed transaction
+//! survives a process crash (the case we must handle: SIGKILL, OOM), and the
+//! fsync per commit that `FULL` adds would cap ingest at the disk's flush rate.
+//! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
+//! busy timeout instead of failing with a lock upgrade deadlock.
+
+mod ingest;
+mod orders;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use ingest::{ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts};
+pub use orders::DeltaFilter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds a value it cannot read back ({0}); was it written by a newer driftwatch?")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Errors worth retrying later with the same input: another process holds
+    /// the write lock, or the disk is full. Anything else is a bug or a broken
+    /// database and retrying won't help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code().unwrap_or_default();
+                // SQLITE_BUSY(5), SQLITE_LOCKED(6), SQLITE_IOERR(10), SQLITE_FULL(13), extended codes keep the low byte.
+                matches!(
+                    code.parse::<i32>().map(|c| c & 0xff),
+                    Ok(5) | Ok(6) | Ok(10) | Ok(13)
+                )
+            }
+            StoreError::Db(sqlx::Error::PoolTimedOut) | StoreError::Db(sqlx::Error::Io(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for in-flight statements: part of clean shutdown.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The one timestamp format in the database: fixed width, so text order is time order.
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .map(|n| n.and_utc())
+        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+}
+
+pub(crate) fn parse_enum<T: FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    T::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

@@ -1,0 +1,292 @@
+//! The delta log and the order view derived from it.
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
+use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, OrderState, Status};
+use crate::view;
+
+const DELTA_COLUMNS: &str = "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
+     d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version";
+
+const ORDER_COLUMNS: &str = "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
+     updated_at, delta_count";
+
+/// Which deltas a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct DeltaFilter {
+    pub vendor: Option<String>,
+    pub order_ref: Option<String>,
+}
+
+pub(super) async fn append_delta(
+    conn: &mut SqliteConnection,
+    source: DeltaSource,
+    d: &DeltaDraft,
+    message: Option<i64>,
+    parser: Option<&str>,
+    parser_version: Option<u32>,
+    recorded_at: DateTime<Utc>,
+) -> Result<Delta> {
+    let fields = serde_json::to_string(&d.fields)
+        .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
+    let offset: i64 = sqlx::query_scalar(
+        "INSERT INTO deltas (vendor, order_ref, source, status, vendor_status, fields, event_time,
+             time_source, recorded_at, message, parser, parser_version)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         RETURNING offset",
+    )
+    .bind(&d.vendor)
+    .bind(&d.order_ref)
+    .bind(source.as_str())
+    .bind(d.status.map(Status::as_str))
+    .bind(&d.vendor_status)
+    .bind(fields)
+    .bind(ts(d.event_time))
+    .bind(d.time_source.as_str())
+    .bind(ts(recorded_at))
+    .bind(message)
+    .bind(parser)
+    .bind(parser_version.map(i64::from))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Delta {
+        offset,
+        source,
+        draft: d.clone(),
+        // Round-trip through the stored format so the in-memory delta equals a reloaded one.
+        recorded_at: parse_ts(&ts(recorded_at))?,
+        message,
+        parser: parser.map(str::to_string),
+        parser_version: parser_version.map(i64::from),
+    })
+}
+
+/// Brings one order's view up to date with a newly appended delta: an
+/// in-order delta is applied on top; an out-of-order one refolds the order.
+pub(super) async fn update_view(conn: &mut SqliteConnection, d: &Delta) -> Result<()> {
+    let current = load_order(conn, &d.draft.vendor, &d.draft.order_ref).await?;
+    let next = match current {
+        Some(s) if view::applies_after(&s, d) => view::apply(Some(s), d),
+        None => view::apply(None, d),
+        Some(_) => {
+            let mut ds = order_deltas_conn(conn, &d.draft.vendor, &d.draft.order_ref).await?;
+            match view::fold(&mut ds) {
+                Some(s) => s,
+                None => return Ok(()),
+            }
+        }
+    };
+    save_order(conn, &next).await
+}
+
+async fn load_order(
+    conn: &mut SqliteConnection,
+    vendor: &str,
+    order_ref: &str,
+) -> Result<Option<OrderState>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = ? AND order_ref = ?"
+    )))
+    .bind(vendor)
+    .bind(order_ref)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(order_from_row).transpose()
+}
+
+async fn save_order(conn: &mut SqliteConnection, s: &OrderState) -> Result<()> {
+    let fields = serde_json::to_string(&s.fields)
+        .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
+    sqlx::query(
+        "INSERT INTO orders (vendor, order_ref, status, vendor_status, fields, event_time,
+             last_offset, updated_at, delta_count)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (vendor, order_ref) DO UPDATE SET
+             status = excluded.status, vendor_status = excluded.vendor_status,
+             fields = excluded.fields, event_time = excluded.event_time,
+             last_offset = excluded.last_offset, updated_at = excluded.updated_at,
+             delta_count = excluded.delta_count",
+    )
+    .bind(&s.vendor)
+    .bind(&s.order_ref)
+    .bind(s.status.map(Status::as_str))
+    .bind(&s.vendor_status)
+    .bind(fields)
+    .bind(ts(s.event_time))
+    .bind(s.last_offset)
+    .bind(ts(s.updated_at))
+    .bind(s.delta_count)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn order_deltas_conn(
+    conn: &mut SqliteConnection,
+    vendor: &str,
+    order_ref: &str,
+) -> Result<Vec<Delta>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELTA_COLUMNS} FROM deltas d
+         WHERE d.vendor = ? AND d.order_ref = ?
+           AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
+         ORDER BY d.event_time, d.offset"
+    )))
+    .bind(vendor)
+    .bind(order_ref)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(delta_from_row).collect()
+}
+
+fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
+    let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
+        .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
+    Ok(Delta {
+        offset: r.try_get(0)?,
+        source: parse_enum("delta source", r.try_get::<&str, _>(3)?)?,
+        draft: DeltaDraft {
+            vendor: r.try_get(1)?,
+            order_ref: r.try_get(2)?,
+            status: r
+                .try_get::<Option<&str>, _>(4)?
+                .map(|s| parse_enum::<Status>("status", s))
+                .transpose()?,
+            vendor_status: r.try_get(5)?,
+            fields,
+            event_time: parse_ts(r.try_get::<&str, _>(7)?)?,
+            time_source: parse_enum("time source", r.try_get::<&str, _>(8)?)?,
+        },
+        recorded_at: parse_ts(r.try_get::<&str, _>(9)?)?,
+        message: r.try_get(10)?,
+        parser: r.try_get(11)?,
+        parser_version: r.try_get(12)?,
+    })
+}
+
+fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
+    let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(4)?)
+        .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
+    Ok(OrderState {
+        vendor: r.try_get(0)?,
+        order_ref: r.try_get(1)?,
+        status: r
+            .try_get::<Option<&str>, _>(2)?
+            .map(|s| parse_enum::<Status>("status", s))
+            .transpose()?,
+        vendor_status: r.try_get(3)?,
+        fields,
+        event_time: parse_ts(r.try_get::<&str, _>(5)?)?,
+        last_offset: r.try_get(6)?,
+        updated_at: parse_ts(r.try_get::<&str, _>(7)?)?,
+        delta_count: r.try_get(8)?,
+    })
+}
+
+impl Store {
+    pub async fn orders(&self, vendor: Option<&str>) -> Result<Vec<OrderState>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (?1 IS NULL OR vendor = ?1)
+             ORDER BY vendor, order_ref"
+        )))
+        .bind(vendor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    pub async fn order(&self, vendor: &str, order_ref: &str) -> Result<Option<OrderState>> {
+        let mut conn = self.pool.acquire().await?;
+        load_order(&mut conn, vendor, order_ref).await
+    }
+
+    /// The order's history in event order, superseded deltas excluded.
+    pub async fn order_deltas(&self, vendor: &str, order_ref: &str) -> Result<Vec<Delta>> {
+        let mut conn = self.pool.acquire().await?;
+        order_deltas_conn(&mut conn, vendor, order_ref).await
+    }
+
+    /// Deltas after `offset`, in log order: the cursor API readers resume from.
+    pub async fn deltas_after(
+        &self,
+        offset: i64,
+        limit: i64,
+        filter: &DeltaFilter,
+    ) -> Result<Vec<Delta>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELTA_COLUMNS} FROM deltas d
+             WHERE d.offset > ?1 AND (?2 IS NULL OR d.vendor = ?2) AND (?3 IS NULL OR d.order_ref = ?3)
+             ORDER BY d.offset LIMIT ?4"
+        )))
+        .bind(offset)
+        .bind(&filter.vendor)
+        .bind(&filter.order_ref)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delta_from_row).collect()
+    }
+
+    /// Recomputes the whole order view from the delta log in one transaction,
+    /// a chunk of orders at a time so memory stays flat on a large log.
+    pub async fn rebuild_view(&self) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
+        let mut count = 0u64;
+        let mut after = (String::new(), String::new());
+        loop {
+            let chunk = next_chunk(&mut tx, &after.0, &after.1).await?;
+            let Some(last) = chunk.last() else { break };
+            after = (last.vendor.clone(), last.order_ref.clone());
+            for s in &chunk {
+                save_order(&mut tx, s).await?;
+                count += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+}
+
+/// Folds the next chunk of complete orders after (vendor, order_ref), in key order.
+async fn next_chunk(
+    conn: &mut SqliteConnection,
+    after_vendor: &str,
+    after_ref: &str,
+) -> Result<Vec<OrderState>> {
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELTA_COLUMNS} FROM deltas d
+         WHERE (d.vendor, d.order_ref) > (?1, ?2)
+           AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
+         ORDER BY d.vendor, d.order_ref, d.event_time, d.offset"
+    )))
+    .bind(after_vendor)
+    .bind(after_ref)
+    .fetch(&mut *conn);
+    let mut states = Vec::new();
+    let mut current: Option<OrderState> = None;
+    while let Some(row) = rows.try_next().await? {
+        let d = delta_from_row(&row)?;
+        current = match current {
+            Some(s) if s.vendor == d.draft.vendor && s.order_ref == d.draft.order_ref => {
+                Some(view::apply(Some(s), &d))
+            }
+            other => {
+                if let Some(s) = other {
+                    states.push(s);
+                    if states.len() >= 1024 {
+                        // `current` is incomplete; drop it, the next chunk restarts at it.
+                        return Ok(states);
+                    }
+                }
+                Some(view::apply(None, &d))
+            }
+        };
+    }
+    states.extend(current);
+    Ok(states)
+}
