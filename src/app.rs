@@ -26,12 +26,18 @@ pub struct App {
 
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
-    Registry::load_dir(&config.parsers_dir, config.ingest.ignore_senders.clone()).map_err(|errors| {
-        anyhow::anyhow!(
-            "invalid parser rule files:\n  {}",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
-        )
-    })
+    Registry::load_dir(&config.parsers_dir, config.ingest.ignore_senders.clone()).map_err(
+        |errors| {
+            anyhow::anyhow!(
+                "invalid parser rule files:\n  {}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            )
+        },
+    )
 }
 
 impl App {
@@ -40,7 +46,11 @@ impl App {
         let store = Store::open(&config.database)
             .await
             .with_context(|| format!("failed to open database {}", config.database.display()))?;
-        let pipeline = Arc::new(Pipeline::new(store.clone(), registry, config.ingest.clone()));
+        let pipeline = Arc::new(Pipeline::new(
+            store.clone(),
+            registry,
+            config.ingest.clone(),
+        ));
         Ok(App {
             config,
             store,
@@ -68,16 +78,16 @@ impl App {
                         let mut src = ImapSource::new(s.clone(), folder.clone());
                         let out = src.sync(&self.pipeline, &never).await;
                         src.reset().await;
-                        let out = out.with_context(|| format!("failed to ingest {}/{folder}", s.name))?;
+                        let out =
+                            out.with_context(|| format!("failed to ingest {}/{folder}", s.name))?;
                         results.push((s.name.clone(), folder.clone(), out));
                     }
                 }
                 Mailbox::Maildir(s) => {
                     let mut src = MaildirSource::new(s.clone());
-                    let out = src
-                        .sync(&self.pipeline, &never)
-                        .await
-                        .with_context(|| format!("failed to ingest Maildir {}", s.path.display()))?;
+                    let out = src.sync(&self.pipeline, &never).await.with_context(|| {
+                        format!("failed to ingest Maildir {}", s.path.display())
+                    })?;
                     results.push((s.name.clone(), src.folder().to_string(), out));
                 }
             }

@@ -115,7 +115,7 @@ impl TomlSource {
             span = k.span();
             let mut v = v;
             if let (Some(i), toml::de::DeValue::Array(a)) = (index, v.get_ref()) {
-                match a.iter().nth(i) {
+                match a.get(i) {
                     Some(item) => {
                         v = item;
                         span = item.span();
@@ -401,7 +401,13 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
 
         let data_dir = match std::env::var_os("DRIFTWATCH_DATA_DIR") {
             Some(d) => PathBuf::from(d),
@@ -479,10 +485,21 @@ impl Config {
                         .username
                         .ok_or_else(|| src.error(&key("kind"), "missing key `username`"))?;
                     let secrets = [
-                        m.password_env.clone().map(|v| ("password_env", ImapAuth::Password(Secret::Env(v)))),
-                        m.password_file.as_ref().map(|p| ("password_file", ImapAuth::Password(Secret::File(rel(p))))),
-                        m.oauth2_token_file.as_ref().map(|p| ("oauth2_token_file", ImapAuth::XOAuth2(Secret::File(rel(p))))),
-                        m.oauth2_token_command.clone().map(|c| ("oauth2_token_command", ImapAuth::XOAuth2(Secret::Command(c)))),
+                        m.password_env
+                            .clone()
+                            .map(|v| ("password_env", ImapAuth::Password(Secret::Env(v)))),
+                        m.password_file
+                            .as_ref()
+                            .map(|p| ("password_file", ImapAuth::Password(Secret::File(rel(p))))),
+                        m.oauth2_token_file.as_ref().map(|p| {
+                            ("oauth2_token_file", ImapAuth::XOAuth2(Secret::File(rel(p))))
+                        }),
+                        m.oauth2_token_command.clone().map(|c| {
+                            (
+                                "oauth2_token_command",
+                                ImapAuth::XOAuth2(Secret::Command(c)),
+                            )
+                        }),
                     ];
                     let mut given = secrets.into_iter().flatten();
                     let auth = match (given.next(), given.next()) {
@@ -494,24 +511,35 @@ impl Config {
                             ));
                         }
                         (Some((a, _)), Some((b, _))) => {
-                            return Err(src.error(&key(b), format!("conflicts with `{a}`: give one credential source")));
+                            return Err(src.error(
+                                &key(b),
+                                format!("conflicts with `{a}`: give one credential source"),
+                            ));
                         }
                     };
                     let ca_file = m.ca_file.as_ref().map(|p| rel(p));
                     if let Some(ca) = &ca_file
                         && !ca.is_file()
                     {
-                        return Err(src.error(&key("ca_file"), format!("no such file: {}", ca.display())));
+                        return Err(
+                            src.error(&key("ca_file"), format!("no such file: {}", ca.display()))
+                        );
                     }
                     let folders = m.folders.unwrap_or_else(|| vec!["INBOX".to_string()]);
                     if folders.is_empty() {
                         return Err(src.error(&key("folders"), "must list at least one folder"));
                     }
-                    let after_processing = match m.after_processing.unwrap_or(AfterProcessing::None) {
+                    let after_processing = match m.after_processing.unwrap_or(AfterProcessing::None)
+                    {
                         AfterProcessing::None => AfterAction::None,
-                        AfterProcessing::Flag => AfterAction::Flag(m.flag.unwrap_or_else(|| "$Driftwatch".into())),
+                        AfterProcessing::Flag => {
+                            AfterAction::Flag(m.flag.unwrap_or_else(|| "$Driftwatch".into()))
+                        }
                         AfterProcessing::Move => AfterAction::Move(m.move_to.ok_or_else(|| {
-                            src.error(&key("after_processing"), "after_processing = \"move\" needs `move_to = \"Folder\"`")
+                            src.error(
+                                &key("after_processing"),
+                                "after_processing = \"move\" needs `move_to = \"Folder\"`",
+                            )
                         })?),
                     };
                     let idle_refresh = Duration::from_secs(m.idle_refresh_secs.unwrap_or(300));
@@ -574,26 +602,48 @@ mod tests {
         let e = load_str("data_dir = \"x\"\n\n[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"m\"\npoll_intervall_secs = 5\n")
             .unwrap_err();
         assert_eq!(e.line, Some(7), "{e}");
-        assert_eq!(e.key.as_deref(), Some("mailbox[0].poll_intervall_secs"), "{e}");
+        assert_eq!(
+            e.key.as_deref(),
+            Some("mailbox[0].poll_intervall_secs"),
+            "{e}"
+        );
         assert!(e.message.contains("unknown field"), "{e}");
-        assert!(e.to_string().starts_with("driftwatch.toml:7: key `mailbox[0].poll_intervall_secs`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("driftwatch.toml:7: key `mailbox[0].poll_intervall_secs`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_and_bad_enum_are_located() {
         let e = load_str("[ingest]\nmax_message_bytes = \"big\"\n").unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("ingest.max_message_bytes")), "{e}");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("ingest.max_message_bytes")),
+            "{e}"
+        );
         let e = load_str("[[mailbox]]\nname = \"a\"\nkind = \"pop3\"\n").unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("mailbox[0].kind")), "{e}");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("mailbox[0].kind")),
+            "{e}"
+        );
     }
 
     #[test]
     fn plaintext_imap_must_be_confirmed() {
         let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"P\"\ntls = \"none\"\n";
         let e = load_str(base).unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(7), Some("mailbox[0].tls")), "{e}");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("mailbox[0].tls")),
+            "{e}"
+        );
         let ok = load_str(&format!("{base}allow_plaintext = true\n")).unwrap();
-        let Mailbox::Imap(m) = &ok.mailboxes[0] else { panic!() };
+        let Mailbox::Imap(m) = &ok.mailboxes[0] else {
+            panic!()
+        };
         assert_eq!((m.tls, m.port), (TlsMode::None, 143));
     }
 
@@ -602,7 +652,10 @@ mod tests {
         let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\n";
         let e = load_str(base).unwrap_err();
         assert!(e.message.contains("no credentials"), "{e}");
-        let e = load_str(&format!("{base}password_env = \"P\"\npassword_file = \"f\"\n")).unwrap_err();
+        let e = load_str(&format!(
+            "{base}password_env = \"P\"\npassword_file = \"f\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("mailbox[0].password_file"), "{e}");
         assert_eq!(e.line, Some(7), "{e}");
     }

@@ -13,10 +13,20 @@ use driftwatch::config::{Config, LogFormat};
 use driftwatch::store::{DeltaFilter, Store};
 
 #[derive(Parser)]
-#[command(name = "driftwatch", version, about = "Keeps a local view of vendor orders true from vendor status emails and periodic full-state exports.")]
+#[command(
+    name = "driftwatch",
+    version,
+    about = "Keeps a local view of vendor orders true from vendor status emails and periodic full-state exports."
+)]
 struct Cli {
     /// Config file (TOML). Relative paths inside it are relative to the file.
-    #[arg(long, short, global = true, env = "DRIFTWATCH_CONFIG", default_value = "driftwatch.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "DRIFTWATCH_CONFIG",
+        default_value = "driftwatch.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -74,7 +84,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -139,9 +151,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let store = Store::open(&config.database).await?;
             orders(&store, vendor.as_deref(), order_ref.as_deref(), json).await?;
         }
-        Command::Tail { after, vendor, limit } => {
+        Command::Tail {
+            after,
+            vendor,
+            limit,
+        } => {
             let store = Store::open(&config.database).await?;
-            let filter = DeltaFilter { vendor, order_ref: None };
+            let filter = DeltaFilter {
+                vendor,
+                order_ref: None,
+            };
             for d in store.deltas_after(after, limit, &filter).await? {
                 println!("{}", serde_json::to_string(&d)?);
             }
@@ -178,8 +197,9 @@ async fn serve(app: &App) -> Result<()> {
     let signals = {
         let shutdown = shutdown.clone();
         async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("failed to install SIGTERM handler")?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("failed to install SIGTERM handler")?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
                 _ = term.recv() => info!("SIGTERM received"),
@@ -194,7 +214,9 @@ async fn serve(app: &App) -> Result<()> {
         while hup.recv().await.is_some() {
             match app.reload_parsers() {
                 Ok(n) => info!(parsers = n, "parsers reloaded"),
-                Err(e) => warn!(error = %format!("{e:#}"), "parser reload failed; keeping the running parsers"),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "parser reload failed; keeping the running parsers")
+                }
             }
         }
         anyhow::Ok(())
@@ -224,14 +246,22 @@ fn print_ingest(results: &[(String, String, driftwatch::store::BatchOutcome)]) {
     }
 }
 
-async fn orders(store: &Store, vendor: Option<&str>, order_ref: Option<&str>, json: bool) -> Result<()> {
+async fn orders(
+    store: &Store,
+    vendor: Option<&str>,
+    order_ref: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let all = store.orders(vendor).await?;
     let Some(order_ref) = order_ref else {
         if json {
             println!("{}", serde_json::to_string_pretty(&all)?);
             return Ok(());
         }
-        println!("{:<18} {:<14} {:<12} {:<26} {:<21} FIELDS", "VENDOR", "ORDER", "STATUS", "VENDOR STATUS", "AS OF (UTC)");
+        println!(
+            "{:<18} {:<14} {:<12} {:<26} {:<21} FIELDS",
+            "VENDOR", "ORDER", "STATUS", "VENDOR STATUS", "AS OF (UTC)"
+        );
         for o in &all {
             println!(
                 "{:<18} {:<14} {:<12} {:<26} {:<21} {}",
@@ -248,16 +278,29 @@ async fn orders(store: &Store, vendor: Option<&str>, order_ref: Option<&str>, js
     };
     let matches: Vec<_> = all.iter().filter(|o| o.order_ref == order_ref).collect();
     let order = match matches.as_slice() {
-        [] => anyhow::bail!("no order {order_ref}{}", vendor.map(|v| format!(" at vendor {v}")).unwrap_or_default()),
+        [] => anyhow::bail!(
+            "no order {order_ref}{}",
+            vendor
+                .map(|v| format!(" at vendor {v}"))
+                .unwrap_or_default()
+        ),
         [one] => *one,
         _ => anyhow::bail!("order {order_ref} exists at several vendors; add --vendor"),
     };
     let history = store.order_deltas(&order.vendor, &order.order_ref).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"order": order, "deltas": history}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"order": order, "deltas": history}))?
+        );
         return Ok(());
     }
-    println!("{} {}: {}", order.vendor, order.order_ref, order.status.map(|s| s.as_str()).unwrap_or("-"));
+    println!(
+        "{} {}: {}",
+        order.vendor,
+        order.order_ref,
+        order.status.map(|s| s.as_str()).unwrap_or("-")
+    );
     println!("fields: {}", serde_json::to_string(&order.fields)?);
     println!("history (event order):");
     for d in history {
@@ -288,9 +331,16 @@ async fn demo(dir: &Path) -> Result<ExitCode> {
     if !q.is_empty() {
         println!("\nquarantined ({}):", q.len());
         for m in q {
-            println!("  from {}: {}", m.sender.as_deref().unwrap_or("?"), m.reason.as_deref().unwrap_or(""));
+            println!(
+                "  from {}: {}",
+                m.sender.as_deref().unwrap_or("?"),
+                m.reason.as_deref().unwrap_or("")
+            );
         }
     }
-    println!("\nexplore: driftwatch -c {} orders <ORDER>", config_path.display());
+    println!(
+        "\nexplore: driftwatch -c {} orders <ORDER>",
+        config_path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -60,7 +60,9 @@ impl fmt::Display for Status {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown status `{0}` (expected one of: ordered, accepted, scheduled, in_progress, on_hold, completed, cancelled)")]
+#[error(
+    "unknown status `{0}` (expected one of: ordered, accepted, scheduled, in_progress, on_hold, completed, cancelled)"
+)]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for Status {

@@ -87,7 +87,9 @@ mod tests {
                 event_time: Utc.with_ymd_and_hms(2026, 1, 1, hour, 0, 0).unwrap(),
                 time_source: TimeSource::Vendor,
             },
-            recorded_at: Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, offset as u32).unwrap(),
+            recorded_at: Utc
+                .with_ymd_and_hms(2026, 1, 2, 0, 0, offset as u32)
+                .unwrap(),
             message: None,
             parser: None,
             parser_version: None,

@@ -72,7 +72,12 @@ impl ImapSource {
         let tls_config = || tls::client_config(&s.host, s.ca_file.as_deref());
         let client = match s.tls {
             TlsMode::Implicit => {
-                let stream = timed("TLS handshake", s.connect_timeout, tls::handshake(tcp, &s.host, tls_config()?)).await?;
+                let stream = timed(
+                    "TLS handshake",
+                    s.connect_timeout,
+                    tls::handshake(tcp, &s.host, tls_config()?),
+                )
+                .await?;
                 let mut client = async_imap::Client::new(Either::Right(stream));
                 read_greeting(&mut client, s.connect_timeout).await?;
                 client
@@ -80,11 +85,23 @@ impl ImapSource {
             TlsMode::Starttls => {
                 let mut plain = async_imap::Client::new(Either::Left(tcp));
                 read_greeting(&mut plain, s.connect_timeout).await?;
-                timed("STARTTLS", s.connect_timeout, plain.run_command_and_check_ok("STARTTLS", None)).await?;
+                timed(
+                    "STARTTLS",
+                    s.connect_timeout,
+                    plain.run_command_and_check_ok("STARTTLS", None),
+                )
+                .await?;
                 let Either::Left(tcp) = plain.into_inner() else {
-                    return Err(IngestError::Unsupported("STARTTLS on an already encrypted stream".into()));
+                    return Err(IngestError::Unsupported(
+                        "STARTTLS on an already encrypted stream".into(),
+                    ));
                 };
-                let stream = timed("TLS handshake", s.connect_timeout, tls::handshake(tcp, &s.host, tls_config()?)).await?;
+                let stream = timed(
+                    "TLS handshake",
+                    s.connect_timeout,
+                    tls::handshake(tcp, &s.host, tls_config()?),
+                )
+                .await?;
                 async_imap::Client::new(Either::Right(stream))
             }
             TlsMode::None => {
@@ -101,7 +118,10 @@ impl ImapSource {
             match &s.auth {
                 ImapAuth::Password(secret) => {
                     let password = secret.resolve()?;
-                    client.login(&s.username, &password).await.map_err(|(e, _)| auth_err(e))
+                    client
+                        .login(&s.username, &password)
+                        .await
+                        .map_err(|(e, _)| auth_err(e))
                 }
                 ImapAuth::XOAuth2(secret) => {
                     let token = secret.resolve()?;
@@ -110,7 +130,10 @@ impl ImapSource {
                         token,
                         sent: false,
                     };
-                    client.authenticate("XOAUTH2", auth).await.map_err(|(e, _)| auth_err(e))
+                    client
+                        .authenticate("XOAUTH2", auth)
+                        .await
+                        .map_err(|(e, _)| auth_err(e))
                 }
             }
         };
@@ -123,6 +146,13 @@ impl ImapSource {
                 });
             }
         };
+        if let AfterAction::Move(target) = &s.after_processing {
+            // MOVE into a missing folder fails with TRYCREATE; make sure it
+            // exists. "Already exists" is the usual answer and is fine.
+            if let Err(e) = timed("CREATE", OP_TIMEOUT, session.create(target)).await {
+                debug!(folder = %target, error = %e, "CREATE of the move target did not succeed (usually: it exists)");
+            }
+        }
         let caps = timed("CAPABILITY", OP_TIMEOUT, session.capabilities()).await?;
         self.can_idle = caps.has_str("IDLE");
         self.can_move = caps.has_str("MOVE");
@@ -146,7 +176,9 @@ impl ImapSource {
             match &self.settings.after_processing {
                 AfterAction::None => {}
                 AfterAction::Flag(keyword) => {
-                    let stream = session.uid_store(&set, format!("+FLAGS.SILENT ({keyword})")).await?;
+                    let stream = session
+                        .uid_store(&set, format!("+FLAGS.SILENT ({keyword})"))
+                        .await?;
                     timed("UID STORE", OP_TIMEOUT, stream.try_collect::<Vec<_>>()).await?;
                 }
                 AfterAction::Move(target) if self.can_move => {
@@ -175,7 +207,10 @@ impl ImapSource {
     }
 }
 
-async fn read_greeting(client: &mut async_imap::Client<Stream>, limit: Duration) -> Result<(), IngestError> {
+async fn read_greeting(
+    client: &mut async_imap::Client<Stream>,
+    limit: Duration,
+) -> Result<(), IngestError> {
     match tokio::time::timeout(limit, client.read_response()).await {
         Ok(Ok(Some(_))) => Ok(()),
         Ok(Ok(None)) => Err(IngestError::Imap(async_imap::error::Error::ConnectionLost)),
@@ -230,7 +265,11 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
-async fn fetch_all(session: &mut Session, set: &str, query: &str) -> Result<Vec<Fetch>, IngestError> {
+async fn fetch_all(
+    session: &mut Session,
+    set: &str,
+    query: &str,
+) -> Result<Vec<Fetch>, IngestError> {
     let fut = async {
         let stream = session.uid_fetch(set, query).await?;
         stream.try_collect::<Vec<_>>().await
@@ -247,7 +286,11 @@ impl MailSource for ImapSource {
         &self.folder
     }
 
-    async fn sync(&mut self, pipeline: &Pipeline, shutdown: &CancellationToken) -> Result<BatchOutcome, IngestError> {
+    async fn sync(
+        &mut self,
+        pipeline: &Pipeline,
+        shutdown: &CancellationToken,
+    ) -> Result<BatchOutcome, IngestError> {
         let mut session = match self.session.take() {
             Some(s) => s,
             None => self.connect().await?,
@@ -287,7 +330,9 @@ impl MailSource for ImapSource {
         let session = timed("IDLE DONE", OP_TIMEOUT, idle.done()).await?;
         self.session = Some(session);
         match response {
-            Some(IdleResponse::NewData(_)) => debug!(source = %self.settings.name, folder = %self.folder, "IDLE: server reported a change"),
+            Some(IdleResponse::NewData(_)) => {
+                debug!(source = %self.settings.name, folder = %self.folder, "IDLE: server reported a change")
+            }
             _ => debug!(source = %self.settings.name, folder = %self.folder, "IDLE: refreshing"),
         }
         Ok(())
@@ -311,9 +356,9 @@ impl ImapSource {
         let source = self.settings.name.clone();
         let folder = self.folder.clone();
         let mailbox = timed("SELECT", OP_TIMEOUT, session.select(&folder)).await?;
-        let uidvalidity = mailbox
-            .uid_validity
-            .ok_or_else(|| IngestError::Unsupported(format!("folder {folder} has no UIDVALIDITY")))?;
+        let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
+            IngestError::Unsupported(format!("folder {folder} has no UIDVALIDITY"))
+        })?;
         let last_uid = match pipeline.store().checkpoint(&source, &folder).await? {
             Some(cp) if cp.uidvalidity == uidvalidity => cp.last_uid,
             Some(cp) => {
@@ -326,7 +371,11 @@ impl ImapSource {
             None => 0,
         };
         let mut total = BatchOutcome::default();
-        if mailbox.exists == 0 || mailbox.uid_next.is_some_and(|next| next <= last_uid.saturating_add(1)) {
+        if mailbox.exists == 0
+            || mailbox
+                .uid_next
+                .is_some_and(|next| next <= last_uid.saturating_add(1))
+        {
             return Ok(total);
         }
         let query = format!("UID {}:*", last_uid.saturating_add(1));
@@ -359,7 +408,8 @@ impl ImapSource {
             let mut bytes = 0u64;
             while end < sizes.len()
                 && end - start < limits.batch_max_messages
-                && (end == start || bytes + sizes[end].1.min(limits.max_message_bytes) <= limits.batch_max_bytes)
+                && (end == start
+                    || bytes + sizes[end].1.min(limits.max_message_bytes) <= limits.batch_max_bytes)
             {
                 bytes += sizes[end].1.min(limits.max_message_bytes);
                 end += 1;
@@ -367,12 +417,16 @@ impl ImapSource {
             let batch = &sizes[start..end];
             start = end;
 
-            let (full, large): (Vec<_>, Vec<_>) = batch.iter().partition(|(_, size)| *size <= limits.max_message_bytes);
+            let (full, large): (Vec<_>, Vec<_>) = batch
+                .iter()
+                .partition(|(_, size)| *size <= limits.max_message_bytes);
             let mut messages: Vec<RawMessage> = Vec::with_capacity(batch.len());
             if !full.is_empty() {
                 let set = uid_set(&full.iter().map(|(u, _)| *u).collect::<Vec<_>>());
                 for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[])").await? {
-                    let (Some(uid), Some(body)) = (f.uid, f.body()) else { continue };
+                    let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                        continue;
+                    };
                     messages.push(RawMessage {
                         location: format!("{uidvalidity}/{uid}"),
                         uid,
@@ -385,7 +439,9 @@ impl ImapSource {
                 let set = uid_set(&large.iter().map(|(u, _)| *u).collect::<Vec<_>>());
                 for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[HEADER])").await? {
                     let Some(uid) = f.uid else { continue };
-                    let Some(&(_, size)) = large.iter().find(|(u, _)| *u == uid) else { continue };
+                    let Some(&(_, size)) = large.iter().find(|(u, _)| *u == uid) else {
+                        continue;
+                    };
                     messages.push(RawMessage {
                         location: format!("{uidvalidity}/{uid}"),
                         uid,
@@ -404,7 +460,15 @@ impl ImapSource {
             let last = batch.last().map_or(last_uid, |(u, _)| *u);
             let committed: Vec<u32> = messages.iter().map(|m| m.uid).collect();
             let outcome = pipeline
-                .commit(&source, &folder, Some(Checkpoint { uidvalidity, last_uid: last }), messages)
+                .commit(
+                    &source,
+                    &folder,
+                    Some(Checkpoint {
+                        uidvalidity,
+                        last_uid: last,
+                    }),
+                    messages,
+                )
                 .await?;
             total.add(&outcome);
             self.after_processing(session, &committed).await;

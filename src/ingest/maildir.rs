@@ -41,7 +41,10 @@ impl MaildirSource {
     }
 
     /// New files in `new/` and `cur/`, oldest first.
-    fn list(&self, known: &HashSet<String>) -> Result<Vec<(String, PathBuf, u64, SystemTime)>, IngestError> {
+    fn list(
+        &self,
+        known: &HashSet<String>,
+    ) -> Result<Vec<(String, PathBuf, u64, SystemTime)>, IngestError> {
         let mut found = Vec::new();
         for sub in ["new", "cur"] {
             let dir = self.settings.path.join(sub);
@@ -60,7 +63,9 @@ impl MaildirSource {
                 if known.contains(&key) {
                     continue;
                 }
-                let meta = entry.metadata().map_err(|e| Self::io_err(&entry.path(), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Self::io_err(&entry.path(), e))?;
                 if !meta.is_file() {
                     continue;
                 }
@@ -90,10 +95,12 @@ impl MailSource for MaildirSource {
     ) -> Result<BatchOutcome, IngestError> {
         let mut known = match self.known.take() {
             Some(k) => k,
-            None => pipeline
-                .store()
-                .known_locations(&self.settings.name, FOLDER)
-                .await?,
+            None => {
+                pipeline
+                    .store()
+                    .known_locations(&self.settings.name, FOLDER)
+                    .await?
+            }
         };
         let result = async {
             let files = self.list(&known)?;
@@ -123,11 +130,17 @@ impl MailSource for MaildirSource {
                     body,
                     internal_date: Some(DateTime::<Utc>::from(mtime)),
                 });
-                let full = batch.len() >= limits.batch_max_messages || batch_bytes >= limits.batch_max_bytes;
+                let full = batch.len() >= limits.batch_max_messages
+                    || batch_bytes >= limits.batch_max_bytes;
                 if full || iter.peek().is_none() {
                     let keys: Vec<String> = batch.iter().map(|m| m.location.clone()).collect();
                     let o = pipeline
-                        .commit(&self.settings.name, FOLDER, None, std::mem::take(&mut batch))
+                        .commit(
+                            &self.settings.name,
+                            FOLDER,
+                            None,
+                            std::mem::take(&mut batch),
+                        )
                         .await?;
                     known.extend(keys);
                     total.add(&o);

@@ -28,7 +28,10 @@ use crate::store::{BatchOutcome, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("TLS with {host} failed: {detail}")]
     Tls { host: String, detail: String },
     #[error("login as {user} rejected: {detail}")]
@@ -42,7 +45,10 @@ pub enum IngestError {
     #[error("{what} timed out after {secs} s")]
     Timeout { what: String, secs: u64 },
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -120,7 +126,11 @@ pub async fn run_source<S: MailSource>(
         match step.await {
             Ok(()) => {
                 if failing {
-                    info!(source = src.source(), folder = src.folder(), "mail source recovered");
+                    info!(
+                        source = src.source(),
+                        folder = src.folder(),
+                        "mail source recovered"
+                    );
                     failing = false;
                 }
                 backoff.reset();
@@ -142,7 +152,11 @@ pub async fn run_source<S: MailSource>(
         }
     }
     src.reset().await;
-    info!(source = src.source(), folder = src.folder(), "mail source stopped");
+    info!(
+        source = src.source(),
+        folder = src.folder(),
+        "mail source stopped"
+    );
 }
 
 /// Awaits `fut` for at most `limit`, naming the operation on timeout: a

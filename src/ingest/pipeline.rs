@@ -12,13 +12,18 @@ use tracing::{debug, info};
 use crate::config::IngestSettings;
 use crate::model::{MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
-use crate::store::{ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, Store, StoreError};
+use crate::store::{
+    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, Store, StoreError,
+};
 
 pub struct Pipeline {
     store: Store,
     /// Swapped whole on reload, so a batch in flight keeps the parsers it started with.
     registry: RwLock<Arc<Registry>>,
     pub settings: IngestSettings,
+    /// Messages fetched and committed since start; readers (tests, the delta
+    /// feed) await changes instead of polling the database.
+    fetched: tokio::sync::watch::Sender<u64>,
 }
 
 impl Pipeline {
@@ -27,11 +32,18 @@ impl Pipeline {
             store,
             registry: RwLock::new(Arc::new(registry)),
             settings,
+            fetched: tokio::sync::watch::Sender::new(0),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A receiver that changes after every committed batch, holding the
+    /// number of messages fetched since start.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.fetched.subscribe()
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -83,13 +95,19 @@ impl Pipeline {
             messages: archived,
         };
         let outcome = self.store.commit_batch(&batch).await?;
+        self.fetched.send_modify(|n| *n += outcome.fetched());
         if outcome.archived > 0 || outcome.duplicates > 0 {
             info!(
-                source, folder,
-                archived = outcome.archived, parsed = outcome.parsed,
-                quarantined = outcome.quarantined, ignored = outcome.ignored,
-                skipped = outcome.skipped, duplicates = outcome.duplicates,
-                deltas = outcome.deltas, "batch committed"
+                source,
+                folder,
+                archived = outcome.archived,
+                parsed = outcome.parsed,
+                quarantined = outcome.quarantined,
+                ignored = outcome.ignored,
+                skipped = outcome.skipped,
+                duplicates = outcome.duplicates,
+                deltas = outcome.deltas,
+                "batch committed"
             );
         }
         Ok(outcome)
@@ -101,7 +119,9 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
     match m.body {
         MessageBody::TooLarge { header, size } => {
             let mail = Mail::parse(&header, m.internal_date);
-            let message_id = mail.as_ref().and_then(|x| x.message_id().map(str::to_string));
+            let message_id = mail
+                .as_ref()
+                .and_then(|x| x.message_id().map(str::to_string));
             let mut key = Sha256::new();
             key.update(b"too-large\0");
             key.update(normalise_newlines(&header));
@@ -131,7 +151,9 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
         MessageBody::Full(raw) => {
             let content_hash: [u8; 32] = Sha256::digest(&raw).into();
             let mail = Mail::parse(&raw, m.internal_date);
-            let message_id = mail.as_ref().and_then(|x| x.message_id().map(str::to_string));
+            let message_id = mail
+                .as_ref()
+                .and_then(|x| x.message_id().map(str::to_string));
             let dedupe_key = dedupe_key(&raw, message_id.as_deref());
             let outcome = match &mail {
                 Some(mail) => registry.classify(mail),
@@ -146,11 +168,25 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                     parser,
                     version,
                     deltas,
-                } => (Disposition::Parsed, None, Some(vendor), Some(parser), Some(version), deltas),
-                Outcome::Quarantined { vendor, reason } => {
-                    (Disposition::Quarantined, Some(reason), vendor, None, None, vec![])
+                } => (
+                    Disposition::Parsed,
+                    None,
+                    Some(vendor),
+                    Some(parser),
+                    Some(version),
+                    deltas,
+                ),
+                Outcome::Quarantined { vendor, reason } => (
+                    Disposition::Quarantined,
+                    Some(reason),
+                    vendor,
+                    None,
+                    None,
+                    vec![],
+                ),
+                Outcome::Ignored { reason } => {
+                    (Disposition::Ignored, Some(reason), None, None, None, vec![])
                 }
-                Outcome::Ignored { reason } => (Disposition::Ignored, Some(reason), None, None, None, vec![]),
             };
             ArchivedMessage {
                 location: m.location,
@@ -233,7 +269,10 @@ mod tests {
         let crlf = b"Received: from b\r\nDelivered-To: z\r\nMessage-ID: <x@y>\r\nSubject: s\r\n\r\nline1\r\nline2\r\n".to_vec();
         assert_eq!(dedupe_key(&lf, Some("x@y")), dedupe_key(&crlf, Some("x@y")));
         let other_body = b"Message-ID: <x@y>\n\nline1\nchanged\n".to_vec();
-        assert_ne!(dedupe_key(&lf, Some("x@y")), dedupe_key(&other_body, Some("x@y")));
+        assert_ne!(
+            dedupe_key(&lf, Some("x@y")),
+            dedupe_key(&other_body, Some("x@y"))
+        );
         // Without a Message-ID the whole message is the identity.
         assert_ne!(dedupe_key(&lf, None), dedupe_key(&crlf, None));
     }

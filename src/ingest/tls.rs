@@ -14,7 +14,10 @@ use super::IngestError;
 
 /// A client config trusting `ca_file` only when given (a private CA should not
 /// widen to the public web PKI), else the Mozilla roots.
-pub fn client_config(host: &str, ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, IngestError> {
+pub fn client_config(
+    host: &str,
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, IngestError> {
     let tls_err = |detail: String| IngestError::Tls {
         host: host.to_string(),
         detail,
@@ -25,22 +28,31 @@ pub fn client_config(host: &str, ca_file: Option<&Path>) -> Result<Arc<rustls::C
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| tls_err(format!("cannot read CA file {}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert.map_err(|e| tls_err(format!("bad certificate in {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_err(format!("unusable CA certificate in {}: {e}", path.display())))?;
+                let cert = cert
+                    .map_err(|e| tls_err(format!("bad certificate in {}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| {
+                    tls_err(format!(
+                        "unusable CA certificate in {}: {e}",
+                        path.display()
+                    ))
+                })?;
             }
             if roots.is_empty() {
-                return Err(tls_err(format!("no certificates in CA file {}", path.display())));
+                return Err(tls_err(format!(
+                    "no certificates in CA file {}",
+                    path.display()
+                )));
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_err(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

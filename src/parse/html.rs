@@ -170,7 +170,16 @@ mod tests {
 
     #[test]
     fn broken_html_never_panics() {
-        for s in ["<", "<td", "&", "&#xZZ;", "<script>", "a<!--", "<<>>", "é<b>ü</b>&#99999999;"] {
+        for s in [
+            "<",
+            "<td",
+            "&",
+            "&#xZZ;",
+            "<script>",
+            "a<!--",
+            "<<>>",
+            "é<b>ü</b>&#99999999;",
+        ] {
             let _ = html_to_text(s);
         }
         assert_eq!(html_to_text("é<b>ü</b>"), "éü");

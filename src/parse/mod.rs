@@ -146,7 +146,8 @@ impl Registry {
         let Some(sender) = mail.from_address() else {
             return Outcome::Quarantined {
                 vendor: None,
-                reason: "no sender address (From, Sender and Return-Path are all missing or empty)".into(),
+                reason: "no sender address (From, Sender and Return-Path are all missing or empty)"
+                    .into(),
             };
         };
         if let Some(p) = self.ignore_senders.iter().find(|p| glob_match(p, &sender)) {
@@ -226,11 +227,17 @@ mod tests {
     #[test]
     fn sender_globs() {
         assert!(glob_match("*@acme.example", "Status@ACME.example"));
-        assert!(!glob_match("*@acme.example", "status@evil-acme.example.com"));
+        assert!(!glob_match(
+            "*@acme.example",
+            "status@evil-acme.example.com"
+        ));
         assert!(!glob_match("*@acme.example", "x@notacme.example"));
         assert!(glob_match("*@*.acme.example", "a@mail.acme.example"));
         assert!(!glob_match("*@*.acme.example", "a@acme.example"));
         assert!(glob_match("orders@acme.example", "orders@acme.example"));
-        assert!(!glob_match("orders@acme.example", "orders@acme.example.evil"));
+        assert!(!glob_match(
+            "orders@acme.example",
+            "orders@acme.example.evil"
+        ));
     }
 }

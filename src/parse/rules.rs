@@ -249,9 +249,14 @@ impl RuleParser {
         let tz_of = |key: &str, tz: Option<&str>| -> Result<chrono_tz::Tz, ConfigError> {
             match tz {
                 None => Ok(chrono_tz::UTC),
-                Some(name) => name
-                    .parse::<chrono_tz::Tz>()
-                    .map_err(|_| src.error(key, format!("unknown time zone `{name}` (use an IANA name like America/Chicago)"))),
+                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    src.error(
+                        key,
+                        format!(
+                            "unknown time zone `{name}` (use an IANA name like America/Chicago)"
+                        ),
+                    )
+                }),
             }
         };
 
@@ -259,7 +264,10 @@ impl RuleParser {
         for (name, spec) in &raw.fields {
             let key = format!("fields.{name}");
             if SPECIAL.contains(&name.as_str()) {
-                return Err(src.error(&key, format!("`{name}` is not a field: it is read by its capture name")));
+                return Err(src.error(
+                    &key,
+                    format!("`{name}` is not a field: it is read by its capture name"),
+                ));
             }
             let time = match spec.kind {
                 FieldType::Date | FieldType::Datetime => Some(TimeFormat {
@@ -271,12 +279,21 @@ impl RuleParser {
                 }),
                 _ => {
                     if spec.format.is_some() || spec.timezone.is_some() {
-                        return Err(src.error(&key, "format/timezone only apply to date and datetime fields"));
+                        return Err(src.error(
+                            &key,
+                            "format/timezone only apply to date and datetime fields",
+                        ));
                     }
                     None
                 }
             };
-            fields.insert(name.clone(), Field { kind: spec.kind, time });
+            fields.insert(
+                name.clone(),
+                Field {
+                    kind: spec.kind,
+                    time,
+                },
+            );
         }
 
         let event_time = raw
@@ -300,7 +317,10 @@ impl RuleParser {
             let source = Source::parse(&e.source).ok_or_else(|| {
                 src.error(
                     &format!("{key}.in"),
-                    format!("`{}` is not a place to look: use subject, text, html or header:NAME", e.source),
+                    format!(
+                        "`{}` is not a place to look: use subject, text, html or header:NAME",
+                        e.source
+                    ),
                 )
             })?;
             let regex = compile(&format!("{key}.pattern"), &e.pattern)?;
@@ -313,7 +333,10 @@ impl RuleParser {
             }
             captured.extend(names.iter().map(|s| s.to_string()));
             if e.repeat && !names.contains(&"order_ref") {
-                return Err(src.error(&format!("{key}.pattern"), "a repeat pattern yields one order per match, so it must capture order_ref"));
+                return Err(src.error(
+                    &format!("{key}.pattern"),
+                    "a repeat pattern yields one order per match, so it must capture order_ref",
+                ));
             }
             patterns.push(Pattern {
                 source,
@@ -326,11 +349,17 @@ impl RuleParser {
             return Err(src.error("extract", "no pattern captures order_ref"));
         }
         if captured.contains("event_time") && event_time.is_none() {
-            return Err(src.error("event_time", "a pattern captures event_time, so [event_time] must give its format"));
+            return Err(src.error(
+                "event_time",
+                "a pattern captures event_time, so [event_time] must give its format",
+            ));
         }
         for name in raw.fields.keys() {
             if !captured.contains(name) {
-                return Err(src.error(&format!("fields.{name}"), "declared but no pattern captures it"));
+                return Err(src.error(
+                    &format!("fields.{name}"),
+                    "declared but no pattern captures it",
+                ));
             }
         }
 
@@ -339,9 +368,11 @@ impl RuleParser {
         }
         let mut status_map = BTreeMap::new();
         for (word, canonical) in &raw.status_map {
-            let status: Status = canonical.parse().map_err(|e: crate::model::UnknownStatus| {
-                src.error(&format!("status_map.{word}"), e.to_string())
-            })?;
+            let status: Status = canonical
+                .parse()
+                .map_err(|e: crate::model::UnknownStatus| {
+                    src.error(&format!("status_map.{word}"), e.to_string())
+                })?;
             status_map.insert(normalise_word(word), status);
         }
 
@@ -377,7 +408,10 @@ impl RuleParser {
         Ok(match field.kind {
             FieldType::String => serde_json::Value::String(normalise_space(value)),
             FieldType::Integer => {
-                let n: i64 = value.replace([',', ' '], "").parse().map_err(|_| bad("an integer"))?;
+                let n: i64 = value
+                    .replace([',', ' '], "")
+                    .parse()
+                    .map_err(|_| bad("an integer"))?;
                 n.into()
             }
             FieldType::Decimal | FieldType::Money => {
@@ -495,7 +529,9 @@ fn parse_number(s: &str) -> Option<f64> {
     }
     let digits: String = int_part.chars().filter(char::is_ascii_digit).collect();
     let n: f64 = match frac {
-        Some(f) => format!("{}.{f}", if digits.is_empty() { "0" } else { &digits }).parse().ok()?,
+        Some(f) => format!("{}.{f}", if digits.is_empty() { "0" } else { &digits })
+            .parse()
+            .ok()?,
         None => digits.parse().ok()?,
     };
     Some(if negative { -n } else { n })
@@ -515,7 +551,9 @@ impl Parser for RuleParser {
         self.senders.iter().any(|p| glob_match(p, sender))
     }
     fn recognises(&self, mail: &Mail<'_>) -> bool {
-        self.subject.as_ref().is_none_or(|r| r.is_match(mail.subject()))
+        self.subject
+            .as_ref()
+            .is_none_or(|r| r.is_match(mail.subject()))
             && self.body.as_ref().is_none_or(|r| r.is_match(mail.text()))
     }
 

@@ -17,7 +17,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use ingest::{ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts};
+pub use ingest::{
+    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
+};
 pub use orders::DeltaFilter;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,9 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database holds a value it cannot read back ({0}); was it written by a newer driftwatch?")]
+    #[error(
+        "database holds a value it cannot read back ({0}); was it written by a newer driftwatch?"
+    )]
     Corrupt(String),
 }
 

@@ -9,10 +9,12 @@ use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, OrderState, Status};
 use crate::view;
 
-const DELTA_COLUMNS: &str = "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
+const DELTA_COLUMNS: &str =
+    "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
      d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version";
 
-const ORDER_COLUMNS: &str = "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
+const ORDER_COLUMNS: &str =
+    "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
      updated_at, delta_count";
 
 /// Which deltas a reader wants.

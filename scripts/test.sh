@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test driftwatch has, installing what the tests need first
+# (Dovecot and Postfix from Debian's packages) when it is missing.
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh imap       # only tests whose name matches "imap"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+# Unit, integration (real Dovecot/Postfix on loopback) and doc tests.
+cargo test --all-targets --locked -- "$@"

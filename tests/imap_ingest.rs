@@ -1,0 +1,370 @@
+//! Ingest from a real Dovecot: nothing lost, nothing doubled.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use driftwatch::model::Status;
+use support::app::imap_config;
+use support::dovecot::Dovecot;
+use support::{db, vendor_mail};
+use tokio_util::sync::CancellationToken;
+
+/// Waits (bounded) until the pipeline has committed at least `n` fetched messages.
+async fn wait_fetched(
+    rx: &mut tokio::sync::watch::Receiver<u64>,
+    n: u64,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let reached = tokio::time::timeout(limit, rx.wait_for(|&f| f >= n))
+        .await
+        .is_ok();
+    assert!(
+        reached,
+        "only {} of {n} messages ingested after {limit:?}",
+        *rx.borrow()
+    );
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_appended_message_is_archived_once_and_accounted_for() {
+    let dovecot = Dovecot::start();
+    let mut mail = vendor_mail::acme_batch(40, 0);
+    mail.push(vendor_mail::unknown_sender(1));
+    mail.push(vendor_mail::unknown_sender(2));
+    mail.push(vendor_mail::malformed(1));
+    mail.push(vendor_mail::malformed(2));
+    dovecot.append("INBOX", &mail).await;
+
+    let cfg = imap_config(&dovecot, "[ingest]\nbatch_max_messages = 7\n", "");
+    let app = cfg.app().await;
+    let results = app.ingest_once().await.expect("ingest");
+    assert_eq!(results.len(), 1);
+    let o = &results[0].2;
+    assert_eq!(
+        (o.fetched(), o.archived, o.parsed, o.quarantined, o.deltas),
+        (44, 44, 40, 4, 40),
+        "{o:?}"
+    );
+
+    let counts = app.store.message_counts().await.unwrap();
+    assert_eq!(
+        (counts.messages, counts.locations, counts.deltas),
+        (44, 44, 40)
+    );
+    // 40 emails = 10 orders x 4 statuses; each ends at "Report Delivered".
+    let orders = app.store.orders(Some("acme-appraisal")).await.unwrap();
+    assert_eq!(orders.len(), 10);
+    assert!(
+        orders
+            .iter()
+            .all(|o| o.status == Some(Status::Completed) && o.delta_count == 4),
+        "{orders:#?}"
+    );
+
+    // Quarantine reasons say why, per message.
+    let q = app.store.quarantined(10).await.unwrap();
+    assert_eq!(
+        q.iter()
+            .filter(|m| m.reason.as_deref().unwrap_or("").contains("unknown sender"))
+            .count(),
+        2,
+        "{q:#?}"
+    );
+
+    // A second pass fetches nothing and changes nothing.
+    let before = db::dump(&cfg.database()).await;
+    let again = app.ingest_once().await.unwrap();
+    assert_eq!(again[0].2.fetched(), 0);
+    assert_eq!(db::dump(&cfg.database()).await, before);
+
+    // Mail is never marked \Seen.
+    let flags = dovecot.flags("INBOX").await;
+    assert_eq!(flags.len(), 44);
+    assert!(
+        flags.iter().all(|(_, f)| !f.iter().any(|x| x == "\\Seen")),
+        "{flags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_port_works_and_plain_login_is_never_attempted_without_tls() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(4, 0))
+        .await;
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        &format!("port = {}\ntls = \"starttls\"\n", dovecot.imap_port()),
+    );
+    let app = cfg.app().await;
+    let r = app.ingest_once().await.expect("ingest over STARTTLS");
+    assert_eq!(r[0].2.parsed, 4);
+
+    // Implicit TLS against the plain port fails with a clear TLS error, not a hang.
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        &format!("port = {}\nconnect_timeout_secs = 5\n", dovecot.imap_port()),
+    );
+    let err = cfg.app().await.ingest_once().await.unwrap_err();
+    assert!(format!("{err:#}").contains("TLS"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_and_wrong_password_give_clear_errors() {
+    let dovecot = Dovecot::start();
+    // Trusting some other CA: the server's certificate must be refused.
+    let other_ca = tempfile::NamedTempFile::new().unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["other.example".to_string()]).unwrap();
+    std::fs::write(other_ca.path(), other.cert.pem()).unwrap();
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        &format!("ca_file = \"{}\"\n", other_ca.path().display()),
+    );
+    let err = cfg.app().await.ingest_once().await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("TLS") && msg.to_lowercase().contains("certificate"),
+        "{msg}"
+    );
+
+    let cfg = imap_config(&dovecot, "", "");
+    std::fs::write(cfg.dir.path().join("imap-password"), "wrong-password\n").unwrap();
+    let err = cfg.app().await.ingest_once().await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("login as alice@localhost rejected"), "{msg}");
+    assert!(
+        !msg.contains("wrong-password"),
+        "the password must never appear in errors: {msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ingests_new_mail_within_two_seconds() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append(
+            "INBOX",
+            &[vendor_mail::acme(
+                1,
+                "Accepted",
+                "11/23/2026 09:00 AM",
+                "idle-0@x",
+            )],
+        )
+        .await;
+    let cfg = imap_config(&dovecot, "", "poll_interval_secs = 3600\n");
+    let app = cfg.app().await;
+    let mut rx = app.pipeline.subscribe();
+    let shutdown = CancellationToken::new();
+    let serve = {
+        let shutdown = shutdown.clone();
+        async move { app.serve(shutdown).await }
+    };
+    let serve = tokio::spawn(serve);
+    wait_fetched(&mut rx, 1, Duration::from_secs(20)).await;
+
+    for i in 1..=3u32 {
+        // Give the poller a moment to be back in IDLE after the last batch;
+        // polling every hour, only IDLE can deliver within two seconds.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = Instant::now();
+        dovecot
+            .append(
+                "INBOX",
+                &[vendor_mail::acme(
+                    1,
+                    "Inspection Scheduled",
+                    &format!("11/23/2026 10:0{i} AM"),
+                    &format!("idle-{i}@x"),
+                )],
+            )
+            .await;
+        wait_fetched(&mut rx, 1 + u64::from(i), Duration::from_secs(10)).await;
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "message {i} took {took:?} to be ingested"
+        );
+        eprintln!("IDLE latency for message {i}: {took:?}");
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), serve)
+        .await
+        .expect("serve stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poller_reconnects_after_server_restart_and_doubles_nothing() {
+    let mut dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(8, 0))
+        .await;
+    let cfg = imap_config(&dovecot, "", "poll_interval_secs = 1\n");
+    let app = cfg.app().await;
+    let mut rx = app.pipeline.subscribe();
+    let shutdown = CancellationToken::new();
+    let db_path = cfg.database();
+    let app = std::sync::Arc::new(app);
+    let serve = tokio::spawn({
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        async move { app.serve(shutdown).await }
+    });
+    wait_fetched(&mut rx, 8, Duration::from_secs(20)).await;
+
+    dovecot.stop();
+    // Let the poller notice and start backing off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dovecot.restart();
+    // Mail that arrives while driftwatch is still disconnected.
+    let later: Vec<Vec<u8>> = (0..5u32)
+        .map(|i| {
+            vendor_mail::acme(
+                900 + i,
+                "Accepted",
+                "11/24/2026 08:00 AM",
+                &format!("after-restart-{i}@x"),
+            )
+        })
+        .collect();
+    dovecot.append("INBOX", &later).await;
+    wait_fetched(&mut rx, 13, Duration::from_secs(30)).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), serve)
+        .await
+        .expect("serve stops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db::count(&db_path, "SELECT count(*) FROM messages").await,
+        13
+    );
+    assert_eq!(
+        db::count(&db_path, "SELECT count(*) FROM message_locations").await,
+        13
+    );
+    assert_eq!(db::count(&db_path, "SELECT count(*) FROM deltas").await, 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_change_resyncs_without_duplicate_deltas() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(12, 0))
+        .await;
+    dovecot
+        .append("Vendors", &vendor_mail::acme_batch(8, 0)[..4])
+        .await;
+    let cfg = imap_config(&dovecot, "", "folders = [\"INBOX\", \"Vendors\"]\n");
+    let app = cfg.app().await;
+    app.ingest_once().await.unwrap();
+    let deltas_before = app.store.message_counts().await.unwrap().deltas;
+    let orders_before = app.store.orders(None).await.unwrap();
+    // INBOX's 12 + 4 in Vendors that are the same messages as INBOX's first 4.
+    assert_eq!(deltas_before, 12);
+
+    // Two ways UIDVALIDITY changes in the wild: the server resets it, or the
+    // folder is deleted and recreated with the same messages.
+    let old = dovecot.uid_validity("INBOX").await;
+    dovecot.set_uid_validity("INBOX", old + 1000);
+    dovecot.recreate_folder("Vendors").await;
+
+    let r = app.ingest_once().await.unwrap();
+    let inbox = &r[0].2;
+    assert_eq!(
+        (
+            inbox.fetched(),
+            inbox.archived,
+            inbox.duplicates,
+            inbox.deltas
+        ),
+        (12, 0, 12, 0),
+        "{inbox:?}"
+    );
+    let vendors = &r[1].2;
+    assert_eq!(
+        (vendors.fetched(), vendors.archived, vendors.deltas),
+        (4, 0, 0),
+        "{vendors:?}"
+    );
+    let counts = app.store.message_counts().await.unwrap();
+    assert_eq!((counts.messages, counts.deltas), (12, 12));
+    // Every fetch location is recorded: 12 + 4 before, 12 + 4 after.
+    assert_eq!(counts.locations, 32);
+    assert_eq!(app.store.orders(None).await.unwrap(), orders_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_processing_move_and_flag() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(6, 0))
+        .await;
+    dovecot
+        .append("Other", &vendor_mail::acme_batch(3, 0))
+        .await;
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        "after_processing = \"move\"\nmove_to = \"Processed\"\n",
+    );
+    cfg.app().await.ingest_once().await.unwrap();
+    assert_eq!(dovecot.count("INBOX").await, 0);
+    assert_eq!(dovecot.count("Processed").await, 6);
+
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        "folders = [\"Other\"]\nafter_processing = \"flag\"\nflag = \"$Ingested\"\n",
+    );
+    cfg.app().await.ingest_once().await.unwrap();
+    let flags = dovecot.flags("Other").await;
+    assert!(
+        flags
+            .iter()
+            .all(|(_, f)| f.iter().any(|x| x == "$Ingested") && !f.iter().any(|x| x == "\\Seen")),
+        "{flags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_is_archived_as_skipped_with_its_header_only() {
+    let dovecot = Dovecot::start();
+    let big = vendor_mail::acme_padded(777, "Accepted", "11/23/2026 09:00 AM", "big@x", 200_000);
+    dovecot
+        .append(
+            "INBOX",
+            &[
+                big,
+                vendor_mail::acme(778, "Accepted", "11/23/2026 09:00 AM", "small@x"),
+            ],
+        )
+        .await;
+    let cfg = imap_config(&dovecot, "[ingest]\nmax_message_bytes = 100000\n", "");
+    let app = cfg.app().await;
+    let r = app.ingest_once().await.unwrap();
+    assert_eq!((r[0].2.skipped, r[0].2.parsed), (1, 1), "{:?}", r[0].2);
+    let (size, stored, reason): (i64, i64, String) = {
+        let pool = db::open(&cfg.database()).await;
+        sqlx::query_as(
+            "SELECT size, length(raw), reason FROM messages WHERE disposition = 'skipped'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert!(
+        size > 200_000 && stored < 2_000,
+        "size {size}, stored {stored}"
+    );
+    assert!(reason.contains("over the configured limit"), "{reason}");
+}

@@ -1,0 +1,64 @@
+//! Building a driftwatch config and app for a test: its own temp dir and database.
+
+use std::path::{Path, PathBuf};
+
+use driftwatch::app::App;
+use driftwatch::config::Config;
+
+use super::dovecot::Dovecot;
+
+pub struct TestConfig {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TestConfig {
+    pub fn load(&self) -> Config {
+        Config::load(&self.path).expect("test config loads")
+    }
+
+    pub async fn app(&self) -> App {
+        App::build(self.load()).await.expect("app builds")
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("data/driftwatch.db")
+    }
+}
+
+pub fn parsers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers")
+}
+
+/// A config with one IMAP mailbox on the test Dovecot over implicit TLS,
+/// trusting the harness CA. `mailbox_extra` lines go into the [[mailbox]] table,
+/// `top_extra` lines before it.
+pub fn imap_config(dovecot: &Dovecot, top_extra: &str, mailbox_extra: &str) -> TestConfig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pw = dir.path().join("imap-password");
+    std::fs::write(&pw, format!("{}\n", dovecot.password())).expect("write password file");
+    let has = |k: &str| mailbox_extra.lines().any(|l| l.trim_start().starts_with(k));
+    let mut mailbox = String::new();
+    if !has("port") {
+        mailbox.push_str(&format!("port = {}\n", dovecot.imaps_port()));
+    }
+    if !has("tls") {
+        mailbox.push_str("tls = \"implicit\"\n");
+    }
+    if !has("ca_file") {
+        mailbox.push_str(&format!("ca_file = \"{}\"\n", dovecot.ca_file().display()));
+    }
+    if !has("password") && !has("oauth2") {
+        mailbox.push_str(&format!("password_file = \"{}\"\n", pw.display()));
+    }
+    let text = format!(
+        "data_dir = \"data\"\nparsers_dir = \"{parsers}\"\n{top_extra}\n\
+         [[mailbox]]\nname = \"vendors\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+         username = \"{user}\"\n{mailbox}{mailbox_extra}\n",
+        parsers = parsers_dir().display(),
+        user = dovecot.user(),
+    );
+    let path = dir.path().join("driftwatch.toml");
+    std::fs::write(&path, text).expect("write config");
+    TestConfig { dir, path }
+}
