@@ -18,6 +18,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Cap for reconnect backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Cheap to clone: the scheduled jobs each hold one.
+#[derive(Clone)]
 pub struct App {
     pub config: Config,
     pub store: Store,
@@ -116,7 +118,12 @@ impl App {
                 }
             }
         }
-        info!(sources = tasks.len(), "driftwatch serving");
+        tasks.spawn(crate::reconcile::run_scheduler(
+            self.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::report::run_scheduler(self.clone(), shutdown.clone()));
+        info!(tasks = tasks.len(), "driftwatch serving");
         shutdown.cancelled().await;
         info!("shutting down: letting sources finish their current batch");
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

@@ -220,6 +220,9 @@ struct RawConfig {
     mailbox: Vec<RawMailbox>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    vendor: Vec<crate::reconcile::config::RawVendor>,
+    report: Option<crate::report::config::RawReport>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +318,10 @@ pub struct Config {
     pub ingest: IngestSettings,
     pub mailboxes: Vec<Mailbox>,
     pub log_format: LogFormat,
+    /// Reconcile settings per vendor (`[[vendor]]`).
+    pub vendors: Vec<crate::reconcile::config::VendorSettings>,
+    /// The daily report (`[report]`); `None` when not configured.
+    pub report: Option<crate::report::config::ReportSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -572,7 +579,18 @@ impl Config {
             mailboxes.push(mailbox);
         }
 
+        let mut vendors = Vec::new();
+        for (i, v) in raw.vendor.into_iter().enumerate() {
+            vendors.push(crate::reconcile::config::validate(&src, i, v, &base)?);
+        }
+        let report = raw
+            .report
+            .map(|r| crate::report::config::validate(&src, r, &base))
+            .transpose()?;
+
         Ok(Config {
+            vendors,
+            report,
             file: file.to_path_buf(),
             database,
             parsers_dir,

@@ -43,3 +43,35 @@ pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
     }
     Ok(dir.join("driftwatch.toml"))
 }
+
+/// `driftwatch demo`: write the demo, ingest its mail, show what came of it.
+pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config_path = materialize(dir)
+        .with_context(|| format!("failed to write the demo into {}", dir.display()))?;
+    let config = crate::config::Config::load(&config_path)?;
+    println!("demo config: {}\n", config_path.display());
+    let app = crate::app::App::build(config).await?;
+
+    println!("== ingest: the demo Maildir");
+    crate::cli::print_ingest(&app.ingest_once().await?);
+    println!();
+    crate::cli::orders(&app.store, None, None, false).await?;
+    let q = app.store.quarantined(20).await?;
+    if !q.is_empty() {
+        println!("\nquarantined ({}):", q.len());
+        for m in q {
+            println!(
+                "  from {}: {}",
+                m.sender.as_deref().unwrap_or("?"),
+                m.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+
+    println!(
+        "\nexplore: driftwatch -c {} orders <ORDER>",
+        config_path.display()
+    );
+    Ok(())
+}

@@ -18,10 +18,13 @@
 //! See ARCHITECTURE.md for the invariants each module keeps.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod reconcile;
+pub mod report;
 pub mod store;
 pub mod view;

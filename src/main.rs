@@ -63,6 +63,12 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+    /// Pull vendors' full state (key frames) and reconcile the order view against it.
+    Reconcile(driftwatch::reconcile::cli::ReconcileArgs),
+    /// List drifts found by reconcile.
+    Drifts(driftwatch::reconcile::cli::DriftsArgs),
+    /// Print (or send) the daily drift report.
+    Report(driftwatch::report::cli::ReportArgs),
     /// Show quarantined messages with the reason each was set aside.
     Quarantine {
         #[arg(long, default_value_t = 50)]
@@ -141,7 +147,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest { once: true } => {
             let app = App::build(config).await?;
-            print_ingest(&app.ingest_once().await?);
+            driftwatch::cli::print_ingest(&app.ingest_once().await?);
         }
         Command::Orders {
             vendor,
@@ -149,7 +155,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let store = Store::open(&config.database).await?;
-            orders(&store, vendor.as_deref(), order_ref.as_deref(), json).await?;
+            driftwatch::cli::orders(&store, vendor.as_deref(), order_ref.as_deref(), json).await?;
         }
         Command::Tail {
             after,
@@ -186,6 +192,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let store = Store::open(&config.database).await?;
             let n = store.rebuild_view().await?;
             println!("rebuilt {n} orders from the delta log");
+        }
+        Command::Reconcile(args) => {
+            let app = App::build(config).await?;
+            return driftwatch::reconcile::cli::reconcile(&app, args).await;
+        }
+        Command::Drifts(args) => {
+            let app = App::build(config).await?;
+            return driftwatch::reconcile::cli::drifts(&app, args).await;
+        }
+        Command::Report(args) => {
+            let app = App::build(config).await?;
+            return driftwatch::report::cli::report(&app, args).await;
         }
         Command::Demo { .. } => {}
     }
@@ -230,117 +248,7 @@ async fn serve(app: &App) -> Result<()> {
     }
 }
 
-fn print_ingest(results: &[(String, String, driftwatch::store::BatchOutcome)]) {
-    for (source, folder, o) in results {
-        println!(
-            "{source}/{folder}: fetched {}, archived {} (parsed {}, quarantined {}, ignored {}, skipped {}), duplicates {}, deltas {}",
-            o.fetched(),
-            o.archived,
-            o.parsed,
-            o.quarantined,
-            o.ignored,
-            o.skipped,
-            o.duplicates,
-            o.deltas
-        );
-    }
-}
-
-async fn orders(
-    store: &Store,
-    vendor: Option<&str>,
-    order_ref: Option<&str>,
-    json: bool,
-) -> Result<()> {
-    let all = store.orders(vendor).await?;
-    let Some(order_ref) = order_ref else {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&all)?);
-            return Ok(());
-        }
-        println!(
-            "{:<18} {:<14} {:<12} {:<26} {:<21} FIELDS",
-            "VENDOR", "ORDER", "STATUS", "VENDOR STATUS", "AS OF (UTC)"
-        );
-        for o in &all {
-            println!(
-                "{:<18} {:<14} {:<12} {:<26} {:<21} {}",
-                o.vendor,
-                o.order_ref,
-                o.status.map(|s| s.as_str()).unwrap_or("-"),
-                o.vendor_status.as_deref().unwrap_or("-"),
-                o.event_time.format("%Y-%m-%d %H:%M"),
-                serde_json::to_string(&o.fields)?
-            );
-        }
-        println!("{} order(s)", all.len());
-        return Ok(());
-    };
-    let matches: Vec<_> = all.iter().filter(|o| o.order_ref == order_ref).collect();
-    let order = match matches.as_slice() {
-        [] => anyhow::bail!(
-            "no order {order_ref}{}",
-            vendor
-                .map(|v| format!(" at vendor {v}"))
-                .unwrap_or_default()
-        ),
-        [one] => *one,
-        _ => anyhow::bail!("order {order_ref} exists at several vendors; add --vendor"),
-    };
-    let history = store.order_deltas(&order.vendor, &order.order_ref).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"order": order, "deltas": history}))?
-        );
-        return Ok(());
-    }
-    println!(
-        "{} {}: {}",
-        order.vendor,
-        order.order_ref,
-        order.status.map(|s| s.as_str()).unwrap_or("-")
-    );
-    println!("fields: {}", serde_json::to_string(&order.fields)?);
-    println!("history (event order):");
-    for d in history {
-        println!(
-            "  #{:<6} {} ({})  {:<8} {:<12} {}  recorded {}",
-            d.offset,
-            d.draft.event_time.format("%Y-%m-%d %H:%M"),
-            d.draft.time_source.as_str(),
-            d.source.as_str(),
-            d.draft.status.map(|s| s.as_str()).unwrap_or("-"),
-            d.draft.vendor_status.as_deref().unwrap_or(""),
-            d.recorded_at.format("%Y-%m-%d %H:%M:%S")
-        );
-    }
-    Ok(())
-}
-
 async fn demo(dir: &Path) -> Result<ExitCode> {
-    let config_path = driftwatch::demo::materialize(dir)
-        .with_context(|| format!("failed to write the demo into {}", dir.display()))?;
-    let config = load_config(&config_path)?;
-    println!("demo config: {}", config_path.display());
-    let app = App::build(config).await?;
-    print_ingest(&app.ingest_once().await?);
-    println!();
-    orders(&app.store, None, None, false).await?;
-    let q = app.store.quarantined(20).await?;
-    if !q.is_empty() {
-        println!("\nquarantined ({}):", q.len());
-        for m in q {
-            println!(
-                "  from {}: {}",
-                m.sender.as_deref().unwrap_or("?"),
-                m.reason.as_deref().unwrap_or("")
-            );
-        }
-    }
-    println!(
-        "\nexplore: driftwatch -c {} orders <ORDER>",
-        config_path.display()
-    );
+    driftwatch::demo::run(dir).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,11 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
 //! busy timeout instead of failing with a lock upgrade deadlock.
 
+mod health;
 mod ingest;
 mod orders;
+mod reconcile;
+mod report;
 
 use std::path::Path;
 use std::str::FromStr;
