@@ -1,13 +1,109 @@
-//! `driftwatch report`.
+//! `driftwatch report`: print a day's report, or deliver what is due now.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use chrono::{NaiveDate, Utc};
+
+use super::config::ReportSettings;
+use super::schedule::DeliveryResult;
 use crate::app::App;
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Html,
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
-pub struct ReportArgs {}
+pub struct ReportArgs {
+    /// The day to report on (YYYY-MM-DD, in the report's timezone). Default:
+    /// today so far.
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Deliver every report due now that is not delivered yet (what `serve`
+    /// does at send time), then exit. Exit status 1 if a delivery failed.
+    #[arg(long, conflicts_with_all = ["date", "output"])]
+    pub send_due: bool,
+}
 
 pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let _ = (app, args);
-    anyhow::bail!("report is not implemented yet")
+    if args.send_due {
+        return send_due(app).await;
+    }
+    let settings = app.config.report.clone().unwrap_or_default();
+    let out = render(app, &settings, args.date, args.format).await?;
+    match &args.output {
+        Some(path) => std::fs::write(path, out)
+            .with_context(|| format!("failed to write {}", path.display()))?,
+        None => print!("{out}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report for `date` (default: today in the report's zone) in `format`.
+pub async fn render(
+    app: &App,
+    settings: &ReportSettings,
+    date: Option<NaiveDate>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let date = date.unwrap_or_else(|| now.with_timezone(&settings.timezone).date_naive());
+    let report = super::build(&app.store, date, settings, now)
+        .await
+        .context("failed to build the report")?;
+    Ok(match format {
+        Format::Text => super::render_text(&report),
+        Format::Html => super::render_html(&report),
+        Format::Json => {
+            serde_json::to_string_pretty(&report).context("failed to serialise the report")?
+        }
+    })
+}
+
+async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
+    if app.config.report.is_none() {
+        anyhow::bail!("no [report] table in {}", app.config.file.display());
+    }
+    let outcome = super::run_once(app, Utc::now())
+        .await
+        .context("failed to deliver due reports")?;
+    if outcome.deliveries.is_empty() {
+        println!(
+            "nothing due: the report for {} was already delivered everywhere",
+            outcome
+                .latest_due
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        );
+    }
+    for d in &outcome.deliveries {
+        match &d.result {
+            DeliveryResult::Sent { attempt } => {
+                println!("{} -> {}: sent (attempt {attempt})", d.date, d.channel)
+            }
+            DeliveryResult::AlreadySent => {
+                println!("{} -> {}: already sent", d.date, d.channel)
+            }
+            DeliveryResult::Failed { attempt, error } => {
+                println!(
+                    "{} -> {}: FAILED (attempt {attempt}): {error}",
+                    d.date, d.channel
+                )
+            }
+        }
+    }
+    Ok(if outcome.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

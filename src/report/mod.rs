@@ -1,17 +1,101 @@
 //! The daily drift report: built from the store, rendered as text, HTML and
-//! JSON, sent once per day and recipient over SMTP.
+//! JSON, delivered once per day and channel (SMTP recipient or output dir).
 //!
-//! (Skeleton: filled in by the report issue.)
+//! - [`build`] reads the store into a plain [`Report`] (no rendering, no IO
+//!   besides the read queries).
+//! - [`render_text`] / [`render_html`] are pure; the HTML escapes every string
+//!   that came from outside and carries no scripts or remote resources.
+//! - [`send`] delivers one rendering (lettre SMTP, or files); it never decides when.
+//! - [`schedule::run_once`] decides *what* is due at a given `now` and records
+//!   each delivery before and after; [`run_scheduler`] only decides *when* to
+//!   call it. Tests call `run_once` with a chosen `now`.
 
+pub mod build;
 pub mod cli;
 pub mod config;
+pub mod html;
+pub mod model;
+pub mod schedule;
+pub mod send;
+pub mod text;
 
+use std::time::Duration;
+
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use build::build;
+pub use html::render_html;
+pub use model::Report;
+pub use schedule::{Delivery, DeliveryResult, SendOutcome, run_once};
+pub use text::render_text;
 
 use crate::app::App;
 
-/// Sends each day's report at the configured time until `shutdown`.
+/// The longest the scheduler sleeps between checks: a wall-clock jump
+/// (suspend, NTP step) then delays a report by at most this much.
+const MAX_NAP: Duration = Duration::from_secs(600);
+
+/// Delivers each day's report at the configured time until `shutdown`.
+///
+/// On start it delivers whatever is due and unsent (a day missed while the
+/// service was down). After a failed delivery it retries with capped
+/// exponential backoff (`retry_initial_secs` doubling to `retry_max_secs`).
+/// Shutdown is only observed between rounds, never inside a delivery, so a
+/// send is not cut between "SMTP accepted" and "recorded as sent".
 pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
-    let _ = &app;
-    shutdown.cancelled().await;
+    let Some(settings) = app.config.report.clone() else {
+        shutdown.cancelled().await;
+        return;
+    };
+    info!(
+        send_at = %settings.send_at,
+        timezone = %settings.timezone,
+        channels = schedule::channels(&settings).len(),
+        "report scheduler started"
+    );
+    let mut failures: u32 = 0;
+    loop {
+        let now = Utc::now();
+        let failed = match run_once(&app, now).await {
+            Ok(outcome) => outcome.failed() > 0,
+            Err(e) => {
+                error!(error = %e, "daily report: cannot read or record sends; will retry");
+                true
+            }
+        };
+        let nap = if failed {
+            failures = failures.saturating_add(1);
+            backoff(settings.retry_initial, settings.retry_max, failures)
+        } else {
+            failures = 0;
+            let until = schedule::next_send_after(&settings, now) - now;
+            until.to_std().unwrap_or(Duration::ZERO).min(MAX_NAP)
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+    info!("report scheduler stopped");
+}
+
+/// `initial * 2^(failures-1)`, capped at `max`.
+pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
+    initial.saturating_mul(factor).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (i, m) = (Duration::from_secs(60), Duration::from_secs(1800));
+        let got: Vec<u64> = (1..=7).map(|n| backoff(i, m, n).as_secs()).collect();
+        assert_eq!(got, [60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(backoff(i, m, u32::MAX), m);
+    }
 }

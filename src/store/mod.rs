@@ -24,6 +24,10 @@ pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
 };
 pub use orders::DeltaFilter;
+pub use report::{
+    BeginSend, DriftMovement, DriftRow, FormatAlertRow, MailCountRow, QuarantinedRow, RunRow,
+    SendRow, SendState, StuckOrderRow, VendorMailRow,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

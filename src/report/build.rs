@@ -1,0 +1,399 @@
+//! Builds a [`Report`] from the store for one calendar day.
+//!
+//! Reads only; every instant comes from the date, the zone and the `now`
+//! passed in, so a finished day's report is the same whenever it is built.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::config::ReportSettings;
+use super::model::*;
+use crate::store::{DriftRow, Store, StoreError};
+
+/// Days in the trend.
+const TREND_DAYS: i64 = 7;
+
+/// The UTC instant a local day starts. Where midnight does not exist (a DST
+/// jump at 00:00), the day starts at the first instant that does.
+pub fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    for _ in 0..4 {
+        if let Some(s) = tz.from_local_datetime(&t).earliest() {
+            return s.with_timezone(&Utc);
+        }
+        t += Duration::minutes(30);
+    }
+    // No zone skips two hours; fall back to UTC midnight rather than fail.
+    date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// Severity order of drift kinds: a wrong status misleads people acting on
+/// the order; a field mismatch usually only misleads a detail.
+fn kind_rank(kind: &str) -> u8 {
+    match kind {
+        "status_mismatch" => 0,
+        "missing_local" => 1,
+        "missing_remote" => 2,
+        "field_mismatch" => 3,
+        _ => 4,
+    }
+}
+
+pub async fn build(
+    store: &Store,
+    date: NaiveDate,
+    settings: &ReportSettings,
+    now: DateTime<Utc>,
+) -> Result<Report, StoreError> {
+    let tz = settings.timezone;
+    let from = day_start(tz, date);
+    let to = day_start(tz, date.succ_opt().unwrap_or(date));
+    let as_of = to.min(now).max(from);
+    let complete = now >= to;
+
+    let open = store.report_open_drifts(as_of).await?;
+    let movement = store.report_drift_movement(from, as_of).await?;
+    let runs = store.report_runs(from, as_of).await?;
+    let mail = store.report_mail_counts(from, as_of).await?;
+    let quarantined = store
+        .report_quarantined(from, as_of, settings.max_listed)
+        .await?;
+    let format_alerts = store.report_format_alerts(from, as_of).await?;
+    let stuck_cutoff = as_of - Duration::days(i64::from(settings.stuck_after_days));
+    let (stuck, stuck_total) = store
+        .report_stuck_orders(stuck_cutoff, settings.max_listed)
+        .await?;
+    let silent_cutoff = as_of - Duration::hours(i64::from(settings.silent_after_hours));
+    let vendor_mail = store.report_vendor_mail(as_of).await?;
+    let mut trend_by_vendor: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut trend = Vec::new();
+    for back in (0..TREND_DAYS).rev() {
+        let Some(day) = date.checked_sub_signed(Duration::days(back)) else {
+            continue;
+        };
+        let at = if back == 0 {
+            as_of
+        } else {
+            day_start(tz, day.succ_opt().unwrap_or(day))
+        };
+        let counts = store.report_open_drift_counts(at).await?;
+        let idx = trend.len();
+        for (v, n) in &counts {
+            let series = trend_by_vendor
+                .entry(v.clone())
+                .or_insert_with(|| vec![0; TREND_DAYS as usize]);
+            if let Some(slot) = series.get_mut(idx) {
+                *slot = *n;
+            }
+        }
+        trend.push(TrendPoint {
+            date: day,
+            open: counts.iter().map(|(_, n)| n).sum(),
+        });
+    }
+
+    let mut names: BTreeSet<String> = store.report_vendors().await?.into_iter().collect();
+    names.extend(open.iter().map(|d| d.vendor.clone()));
+    let mut vendors: BTreeMap<String, VendorSummary> = names
+        .into_iter()
+        .map(|v| {
+            let summary = VendorSummary {
+                vendor: v.clone(),
+                trend: trend_by_vendor
+                    .get(&v)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0; trend.len()]),
+                ..VendorSummary::default()
+            };
+            (v, summary)
+        })
+        .collect();
+    let mut alerts = Vec::new();
+
+    for d in &open {
+        let v = vendor(&mut vendors, &d.vendor);
+        v.open_drifts += 1;
+        *v.open_by_kind.entry(d.kind.clone()).or_default() += 1;
+        *v.open_by_cause.entry(d.cause.clone()).or_default() += 1;
+    }
+    for m in &movement {
+        let v = vendor(&mut vendors, &m.vendor);
+        v.new_drifts = m.opened;
+        v.closed_drifts = m.closed;
+        v.fixed_drifts = m.closed_fixed;
+    }
+    for r in &runs {
+        let v = vendor(&mut vendors, &r.vendor);
+        v.runs.total += 1;
+        match r.outcome.as_str() {
+            "ok" => v.runs.ok += 1,
+            "unchanged" => v.runs.unchanged += 1,
+            "refused" => v.runs.refused += 1,
+            "failed" => v.runs.failed += 1,
+            _ => v.runs.running += 1,
+        }
+        v.runs.last_outcome = Some(r.outcome.clone());
+        let kind = match r.outcome.as_str() {
+            "refused" => AlertKind::RefusedKeyFrame,
+            "failed" => AlertKind::FailedRun,
+            _ => continue,
+        };
+        let reason = r.reason.as_deref().unwrap_or("no reason recorded");
+        let message = if kind == AlertKind::RefusedKeyFrame {
+            format!(
+                "key frame refused, nothing reconciled: {reason} (vendor listed {} orders, we hold {})",
+                r.orders_remote, r.orders_local
+            )
+        } else {
+            format!("reconcile failed: {reason}")
+        };
+        alerts.push(Alert {
+            kind,
+            vendor: r.vendor.clone(),
+            at: Some(r.started_at),
+            message,
+        });
+    }
+    for m in &mail {
+        let name = m
+            .vendor
+            .clone()
+            .unwrap_or_else(|| "(no vendor)".to_string());
+        let v = vendor(&mut vendors, &name);
+        v.mail.received += m.count;
+        match m.disposition.as_str() {
+            "parsed" => v.mail.parsed += m.count,
+            "quarantined" => v.mail.quarantined += m.count,
+            "ignored" => v.mail.ignored += m.count,
+            _ => v.mail.skipped += m.count,
+        }
+    }
+    for a in &format_alerts {
+        vendor(&mut vendors, &a.vendor).format_warnings += 1;
+        let what = match (a.kind.as_str(), &a.field) {
+            ("empty_field", Some(f)) => format!("field `{f}` empty in"),
+            ("empty_field", None) => "fields empty in".to_string(),
+            _ => "quarantined:".to_string(),
+        };
+        alerts.push(Alert {
+            kind: AlertKind::FormatChange,
+            vendor: a.vendor.clone(),
+            at: Some(a.detected_at),
+            message: format!(
+                "{what} {:.0}% of mail (usually {:.0}%): {}",
+                a.current * 100.0,
+                a.baseline * 100.0,
+                a.detail
+            ),
+        });
+    }
+    let mut stuck_items = Vec::new();
+    for s in &stuck {
+        stuck_items.push(StuckOrder {
+            vendor: s.vendor.clone(),
+            order_ref: s.order_ref.clone(),
+            status: s.status.clone(),
+            vendor_status: s.vendor_status.clone(),
+            last_delta_at: s.last_delta_at,
+            quiet_days: (as_of - s.last_delta_at).num_days(),
+        });
+    }
+    // Per-vendor stuck counts only cover the listed rows when the list was cut;
+    // the total is exact.
+    for s in &stuck_items {
+        vendor(&mut vendors, &s.vendor).stuck_orders += 1;
+    }
+    for vm in &vendor_mail {
+        let silent = vm.last_mail_at.is_none_or(|t| t < silent_cutoff);
+        if !silent {
+            continue;
+        }
+        vendor(&mut vendors, &vm.vendor).silent = true;
+        let message = match vm.last_mail_at {
+            Some(t) => format!(
+                "no mail for {} hours while {} order{} open",
+                (as_of - t).num_hours(),
+                vm.open_orders,
+                if vm.open_orders == 1 { " is" } else { "s are" }
+            ),
+            None => format!(
+                "no mail ever received while {} order{} open",
+                vm.open_orders,
+                if vm.open_orders == 1 { " is" } else { "s are" }
+            ),
+        };
+        alerts.push(Alert {
+            kind: AlertKind::SilentVendor,
+            vendor: vm.vendor.clone(),
+            at: vm.last_mail_at,
+            message,
+        });
+    }
+    alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
+
+    let mut drifts: Vec<&DriftRow> = open.iter().collect();
+    drifts.sort_by(|a, b| {
+        (kind_rank(&a.kind), a.opened_at, &a.vendor, &a.order_ref).cmp(&(
+            kind_rank(&b.kind),
+            b.opened_at,
+            &b.vendor,
+            &b.order_ref,
+        ))
+    });
+    let drift_items: Vec<DriftItem> = drifts
+        .iter()
+        .take(settings.max_listed)
+        .map(|d| DriftItem {
+            vendor: d.vendor.clone(),
+            order_ref: d.order_ref.clone(),
+            kind: d.kind.clone(),
+            field: d.field.clone(),
+            ours: d.local_value.as_ref().map(display_value),
+            theirs: d.remote_value.as_ref().map(display_value),
+            cause: d.cause.clone(),
+            since: d.opened_at,
+            new: d.opened_at >= from,
+        })
+        .collect();
+
+    let mut vendors: Vec<VendorSummary> = vendors.into_values().collect();
+    let badness = |v: &VendorSummary| {
+        (
+            v.runs.refused + v.runs.failed,
+            v.format_warnings + i64::from(v.silent),
+            v.open_drifts,
+            v.new_drifts,
+            v.mail.quarantined,
+        )
+    };
+    vendors.sort_by(|a, b| {
+        badness(b)
+            .cmp(&badness(a))
+            .then_with(|| a.vendor.cmp(&b.vendor))
+    });
+    let totals = total(&vendors, &trend);
+    let headline = Headline {
+        open_drifts: totals.open_drifts,
+        new_drifts: totals.new_drifts,
+        closed_drifts: totals.closed_drifts,
+        refused_runs: totals.runs.refused,
+        failed_runs: totals.runs.failed,
+        quarantined: totals.mail.quarantined,
+        format_warnings: totals.format_warnings,
+        stuck_orders: stuck_total,
+        silent_vendors: vendors.iter().filter(|v| v.silent).count() as i64,
+    };
+
+    Ok(Report {
+        date,
+        timezone: tz.name().to_string(),
+        from,
+        to,
+        as_of,
+        complete,
+        headline,
+        alerts,
+        totals,
+        vendors,
+        drifts: Listed {
+            items: drift_items,
+            total: open.len(),
+        },
+        stuck: Listed {
+            items: stuck_items,
+            total: usize::try_from(stuck_total).unwrap_or(usize::MAX),
+        },
+        quarantined: Listed {
+            total: usize::try_from(totals_quarantined(&mail)).unwrap_or(usize::MAX),
+            items: quarantined
+                .into_iter()
+                .map(|q| QuarantinedMail {
+                    vendor: q.vendor,
+                    sender: q.sender,
+                    subject: q.subject,
+                    reason: q.reason,
+                    archived_at: q.archived_at,
+                })
+                .collect(),
+        },
+        trend,
+        stuck_after_days: settings.stuck_after_days,
+        silent_after_hours: settings.silent_after_hours,
+    })
+}
+
+fn vendor<'a>(map: &'a mut BTreeMap<String, VendorSummary>, name: &str) -> &'a mut VendorSummary {
+    map.entry(name.to_string())
+        .or_insert_with(|| VendorSummary {
+            vendor: name.to_string(),
+            ..VendorSummary::default()
+        })
+}
+
+fn totals_quarantined(mail: &[crate::store::MailCountRow]) -> i64 {
+    mail.iter()
+        .filter(|m| m.disposition == "quarantined")
+        .map(|m| m.count)
+        .sum()
+}
+
+fn total(vendors: &[VendorSummary], trend: &[TrendPoint]) -> VendorSummary {
+    let mut t = VendorSummary {
+        vendor: "all vendors".to_string(),
+        trend: trend.iter().map(|p| p.open).collect(),
+        ..VendorSummary::default()
+    };
+    for v in vendors {
+        t.open_drifts += v.open_drifts;
+        for (k, n) in &v.open_by_kind {
+            *t.open_by_kind.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &v.open_by_cause {
+            *t.open_by_cause.entry(k.clone()).or_default() += n;
+        }
+        t.new_drifts += v.new_drifts;
+        t.closed_drifts += v.closed_drifts;
+        t.fixed_drifts += v.fixed_drifts;
+        t.runs.total += v.runs.total;
+        t.runs.ok += v.runs.ok;
+        t.runs.unchanged += v.runs.unchanged;
+        t.runs.refused += v.runs.refused;
+        t.runs.failed += v.runs.failed;
+        t.runs.running += v.runs.running;
+        t.mail.received += v.mail.received;
+        t.mail.parsed += v.mail.parsed;
+        t.mail.quarantined += v.mail.quarantined;
+        t.mail.ignored += v.mail.ignored;
+        t.mail.skipped += v.mail.skipped;
+        t.format_warnings += v.format_warnings;
+        t.stuck_orders += v.stuck_orders;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_boundaries_follow_the_zone() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        assert_eq!(
+            day_start(chrono_tz::America::Chicago, d).to_rfc3339(),
+            "2026-11-24T06:00:00+00:00"
+        );
+        // 2026-03-08: Chicago springs forward at 02:00; the day is 23 hours.
+        let d = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        let tz = chrono_tz::America::Chicago;
+        let len = day_start(tz, d.succ_opt().unwrap()) - day_start(tz, d);
+        assert_eq!(len, Duration::hours(23));
+        // America/Santiago skips midnight on its DST day: the day starts at 01:00.
+        let d = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(
+            day_start(chrono_tz::America::Santiago, d).to_rfc3339(),
+            "2026-09-06T04:00:00+00:00"
+        );
+    }
+}

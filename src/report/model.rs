@@ -1,0 +1,228 @@
+//! The report as plain data: what `build` produces and every renderer reads.
+//!
+//! Strings here are raw (vendor text, subjects, order refs as they came);
+//! escaping belongs to each renderer, so JSON stays exact and HTML stays safe.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+/// One day's drift report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The calendar day covered, in `timezone`.
+    pub date: NaiveDate,
+    pub timezone: String,
+    /// The day as UTC instants, `[from, to)`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The instant open drifts and silence are measured at: the end of the
+    /// day, or the build time when the day is not over yet.
+    pub as_of: DateTime<Utc>,
+    /// False for a report of a day still in progress.
+    pub complete: bool,
+    pub headline: Headline,
+    /// What needs a human first, worst first: refused key frames, failed
+    /// runs, format changes, silent vendors.
+    pub alerts: Vec<Alert>,
+    /// All vendors together.
+    pub totals: VendorSummary,
+    /// One row per vendor, the most troubled first.
+    pub vendors: Vec<VendorSummary>,
+    /// Open drifts, worst first.
+    pub drifts: Listed<DriftItem>,
+    pub stuck: Listed<StuckOrder>,
+    pub quarantined: Listed<QuarantinedMail>,
+    /// Open drifts (all vendors) at the end of each of the 7 days ending on `date`.
+    pub trend: Vec<TrendPoint>,
+    pub stuck_after_days: u32,
+    pub silent_after_hours: u32,
+}
+
+/// The numbers that go in the subject line.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Headline {
+    pub open_drifts: i64,
+    pub new_drifts: i64,
+    pub closed_drifts: i64,
+    pub refused_runs: i64,
+    pub failed_runs: i64,
+    pub quarantined: i64,
+    pub format_warnings: i64,
+    pub stuck_orders: i64,
+    pub silent_vendors: i64,
+}
+
+/// A list cut to a readable length, remembering how long it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> Listed<T> {
+    pub fn omitted(&self) -> usize {
+        self.total.saturating_sub(self.items.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The guard refused a key frame: the vendor's export looks broken and
+    /// nothing was reconciled.
+    RefusedKeyFrame,
+    FailedRun,
+    FormatChange,
+    SilentVendor,
+}
+
+impl AlertKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertKind::RefusedKeyFrame => "REFUSED KEY FRAME",
+            AlertKind::FailedRun => "RECONCILE FAILED",
+            AlertKind::FormatChange => "FORMAT CHANGE",
+            AlertKind::SilentVendor => "VENDOR SILENT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub vendor: String,
+    pub at: Option<DateTime<Utc>>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VendorSummary {
+    pub vendor: String,
+    pub open_drifts: i64,
+    pub open_by_kind: BTreeMap<String, i64>,
+    pub open_by_cause: BTreeMap<String, i64>,
+    pub new_drifts: i64,
+    pub closed_drifts: i64,
+    /// Of the closed ones, how many a `fix` policy closed by appending a delta.
+    pub fixed_drifts: i64,
+    pub runs: RunCounts,
+    pub mail: MailCounts,
+    pub format_warnings: i64,
+    pub stuck_orders: i64,
+    pub silent: bool,
+    /// Open drifts at the end of each of the 7 days ending on the report date.
+    pub trend: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunCounts {
+    pub total: i64,
+    pub ok: i64,
+    pub unchanged: i64,
+    pub refused: i64,
+    pub failed: i64,
+    pub running: i64,
+    /// The outcome of the day's last run, for the at-a-glance column.
+    pub last_outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MailCounts {
+    pub received: i64,
+    pub parsed: i64,
+    pub quarantined: i64,
+    pub ignored: i64,
+    pub skipped: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftItem {
+    pub vendor: String,
+    pub order_ref: String,
+    pub kind: String,
+    pub field: Option<String>,
+    /// What we think (`None`: we have no such order).
+    pub ours: Option<String>,
+    /// What the vendor says (`None`: the vendor has no such order).
+    pub theirs: Option<String>,
+    pub cause: String,
+    pub since: DateTime<Utc>,
+    /// Opened during the report's day.
+    pub new: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StuckOrder {
+    pub vendor: String,
+    pub order_ref: String,
+    pub status: Option<String>,
+    pub vendor_status: Option<String>,
+    pub last_delta_at: DateTime<Utc>,
+    pub quiet_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedMail {
+    pub vendor: Option<String>,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+    pub archived_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TrendPoint {
+    pub date: NaiveDate,
+    pub open: i64,
+}
+
+impl Report {
+    /// The subject line: the date and the numbers that decide whether to open it.
+    pub fn subject(&self) -> String {
+        let h = &self.headline;
+        let mut s = format!(
+            "driftwatch {}: {} open drift{} (+{} new, -{} closed)",
+            self.date,
+            h.open_drifts,
+            plural(h.open_drifts),
+            h.new_drifts,
+            h.closed_drifts
+        );
+        for (n, what) in [
+            (h.refused_runs, "refused key frame"),
+            (h.failed_runs, "failed run"),
+            (h.format_warnings, "format warning"),
+            (h.silent_vendors, "silent vendor"),
+            (h.quarantined, "quarantined"),
+            (h.stuck_orders, "stuck"),
+        ] {
+            if n > 0 {
+                let what = if what.ends_with("ed") || what == "stuck" {
+                    what.to_string()
+                } else {
+                    format!("{what}{}", plural(n))
+                };
+                s.push_str(&format!(", {n} {what}"));
+            }
+        }
+        if !self.complete {
+            s.push_str(" (so far)");
+        }
+        s
+    }
+}
+
+pub fn plural(n: i64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// A drift's value as a person reads it: strings bare, other JSON as JSON.
+pub fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(empty)".to_string(),
+        other => other.to_string(),
+    }
+}
