@@ -69,8 +69,44 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         }
     }
 
+    // The day's report, as the morning email would show it (no mail server).
+    println!("\n== report: today so far\n");
+    let settings = app.config.report.clone().unwrap_or_default();
+    let today = chrono::Utc::now()
+        .with_timezone(&settings.timezone)
+        .date_naive();
+    let text = crate::report::cli::render(
+        &app,
+        &settings,
+        Some(today),
+        crate::report::cli::Format::Text,
+    )
+    .await?;
+    print!("{text}");
+    let html = crate::report::cli::render(
+        &app,
+        &settings,
+        Some(today),
+        crate::report::cli::Format::Html,
+    )
+    .await?;
+    let reports = settings
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| dir.join("reports"));
+    std::fs::create_dir_all(&reports)
+        .with_context(|| format!("failed to create {}", reports.display()))?;
+    let html_path = reports.join(format!("report-{today}.html"));
+    std::fs::write(&html_path, html)
+        .with_context(|| format!("failed to write {}", html_path.display()))?;
+    println!("\nHTML report: {}", html_path.display());
+
     println!(
         "\nexplore: driftwatch -c {} orders <ORDER>",
+        config_path.display()
+    );
+    println!(
+        "         driftwatch -c {} report --format html -o report.html",
         config_path.display()
     );
     Ok(())

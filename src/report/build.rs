@@ -259,6 +259,9 @@ pub async fn build(
         .collect();
 
     let mut vendors: Vec<VendorSummary> = vendors.into_values().collect();
+    for v in &mut vendors {
+        v.trend.resize(trend.len(), 0);
+    }
     let badness = |v: &VendorSummary| {
         (
             v.runs.refused + v.runs.failed,

@@ -41,25 +41,25 @@ pub fn render_html(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
     let local = |t: DateTime<Utc>| t.with_timezone(&tz);
     let mut o = String::new();
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <title>{}</title></head>\n\
          <body style=\"margin:0;padding:0;background:#f2f4f7;{FONT};color:#101828\">\n\
          <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#f2f4f7\"><tr><td align=\"center\" style=\"padding:16px\">\n\
-         <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px\">\n",
+         <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px\">",
         esc(&r.subject())
     );
 
     // Header and headline numbers.
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<tr><td style=\"padding:20px 24px 8px 24px\">\
          <div style=\"font-size:13px;color:{MUTED}\">driftwatch daily report</div>\
          <div style=\"font-size:22px;font-weight:600;margin-top:2px\">{}{}</div>\
          <div style=\"font-size:13px;color:{MUTED};margin-top:2px\">{} &middot; as of {}</div>\
-         </td></tr>\n",
+         </td></tr>",
         esc(&r.date.format("%A %d %B %Y").to_string()),
         if r.complete { "" } else { " (so far)" },
         esc(&r.timezone),
@@ -194,9 +194,9 @@ pub fn render_html(r: &Report) -> String {
     }
     o.push_str("</table></td></tr>\n");
     if !r.totals.open_by_kind.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<tr><td style=\"padding:4px 24px;font-size:13px;color:{MUTED}\">Open by kind: {}<br>Likely cause: {}</td></tr>\n",
+            "<tr><td style=\"padding:4px 24px;font-size:13px;color:{MUTED}\">Open by kind: {}<br>Likely cause: {}</td></tr>",
             chips(&r.totals.open_by_kind),
             chips(&r.totals.open_by_cause)
         );
@@ -242,9 +242,9 @@ pub fn render_html(r: &Report) -> String {
                 td(&d.ours.as_deref().map(esc).unwrap_or_else(|| none.clone())),
                 td(&d.theirs.as_deref().map(esc).unwrap_or(none)),
                 td(&format!(
-                    "{}<br><span style=\"color:{MUTED};font-size:12px\">{} days</span>",
-                    esc(&local(d.since).format("%Y-%m-%d").to_string()),
-                    (r.as_of - d.since).num_days()
+                    "{}<br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
+                    esc(&local(d.since).format("%Y-%m-%d %H:%M").to_string()),
+                    esc(&age(d.since, r.as_of))
                 )),
                 td(&esc(&d.cause)),
             );
@@ -332,21 +332,21 @@ pub fn render_html(r: &Report) -> String {
     }
     o.push_str("</table></td></tr>\n");
 
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<tr><td style=\"padding:12px 24px 20px 24px;font-size:12px;color:{MUTED}\">\
          Stuck: open with no delta for {} days. Silent: open orders and no mail for {} hours. \
          Printed by <code>driftwatch report --date {}</code>.</td></tr>\n\
-         </table></td></tr></table>\n</body></html>\n",
+         </table></td></tr></table>\n</body></html>",
         r.stuck_after_days, r.silent_after_hours, r.date
     );
     o
 }
 
 fn heading(o: &mut String, title: &str) {
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<tr><td style=\"padding:16px 24px 6px 24px;font-size:15px;font-weight:600;border-top:1px solid {BORDER}\">{}</td></tr>\n",
+        "<tr><td style=\"padding:16px 24px 6px 24px;font-size:15px;font-weight:600;border-top:1px solid {BORDER}\">{}</td></tr>",
         esc(title)
     );
 }
@@ -388,9 +388,9 @@ fn chips(m: &std::collections::BTreeMap<String, i64>) -> String {
 
 fn more(o: &mut String, omitted: usize, what: &str, command: &str) {
     if omitted > 0 {
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<tr><td style=\"padding:0 24px 8px 24px;font-size:12px;color:{MUTED}\">&hellip; and {omitted} more {what} (<code>{}</code>)</td></tr>\n",
+            "<tr><td style=\"padding:0 24px 8px 24px;font-size:12px;color:{MUTED}\">&hellip; and {omitted} more {what} (<code>{}</code>)</td></tr>",
             esc(command)
         );
     }

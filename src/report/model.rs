@@ -226,3 +226,13 @@ pub fn display_value(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// How long ago, for a reader: hours under two days, days after that.
+pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = now - since;
+    if d.num_hours() < 48 {
+        format!("{} h", d.num_hours().max(0))
+    } else {
+        format!("{} days", d.num_days())
+    }
+}

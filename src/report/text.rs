@@ -51,15 +51,8 @@ pub fn render_text(r: &Report) -> String {
     section(&mut o, "BY VENDOR");
     let _ = writeln!(
         o,
-        "  {:<22} {:>5} {:>5} {:>6}  {:<16} {:>16}  {:>5}  {}",
-        "vendor",
-        "open",
-        "new",
-        "closed",
-        "runs (last)",
-        "mail in/ok/quar",
-        "stuck",
-        "7-day open drifts"
+        "  {:<22} {:>5} {:>5} {:>6}  {:<16} {:>16}  {:>5}  7-day open drifts",
+        "vendor", "open", "new", "closed", "runs (last)", "mail in/ok/quar", "stuck"
     );
     for v in r.vendors.iter().chain(std::iter::once(&r.totals)) {
         let runs = match &v.runs.last_outcome {
@@ -126,9 +119,9 @@ pub fn render_text(r: &Report) -> String {
             );
             let _ = writeln!(
                 o,
-                "      since {} ({} days)   likely cause: {}",
+                "      since {} ({})   likely cause: {}",
                 local(d.since).format("%Y-%m-%d %H:%M"),
-                (r.as_of - d.since).num_days(),
+                age(d.since, r.as_of),
                 d.cause
             );
         }
