@@ -178,7 +178,7 @@ pub fn render_html(r: &Report) -> String {
         let _ = write!(
             o,
             "<tr style=\"{weight}\">{}{}{}{}{}{}{}{}</tr>",
-            td(&format!("{}{silent}", esc(&v.vendor))),
+            td_nowrap(&format!("{}{silent}", esc(&v.vendor))),
             td_num(v.open_drifts),
             td(&format!("+{}", v.new_drifts)),
             td(&format!("&minus;{}", v.closed_drifts)),
@@ -233,7 +233,7 @@ pub fn render_html(r: &Report) -> String {
             let _ = write!(
                 o,
                 "<tr>{}{}{}{}{}{}</tr>",
-                td(&format!(
+                td_nowrap(&format!(
                     "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
                     esc(&d.order_ref),
                     esc(&d.vendor)
@@ -241,7 +241,7 @@ pub fn render_html(r: &Report) -> String {
                 td(&format!("{what}{new}")),
                 td(&d.ours.as_deref().map(esc).unwrap_or_else(|| none.clone())),
                 td(&d.theirs.as_deref().map(esc).unwrap_or(none)),
-                td(&format!(
+                td_nowrap(&format!(
                     "{}<br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
                     esc(&local(d.since).format("%Y-%m-%d %H:%M").to_string()),
                     esc(&age(d.since, r.as_of))
@@ -266,7 +266,7 @@ pub fn render_html(r: &Report) -> String {
             let _ = write!(
                 o,
                 "<tr>{}{}{}{}</tr>",
-                td(&format!(
+                td_nowrap(&format!(
                     "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
                     esc(&s.order_ref),
                     esc(&s.vendor)
@@ -370,6 +370,13 @@ fn table_start(o: &mut String, headers: &[&str]) {
 fn td(html: &str) -> String {
     format!(
         "<td style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top\">{html}</td>"
+    )
+}
+
+/// A cell that must not wrap (dates, order refs with hyphens).
+fn td_nowrap(html: &str) -> String {
+    format!(
+        "<td style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;white-space:nowrap\">{html}</td>"
     )
 }
 

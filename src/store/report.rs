@@ -366,13 +366,19 @@ impl Store {
         Ok((rows, total))
     }
 
-    /// Every vendor with open orders, with its last mail archived before `before`.
+    /// Every vendor with open orders that we knew of before `before` (an order
+    /// first heard of later did not exist yet for that day's report), with
+    /// its last mail archived before `before`.
     pub async fn report_vendor_mail(&self, before: DateTime<Utc>) -> Result<Vec<VendorMailRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT o.vendor, count(*),
                  (SELECT max(m.archived_at) FROM messages m
-                  WHERE m.vendor = o.vendor AND m.archived_at < ?)
-             FROM orders o WHERE {OPEN_ORDER} GROUP BY o.vendor ORDER BY o.vendor"
+                  WHERE m.vendor = o.vendor AND m.archived_at < ?1)
+             FROM orders o
+             WHERE {OPEN_ORDER}
+               AND EXISTS (SELECT 1 FROM deltas d WHERE d.vendor = o.vendor
+                           AND d.order_ref = o.order_ref AND d.recorded_at < ?1)
+             GROUP BY o.vendor ORDER BY o.vendor"
         )))
         .bind(ts(before))
         .fetch_all(&self.pool)
