@@ -207,7 +207,15 @@ async fn busy_day(db: &Path) {
         ));
     }
     // (vendor, disposition, sender, subject, reason, archived_at)
-    let mail: [(Option<&str>, &str, &str, &str, Option<&str>, &str); 9] = [
+    type M<'a> = (
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+    );
+    let mail: [M; 9] = [
         (
             Some("acme-appraisal"),
             "parsed",
