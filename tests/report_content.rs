@@ -637,3 +637,66 @@ fn serve_writes_the_missed_report_on_start_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_send_cut_off_by_a_crash_is_taken_over_after_its_lease_and_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"data\"\nparsers_dir = \"{}\"\n\n[report]\noutput_dir = \"reports\"\nsend_at = \"07:00\"\ntimezone = \"UTC\"\n",
+            support::app::parsers_dir().display()
+        ),
+    )
+    .unwrap();
+    let app = driftwatch::app::App::build(driftwatch::config::Config::load(&config).unwrap())
+        .await
+        .unwrap();
+    let settings = app.config.report.clone().unwrap();
+    let channel = driftwatch::report::schedule::channels(&settings).remove(0);
+    let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+    let crash_at = utc("2026-11-25T07:00:00Z");
+
+    // A process recorded "pending" and died before recording "sent".
+    let mid = driftwatch::report::send::message_id(day, &channel, "driftwatch@localhost");
+    let lease = chrono::Duration::minutes(driftwatch::report::schedule::PENDING_LEASE_MINUTES);
+    let begun = app
+        .store
+        .begin_send(day, &channel, &mid, crash_at, lease)
+        .await
+        .unwrap();
+    assert_eq!(begun, driftwatch::store::BeginSend::Go { attempt: 1 });
+
+    use driftwatch::report::{DeliveryResult, run_once};
+    let results = |o: driftwatch::report::SendOutcome| -> Vec<DeliveryResult> {
+        o.deliveries.into_iter().map(|d| d.result).collect()
+    };
+    // Within the lease it may still be sending: left alone.
+    let out = run_once(&app, crash_at + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(results(out), [DeliveryResult::InFlight]);
+    let file = dir.path().join("reports/report-2026-11-24.txt");
+    assert!(!file.exists());
+    // After it: "maybe sent" is sent again, with the same Message-ID.
+    let out = run_once(&app, crash_at + chrono::Duration::minutes(11))
+        .await
+        .unwrap();
+    assert_eq!(results(out), [DeliveryResult::Sent { attempt: 2 }]);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("Tue 24 Nov 2026")
+    );
+    let out = run_once(&app, crash_at + chrono::Duration::minutes(12))
+        .await
+        .unwrap();
+    assert!(results(out).is_empty(), "already sent: nothing to do");
+    let sends = app.store.report_sends(day).await.unwrap();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(
+        (sends[0].attempts, sends[0].message_id.as_str()),
+        (2, mid.as_str())
+    );
+}

@@ -93,6 +93,9 @@ async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
             DeliveryResult::AlreadySent => {
                 println!("{} -> {}: already sent", d.date, d.channel)
             }
+            DeliveryResult::InFlight => {
+                println!("{} -> {}: being sent by another process", d.date, d.channel)
+            }
             DeliveryResult::Failed { attempt, error } => {
                 println!(
                     "{} -> {}: FAILED (attempt {attempt}): {error}",

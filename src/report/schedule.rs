@@ -14,7 +14,9 @@
 //!   after (see migrations/0003_reports.sql). A crash in between leaves
 //!   `pending`, which is delivered again with the same Message-ID:
 //!   at-least-once, with a recognisable duplicate in that one narrow window,
-//!   rather than at-most-once, which would lose the report.
+//!   rather than at-most-once, which would lose the report. A `pending` row
+//!   younger than [`PENDING_LEASE_MINUTES`] is left alone (another process,
+//!   e.g. `report --send-due` beside `serve`, is sending it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +33,12 @@ use crate::store::{BeginSend, SendState, StoreError};
 /// given up (and logged), so one permanently bad recipient does not keep old
 /// reports in the retry loop forever.
 pub const RETRY_DAYS: i64 = 7;
+
+/// How long a `pending` send belongs to the attempt that wrote it. Longer
+/// than any one delivery (SMTP timeout per step), so a second process does
+/// not send the same report concurrently; short enough that a report cut
+/// off by a crash goes out soon after the restart.
+pub const PENDING_LEASE_MINUTES: i64 = 10;
 
 /// What one call did, per (date, channel).
 #[derive(Debug, Clone, Default)]
@@ -64,9 +72,16 @@ pub struct Delivery {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryResult {
-    Sent { attempt: i64 },
+    Sent {
+        attempt: i64,
+    },
     AlreadySent,
-    Failed { attempt: i64, error: String },
+    /// Another attempt is under way (see [`PENDING_LEASE_MINUTES`]).
+    InFlight,
+    Failed {
+        attempt: i64,
+        error: String,
+    },
 }
 
 /// The local instant `time` on `date` in `tz`; a time skipped by a DST jump
@@ -167,12 +182,25 @@ pub async fn run_once(app: &App, now: DateTime<Utc>) -> Result<SendOutcome, Stor
         for channel in owed_channels {
             let from = settings.from.as_deref().unwrap_or("driftwatch@localhost");
             let mid = message_id(date, &channel, from);
-            let attempt = match app.store.begin_send(date, &channel, &mid, now).await? {
+            let lease = Duration::minutes(PENDING_LEASE_MINUTES);
+            let attempt = match app
+                .store
+                .begin_send(date, &channel, &mid, now, lease)
+                .await?
+            {
                 BeginSend::AlreadySent => {
                     outcome.deliveries.push(Delivery {
                         date,
                         channel,
                         result: DeliveryResult::AlreadySent,
+                    });
+                    continue;
+                }
+                BeginSend::InFlight => {
+                    outcome.deliveries.push(Delivery {
+                        date,
+                        channel,
+                        result: DeliveryResult::InFlight,
                     });
                     continue;
                 }

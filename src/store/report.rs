@@ -118,6 +118,9 @@ pub enum BeginSend {
     Go { attempt: i64 },
     /// Already sent: do nothing.
     AlreadySent,
+    /// Another attempt recorded `pending` less than the lease ago is probably
+    /// still sending (a `report --send-due` beside `serve`): leave it alone.
+    InFlight,
 }
 
 /// Statuses after which an order needs nothing more from the vendor.
@@ -411,23 +414,35 @@ impl Store {
     /// Records an attempt to send `date`'s report to `recipient` as pending,
     /// unless it was already sent. Runs in one write transaction so two
     /// attempts cannot both see "not sent".
+    ///
+    /// A `pending` row whose attempt started less than `lease` before `now`
+    /// is left to whoever started it; an older one was interrupted (crash,
+    /// kill) and is taken over: "maybe sent" is sent again.
     pub async fn begin_send(
         &self,
         date: NaiveDate,
         recipient: &str,
         message_id: &str,
         now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<BeginSend> {
         let mut tx = self.write_tx().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM report_sends WHERE report_date = ? AND recipient = ?",
+        let row = sqlx::query(
+            "SELECT state, last_attempt_at FROM report_sends WHERE report_date = ? AND recipient = ?",
         )
         .bind(date_text(date))
         .bind(recipient)
         .fetch_optional(&mut *tx)
         .await?;
-        if state.as_deref() == Some("sent") {
-            return Ok(BeginSend::AlreadySent);
+        if let Some(row) = row {
+            let state: &str = row.try_get(0)?;
+            let last = parse_ts(row.try_get::<&str, _>(1)?)?;
+            if state == "sent" {
+                return Ok(BeginSend::AlreadySent);
+            }
+            if state == "pending" && last > now - lease {
+                return Ok(BeginSend::InFlight);
+            }
         }
         let now = ts(now);
         let attempt: i64 = sqlx::query_scalar(
