@@ -700,3 +700,41 @@ async fn a_send_cut_off_by_a_crash_is_taken_over_after_its_lease_and_sent_once()
         (2, mid.as_str())
     );
 }
+
+#[tokio::test]
+async fn long_lists_are_cut_but_every_figure_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dw.db");
+    let store = Store::open(&db).await.unwrap();
+    busy_day(&db).await;
+    let s = ReportSettings {
+        max_listed: 1,
+        ..settings()
+    };
+    let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+    let r = driftwatch::report::build(&store, day, &s, utc("2026-11-25T13:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!((r.drifts.items.len(), r.drifts.total), (1, 7));
+    assert_eq!(
+        r.drifts.items[0].order_ref, "F-1001",
+        "the worst one is kept"
+    );
+    assert_eq!((r.stuck.items.len(), r.stuck.total), (1, 2));
+    let stuck: Vec<_> = r
+        .vendors
+        .iter()
+        .map(|v| (v.vendor.as_str(), v.stuck_orders))
+        .collect();
+    assert!(
+        stuck.contains(&("acme-appraisal", 1)) && stuck.contains(&("keystone-title", 1)),
+        "{stuck:?}"
+    );
+    assert_eq!(r.headline.open_drifts, 7);
+    let text = driftwatch::report::render_text(&r);
+    assert!(
+        text.contains("... and 6 more drifts (`driftwatch drifts`)"),
+        "{text}"
+    );
+    assert!(driftwatch::report::render_html(&r).contains("&hellip; and 6 more drifts"));
+}

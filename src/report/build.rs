@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 
 use super::config::ReportSettings;
 use super::model::*;
-use crate::store::{DriftRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Days in the trend.
 const TREND_DAYS: i64 = 7;
@@ -29,18 +29,6 @@ pub fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
 
-/// Severity order of drift kinds: a wrong status misleads people acting on
-/// the order; a field mismatch usually only misleads a detail.
-fn kind_rank(kind: &str) -> u8 {
-    match kind {
-        "status_mismatch" => 0,
-        "missing_local" => 1,
-        "missing_remote" => 2,
-        "field_mismatch" => 3,
-        _ => 4,
-    }
-}
-
 pub async fn build(
     store: &Store,
     date: NaiveDate,
@@ -53,7 +41,10 @@ pub async fn build(
     let as_of = to.min(now).max(from);
     let complete = now >= to;
 
-    let open = store.report_open_drifts(as_of).await?;
+    let breakdown = store.report_open_drift_breakdown(as_of).await?;
+    let worst = store
+        .report_worst_open_drifts(as_of, settings.max_listed)
+        .await?;
     let movement = store.report_drift_movement(from, as_of).await?;
     let runs = store.report_runs(from, as_of).await?;
     let mail = store.report_mail_counts(from, as_of).await?;
@@ -94,8 +85,9 @@ pub async fn build(
         });
     }
 
+    let stuck_counts = store.report_stuck_counts(stuck_cutoff).await?;
     let mut names: BTreeSet<String> = store.report_vendors().await?.into_iter().collect();
-    names.extend(open.iter().map(|d| d.vendor.clone()));
+    names.extend(breakdown.iter().map(|d| d.0.clone()));
     let mut vendors: BTreeMap<String, VendorSummary> = names
         .into_iter()
         .map(|v| {
@@ -112,11 +104,13 @@ pub async fn build(
         .collect();
     let mut alerts = Vec::new();
 
-    for d in &open {
-        let v = vendor(&mut vendors, &d.vendor);
-        v.open_drifts += 1;
-        *v.open_by_kind.entry(d.kind.clone()).or_default() += 1;
-        *v.open_by_cause.entry(d.cause.clone()).or_default() += 1;
+    let mut open_total = 0;
+    for (name, kind, cause, n) in &breakdown {
+        let v = vendor(&mut vendors, name);
+        v.open_drifts += n;
+        *v.open_by_kind.entry(kind.clone()).or_default() += n;
+        *v.open_by_cause.entry(cause.clone()).or_default() += n;
+        open_total += n;
     }
     for m in &movement {
         let v = vendor(&mut vendors, &m.vendor);
@@ -200,10 +194,8 @@ pub async fn build(
             quiet_days: (as_of - s.last_delta_at).num_days(),
         });
     }
-    // Per-vendor stuck counts only cover the listed rows when the list was cut;
-    // the total is exact.
-    for s in &stuck_items {
-        vendor(&mut vendors, &s.vendor).stuck_orders += 1;
+    for (name, n) in &stuck_counts {
+        vendor(&mut vendors, name).stuck_orders = *n;
     }
     for vm in &vendor_mail {
         let silent = vm.last_mail_at.is_none_or(|t| t < silent_cutoff);
@@ -233,18 +225,8 @@ pub async fn build(
     }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
 
-    let mut drifts: Vec<&DriftRow> = open.iter().collect();
-    drifts.sort_by(|a, b| {
-        (kind_rank(&a.kind), a.opened_at, &a.vendor, &a.order_ref).cmp(&(
-            kind_rank(&b.kind),
-            b.opened_at,
-            &b.vendor,
-            &b.order_ref,
-        ))
-    });
-    let drift_items: Vec<DriftItem> = drifts
+    let drift_items: Vec<DriftItem> = worst
         .iter()
-        .take(settings.max_listed)
         .map(|d| DriftItem {
             vendor: d.vendor.clone(),
             order_ref: d.order_ref.clone(),
@@ -302,7 +284,7 @@ pub async fn build(
         vendors,
         drifts: Listed {
             items: drift_items,
-            total: open.len(),
+            total: usize::try_from(open_total).unwrap_or(usize::MAX),
         },
         stuck: Listed {
             items: stuck_items,

@@ -142,16 +142,44 @@ fn opt_ts(r: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
 }
 
 impl Store {
-    /// Drifts open at `at` (opened before it, not closed by it).
-    pub async fn report_open_drifts(&self, at: DateTime<Utc>) -> Result<Vec<DriftRow>> {
+    /// Open drifts at `at` (opened before it, not closed by it), counted by
+    /// vendor, kind and cause: the figures, without loading every drift.
+    pub async fn report_open_drift_breakdown(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, String, i64)>> {
         let at = ts(at);
         let rows = sqlx::query(
-            "SELECT vendor, order_ref, kind, field, local_value, remote_value, cause, opened_at
-             FROM drifts WHERE opened_at < ? AND (closed_at IS NULL OR closed_at >= ?)
-             ORDER BY vendor, opened_at, order_ref",
+            "SELECT vendor, kind, cause, count(*) FROM drifts
+             WHERE opened_at < ?1 AND (closed_at IS NULL OR closed_at >= ?1)
+             GROUP BY vendor, kind, cause",
         )
         .bind(&at)
-        .bind(&at)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// The `limit` worst drifts open at `at`. Worst: a wrong status first (it
+    /// misleads whoever acts on the order), then an order we lack, one the
+    /// vendor lacks, a field difference; the oldest first within a kind.
+    pub async fn report_worst_open_drifts(
+        &self,
+        at: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DriftRow>> {
+        let rows = sqlx::query(
+            "SELECT vendor, order_ref, kind, field, local_value, remote_value, cause, opened_at
+             FROM drifts WHERE opened_at < ?1 AND (closed_at IS NULL OR closed_at >= ?1)
+             ORDER BY CASE kind WHEN 'status_mismatch' THEN 0 WHEN 'missing_local' THEN 1
+                      WHEN 'missing_remote' THEN 2 ELSE 3 END,
+                  opened_at, vendor, order_ref
+             LIMIT ?2",
+        )
+        .bind(ts(at))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -367,6 +395,19 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((rows, total))
+    }
+
+    /// Stuck orders (see [`Store::report_stuck_orders`]) counted per vendor.
+    pub async fn report_stuck_counts(&self, cutoff: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT vendor, count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < ? GROUP BY vendor"
+        )))
+        .bind(ts(cutoff))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// Every vendor with open orders that we knew of before `before` (an order
