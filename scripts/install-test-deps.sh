@@ -2,6 +2,10 @@
 # Installs the real servers the integration tests talk to (Dovecot for IMAP,
 # Postfix for SMTP) from Debian's packages, when they are missing.
 # Idempotent: does nothing when everything is already there.
+# Postfix is the real SMTP server of the report tests (tests/support/postfix.rs
+# runs private instances that deliver into the test Dovecot over LMTP).
+# Chromium is not installed here: no test needs it; scripts/screenshot-report.sh
+# installs it through scripts/install-chromium.sh when you re-render docs/report.png.
 set -euo pipefail
 
 need=()

@@ -13,6 +13,8 @@
 //!   view, in SQLite; it is the only module that knows SQL.
 //! - [`view`] is the pure fold from deltas to an order's state, shared by the
 //!   incremental path and `rebuild`.
+//! - [`report`] builds the daily drift report from the store, renders it as
+//!   text/HTML/JSON and delivers it once per day and recipient (SMTP or files).
 //! - [`app`] builds all of it from a [`config::Config`]: the one composition root.
 //!
 //! See ARCHITECTURE.md for the invariants each module keeps.

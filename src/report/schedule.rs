@@ -30,7 +30,8 @@ use crate::app::App;
 use crate::store::{BeginSend, SendState, StoreError};
 
 /// Unfinished sends older than this many days before the latest due date are
-/// given up (and logged), so one permanently bad recipient does not keep old
+/// no longer retried (they stay `failed`/`pending` in `report_sends` with
+/// their last error), so one permanently bad recipient does not keep old
 /// reports in the retry loop forever.
 pub const RETRY_DAYS: i64 = 7;
 
