@@ -581,6 +581,12 @@ fn the_demo_prints_the_report_and_writes_it_without_a_mail_server() {
     let (ok, out, _) = run(&["-c", c, "report", "--send-due"]);
     assert!(ok);
     assert!(out.starts_with("nothing due"), "{out}");
+    let (ok, out, _) = run(&["-c", c, "report", "--history"]);
+    assert!(ok);
+    assert!(
+        out.contains(" sent ") && out.contains("attempts 1"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use chrono::{NaiveDate, Utc};
 use super::config::ReportSettings;
 use super::schedule::DeliveryResult;
 use crate::app::App;
+use crate::store::SendState;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -32,11 +33,18 @@ pub struct ReportArgs {
     /// does at send time), then exit. Exit status 1 if a delivery failed.
     #[arg(long, conflicts_with_all = ["date", "output"])]
     pub send_due: bool,
+    /// List the deliveries recorded in the last 14 days (state, attempts,
+    /// last error), then exit.
+    #[arg(long, conflicts_with_all = ["date", "output", "send_due"])]
+    pub history: bool,
 }
 
 pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
     if args.send_due {
         return send_due(app).await;
+    }
+    if args.history {
+        return history(app).await;
     }
     let settings = app.config.report.clone().unwrap_or_default();
     let out = render(app, &settings, args.date, args.format).await?;
@@ -109,4 +117,38 @@ async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn history(app: &App) -> anyhow::Result<ExitCode> {
+    let since = Utc::now().date_naive() - chrono::Duration::days(14);
+    let rows = app
+        .store
+        .report_sends(since)
+        .await
+        .context("failed to read report_sends")?;
+    if rows.is_empty() {
+        println!("no report deliveries recorded since {since}");
+    }
+    for r in rows {
+        let state = match r.state {
+            SendState::Pending => "pending",
+            SendState::Sent => "sent",
+            SendState::Failed => "FAILED",
+        };
+        let when = r
+            .sent_at
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "{}  {:<8} {:<40} attempts {:<3} {when}{}",
+            r.report_date,
+            state,
+            r.recipient,
+            r.attempts,
+            r.last_error
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
