@@ -40,7 +40,7 @@ pub fn render_text(r: &Report) -> String {
                 .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "  ! {:<17} {:<16} {:<11} {}",
+            "  ! {:<17} {}  {}\n      {}",
             a.kind.label(),
             clean(&a.vendor),
             at,
