@@ -473,3 +473,25 @@ async fn smtp_down_at_send_time_the_report_arrives_once_after_it_returns() {
     );
     assert_eq!(env.lmtp_deliveries(), sends.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_outside_the_trusted_roots_is_refused() {
+    let env = Env::start("starttls");
+    // Without ca_file the public roots are trusted, and the test CA is not one.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, text).unwrap();
+    let app = env.app().await;
+    let day = Utc::now().date_naive();
+    let out = run_once(&app, next_morning(day, 7, 0)).await.unwrap();
+    assert_eq!(out.failed(), 2, "{out:?}");
+    let DeliveryResult::Failed { error, .. } = &out.deliveries[0].result else {
+        unreachable!()
+    };
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(env.inbox().await.is_empty());
+}
