@@ -28,18 +28,20 @@ pub struct App {
 
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
-    Registry::load_dir(&config.parsers_dir, config.ingest.ignore_senders.clone()).map_err(
-        |errors| {
-            anyhow::anyhow!(
-                "invalid parser rule files:\n  {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            )
-        },
-    )
+    let options = crate::parse::RegistryOptions {
+        ignore_senders: config.ingest.ignore_senders.clone(),
+        authserv_ids: config.ingest.authserv_ids.clone(),
+    };
+    Registry::load_dir(&config.parsers_dir, options).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid parser rule files:\n  {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    })
 }
 
 impl App {

@@ -21,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fixtures;
 pub mod ingest;
 pub mod model;
 pub mod parse;

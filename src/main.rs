@@ -69,10 +69,15 @@ enum Command {
     Drifts(driftwatch::reconcile::cli::DriftsArgs),
     /// Print (or send) the daily drift report.
     Report(driftwatch::report::cli::ReportArgs),
-    /// Show quarantined messages with the reason each was set aside.
+    /// Messages set aside for a human: list them, show one, turn one into a parser fixture.
     Quarantine {
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
+        #[command(subcommand)]
+        command: QuarantineCmd,
+    },
+    /// Parser tools.
+    Parsers {
+        #[command(subcommand)]
+        command: ParsersCmd,
     },
     /// Recompute the order view from the delta log.
     Rebuild,
@@ -84,6 +89,42 @@ enum Command {
     Demo {
         #[arg(long, default_value = "driftwatch-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCmd {
+    /// Newest first, with the reason each was set aside.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One message: headers, reason and the start of its text.
+    Show { id: i64 },
+    /// Write the raw message into a fixtures folder, ready for `parsers test --update`.
+    Export {
+        id: i64,
+        /// Destination .eml path, e.g. fixtures/acme-appraisal/new-layout.eml
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ParsersCmd {
+    /// Run fixture emails through the current parsers and compare with their expected deltas.
+    ///
+    /// `parsers test` runs every fixture; `parsers test VENDOR` one vendor's;
+    /// `parsers test FILE.eml...` the given files. Exit code 1 on any failure.
+    Test {
+        /// A vendor name and/or .eml files.
+        args: Vec<String>,
+        /// Record the current output as the expectation (review the diff first).
+        #[arg(long)]
+        update: bool,
+        /// Fixtures directory (default: `fixtures` beside the parsers directory).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
     },
 }
 
@@ -124,7 +165,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         other => other,
     };
-    let config = load_config(&cli.config)?;
+    let config = if matches!(command, Command::Parsers { .. }) && !cli.config.exists() {
+        // `parsers test` works in a checkout with no config: ./parsers, ./fixtures.
+        Config::defaults_in(Path::new("."))
+    } else {
+        load_config(&cli.config)?
+    };
     init_logging(config.log_format);
     match command {
         Command::CheckConfig => {
@@ -171,22 +217,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string(&d)?);
             }
         }
-        Command::Quarantine { limit } => {
+        Command::Quarantine { command } => {
             let store = Store::open(&config.database).await?;
-            let rows = store.quarantined(limit).await?;
-            if rows.is_empty() {
-                println!("quarantine is empty");
-            }
-            for q in rows {
-                println!(
-                    "#{:<6} {}  from {}  \"{}\"\n        {}",
-                    q.id,
-                    q.archived_at.format("%Y-%m-%d %H:%M"),
-                    q.sender.as_deref().unwrap_or("?"),
-                    q.subject.as_deref().unwrap_or(""),
-                    q.reason.as_deref().unwrap_or("")
-                );
-            }
+            return quarantine(&store, command).await;
+        }
+        Command::Parsers {
+            command:
+                ParsersCmd::Test {
+                    args,
+                    update,
+                    fixtures,
+                },
+        } => {
+            return parsers_test(&config, args, update, fixtures);
         }
         Command::Rebuild => {
             let store = Store::open(&config.database).await?;
@@ -246,6 +289,154 @@ async fn serve(app: &App) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn quarantine(store: &Store, command: QuarantineCmd) -> Result<ExitCode> {
+    match command {
+        QuarantineCmd::List { limit } => {
+            let rows = store.quarantined(limit).await?;
+            if rows.is_empty() {
+                println!("quarantine is empty");
+            }
+            for q in rows {
+                println!(
+                    "#{:<6} {}  from {}  \"{}\"\n        {}",
+                    q.id,
+                    q.archived_at.format("%Y-%m-%d %H:%M"),
+                    q.sender.as_deref().unwrap_or("?"),
+                    q.subject.as_deref().unwrap_or(""),
+                    q.reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+        QuarantineCmd::Show { id } => {
+            let m = store
+                .message(id)
+                .await?
+                .with_context(|| format!("no message #{id}"))?;
+            println!(
+                "message #{} ({}), archived {}",
+                m.id,
+                m.disposition,
+                m.archived_at.format("%Y-%m-%d %H:%M:%S")
+            );
+            println!("from:    {}", m.sender.as_deref().unwrap_or("?"));
+            println!("subject: {}", m.subject.as_deref().unwrap_or(""));
+            println!("vendor:  {}", m.vendor.as_deref().unwrap_or("-"));
+            println!("reason:  {}", m.reason.as_deref().unwrap_or("-"));
+            let text = driftwatch::parse::Mail::parse(&m.raw, None)
+                .map(|mail| mail.text().chars().take(1200).collect::<String>())
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&m.raw[..m.raw.len().min(1200)]).into_owned()
+                });
+            println!("\n{text}");
+        }
+        QuarantineCmd::Export { id, to } => {
+            let m = store
+                .message(id)
+                .await?
+                .with_context(|| format!("no message #{id}"))?;
+            anyhow::ensure!(
+                m.raw_complete,
+                "message #{id} was over the size limit: only its header was archived"
+            );
+            anyhow::ensure!(
+                !to.exists(),
+                "{} already exists; choose another name",
+                to.display()
+            );
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("failed to create {}", dir.display()))?;
+            }
+            std::fs::write(&to, &m.raw)
+                .with_context(|| format!("failed to write {}", to.display()))?;
+            println!("wrote {}", to.display());
+            println!(
+                "next: fix the vendor's rule file, then `driftwatch parsers test {} --update`, review, commit both files",
+                to.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parsers_test(
+    config: &Config,
+    args: Vec<String>,
+    update: bool,
+    fixtures: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use driftwatch::fixtures::{Verdict, discover, run_one};
+    let registry = load_registry(config)?;
+    let fixtures_dir = fixtures.unwrap_or_else(|| {
+        config
+            .parsers_dir
+            .parent()
+            .map(|p| p.join("fixtures"))
+            .unwrap_or_else(|| PathBuf::from("fixtures"))
+    });
+    let (files, names): (Vec<String>, Vec<String>) =
+        args.into_iter().partition(|a| a.ends_with(".eml"));
+    anyhow::ensure!(
+        names.len() <= 1,
+        "give at most one vendor name (got {})",
+        names.join(", ")
+    );
+    let vendor = names.first().map(String::as_str);
+    let mut paths: Vec<PathBuf> = files.into_iter().map(PathBuf::from).collect();
+    if paths.is_empty() {
+        paths = discover(&fixtures_dir, vendor)
+            .with_context(|| format!("failed to read fixtures in {}", fixtures_dir.display()))?;
+    }
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no fixtures found in {}",
+        fixtures_dir.join(vendor.unwrap_or("")).display()
+    );
+    let (mut passed, mut failed, mut updated) = (0, 0, 0);
+    for p in &paths {
+        let r = run_one(p, &registry, update);
+        match r.verdict {
+            Verdict::Pass => passed += 1,
+            Verdict::Updated => {
+                updated += 1;
+                println!(
+                    "UPDATED {}",
+                    driftwatch::fixtures::expected_path(p).display()
+                );
+            }
+            Verdict::Fail(diff) => {
+                failed += 1;
+                println!("FAIL {}\n{diff}", p.display());
+            }
+            Verdict::Missing(actual) => {
+                failed += 1;
+                println!(
+                    "MISSING {}: no expectation yet; the parsers produce:\n{}\n(record it with --update after review)",
+                    p.display(),
+                    serde_json::to_string_pretty(&actual)?
+                );
+            }
+            Verdict::Broken(msg) => {
+                failed += 1;
+                println!("ERROR {}: {msg}", p.display());
+            }
+        }
+    }
+    println!(
+        "parsers: {passed} passed, {failed} failed{}",
+        if updated > 0 {
+            format!(", {updated} updated")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn demo(dir: &Path) -> Result<ExitCode> {

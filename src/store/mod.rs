@@ -22,6 +22,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
+    QuarantineRow, StoredMessage,
 };
 pub use orders::DeltaFilter;
 
