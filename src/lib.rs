@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod model;
 pub mod parse;
 pub mod reconcile;
+pub mod reparse;
 pub mod report;
 pub mod store;
 pub mod view;

@@ -79,6 +79,18 @@ enum Command {
         #[command(subcommand)]
         command: ParsersCmd,
     },
+    /// Re-run archived mail through the current parsers (after fixing a parser).
+    Reparse {
+        /// Only changes involving this vendor.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// Only mail archived on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Show what would change in the order view; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Recompute the order view from the delta log.
     Rebuild,
     /// Apply database migrations and exit.
@@ -230,6 +242,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             return parsers_test(&config, args, update, fixtures);
+        }
+        Command::Reparse {
+            vendor,
+            since,
+            dry_run,
+        } => {
+            let app = App::build(config).await?;
+            return reparse(&app, vendor, since, dry_run).await;
         }
         Command::Rebuild => {
             let store = Store::open(&config.database).await?;
@@ -437,6 +457,69 @@ fn parsers_test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn reparse(
+    app: &App,
+    vendor: Option<String>,
+    since: Option<chrono::NaiveDate>,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let opts = driftwatch::reparse::ReparseOptions {
+        vendor,
+        since: since
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc()),
+        dry_run,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages  {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let registry = app.pipeline.registry();
+    let report = driftwatch::reparse::run(&app.store, &registry, &opts, &progress).await?;
+    bar.finish_and_clear();
+    let verb = if dry_run { "would change" } else { "changed" };
+    println!(
+        "examined {} archived messages; {} {verb}",
+        report.examined, report.changed
+    );
+    for (vendor, c) in &report.per_vendor {
+        println!(
+            "  {vendor}: {} messages (newly parsed {}, newly quarantined {}), deltas {} -> {}",
+            c.changed, c.newly_parsed, c.newly_quarantined, c.deltas_before, c.deltas_after
+        );
+    }
+    println!("orders whose view {verb}: {}", report.orders.len());
+    let show = |s: &Option<driftwatch::model::OrderState>| match s {
+        Some(s) => format!(
+            "{} {}",
+            s.status.map(|x| x.as_str()).unwrap_or("-"),
+            serde_json::to_string(&s.fields).unwrap_or_default()
+        ),
+        None => "(absent)".into(),
+    };
+    for c in report.orders.iter().take(50) {
+        println!(
+            "  {} {}: {}  ->  {}",
+            c.vendor,
+            c.order_ref,
+            show(&c.before),
+            show(&c.after)
+        );
+    }
+    if report.orders.len() > 50 {
+        println!("  ... and {} more", report.orders.len() - 50);
+    }
+    if dry_run {
+        println!("dry run: nothing was written");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(dir: &Path) -> Result<ExitCode> {
