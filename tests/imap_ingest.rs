@@ -368,3 +368,30 @@ async fn oversized_message_is_archived_as_skipped_with_its_header_only() {
     );
     assert!(reason.contains("over the configured limit"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_poller_falls_back_to_polling() {
+    let dovecot = Dovecot::start();
+    let cfg = imap_config(&dovecot, "", "idle = false\npoll_interval_secs = 1\n");
+    let app = cfg.app().await;
+    let mut rx = app.pipeline.subscribe();
+    let shutdown = CancellationToken::new();
+    let serve = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { app.serve(shutdown).await }
+    });
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(3, 0))
+        .await;
+    let took = wait_fetched(&mut rx, 3, Duration::from_secs(15)).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "polling every second took {took:?}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), serve)
+        .await
+        .expect("serve stops")
+        .unwrap()
+        .unwrap();
+}
