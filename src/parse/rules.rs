@@ -84,8 +84,26 @@ struct ExtractSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeSpec {
-    format: String,
+    format: Formats,
     timezone: Option<String>,
+}
+
+/// One format, or several tried in order: a vendor that changes how it
+/// writes dates keeps working with the old and the new form listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Formats {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Formats {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Formats::One(f) => vec![f],
+            Formats::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,7 +111,7 @@ struct TimeSpec {
 struct FieldSpec {
     #[serde(rename = "type")]
     kind: FieldType,
-    format: Option<String>,
+    format: Option<Formats>,
     timezone: Option<String>,
 }
 
@@ -159,14 +177,33 @@ struct Pattern {
 /// How a text becomes a point in time.
 #[derive(Debug, Clone)]
 struct TimeFormat {
-    format: String,
+    formats: Vec<String>,
     tz: chrono_tz::Tz,
 }
 
 impl TimeFormat {
+    fn describe(&self) -> String {
+        self.formats.join(" or ")
+    }
+
     fn parse(&self, s: &str) -> Option<DateTime<Utc>> {
-        let s = s.trim();
-        match self.format.as_str() {
+        self.formats
+            .iter()
+            .find_map(|f| self.parse_with(f, s.trim()))
+    }
+
+    fn parse_date(&self, s: &str) -> Option<NaiveDate> {
+        self.formats
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
+            .or_else(|| {
+                self.parse(s)
+                    .map(|t| t.with_timezone(&self.tz).date_naive())
+            })
+    }
+
+    fn parse_with(&self, format: &str, s: &str) -> Option<DateTime<Utc>> {
+        match format {
             "rfc3339" => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
             "rfc2822" => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
             f if f.contains("%z") || f.contains("%:z") => {
@@ -301,10 +338,12 @@ impl RuleParser {
             }
             let time = match spec.kind {
                 FieldType::Date | FieldType::Datetime => Some(TimeFormat {
-                    format: spec.format.clone().unwrap_or_else(|| match spec.kind {
-                        FieldType::Date => "%Y-%m-%d".into(),
-                        _ => "rfc3339".into(),
-                    }),
+                    formats: spec.format.clone().map(Formats::into_vec).unwrap_or_else(
+                        || match spec.kind {
+                            FieldType::Date => vec!["%Y-%m-%d".into()],
+                            _ => vec!["rfc3339".into()],
+                        },
+                    ),
                     tz: tz_of(&format!("{key}.timezone"), spec.timezone.as_deref())?,
                 }),
                 _ => {
@@ -331,7 +370,7 @@ impl RuleParser {
             .as_ref()
             .map(|t| {
                 Ok::<_, ConfigError>(TimeFormat {
-                    format: t.format.clone(),
+                    formats: t.format.clone().into_vec(),
                     tz: tz_of("event_time.timezone", t.timezone.as_deref())?,
                 })
             })
@@ -520,17 +559,16 @@ impl RuleParser {
             }
             FieldType::Date => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
-                let d = NaiveDate::parse_from_str(value, &tf.format)
-                    .ok()
-                    .or_else(|| tf.parse(value).map(|t| t.date_naive()))
-                    .ok_or_else(|| bad(&format!("a date in format {}", tf.format)))?;
+                let d = tf
+                    .parse_date(value)
+                    .ok_or_else(|| bad(&format!("a date in format {}", tf.describe())))?;
                 serde_json::Value::String(d.format("%Y-%m-%d").to_string())
             }
             FieldType::Datetime => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date and time"))?;
                 let t = tf
                     .parse(value)
-                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.format)))?;
+                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.describe())))?;
                 serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             }
         })
@@ -565,7 +603,7 @@ impl RuleParser {
                 let t = tf.parse(raw).ok_or_else(|| ExtractError::BadValue {
                     field: "event_time".into(),
                     value: raw.trim().chars().take(80).collect(),
-                    expected: format!("a time in format {}", tf.format),
+                    expected: format!("a time in format {}", tf.describe()),
                 })?;
                 (t, TimeSource::Vendor)
             }
@@ -694,6 +732,7 @@ impl Parser for RuleParser {
                 }
             }
         }
+        let mut csv_seen = false;
         if let Some(csv) = &self.csv {
             has_repeat = true;
             for a in mail.attachments() {
@@ -702,11 +741,23 @@ impl Parser for RuleParser {
                     .is_some_and(|n| csv.attachment.is_match(n))
                     || (a.name.is_none() && a.content_type == "text/csv")
                 {
+                    csv_seen = true;
                     rows.extend(csv_rows(csv, a.bytes)?);
                 }
             }
+            if !csv_seen && self.patterns.iter().all(|p| !p.repeat) {
+                return Err(ExtractError::Csv(format!(
+                    "no attachment whose name matches `{}`",
+                    csv.attachment.as_str()
+                )));
+            }
         }
         if has_repeat {
+            // A CSV with a header and no rows is a vendor's "no activity" day:
+            // parsed, nothing to record. Anything else without rows is suspect.
+            if rows.is_empty() && csv_seen {
+                return Ok(Vec::new());
+            }
             if rows.is_empty() {
                 return Err(ExtractError::NoRows);
             }

@@ -8,7 +8,9 @@ use sqlx::Row;
 
 use super::{Result, Store, parse_ts, ts};
 
-/// How many recent messages/deltas are compared with how many before them.
+/// Recent windows compared with the history before them: a short window
+/// catches a format change within the day, a longer one a slow drift.
+const WINDOWS: [usize; 3] = [5, 10, 20];
 const RECENT: i64 = 20;
 const BASELINE: i64 = 200;
 /// The smallest recent sample that can raise an alert.
@@ -64,9 +66,8 @@ impl Store {
                 baseline: base,
                 current: cur,
                 detail: format!(
-                    "{:.0}% of the last {} messages from {vendor} were quarantined, against {:.0}% before: has the vendor changed its email format?",
+                    "{:.0}% of the latest messages from {vendor} were quarantined, against {:.0}% before: has the vendor changed its email format?",
                     cur * 100.0,
-                    flags.len().min(RECENT as usize),
                     base * 100.0
                 ),
             });
@@ -162,17 +163,16 @@ impl Store {
     }
 }
 
-/// (baseline rate, recent rate) of `true`s when the recent rate jumped;
-/// `flags` is newest first.
+/// (baseline rate, recent rate) of `true`s for the window whose rate jumped
+/// most, if any jumped; `flags` is newest first.
 fn rates(flags: &[bool]) -> Option<(f64, f64)> {
-    let recent = &flags[..flags.len().min(RECENT as usize)];
-    let base = &flags[recent.len()..];
-    if (recent.len() as i64) < MIN_RECENT || (base.len() as i64) < MIN_BASELINE {
-        return None;
-    }
     let rate = |s: &[bool]| s.iter().filter(|&&b| b).count() as f64 / s.len() as f64;
-    let (b, c) = (rate(base), rate(recent));
-    (c - b >= JUMP).then_some((b, c))
+    WINDOWS
+        .iter()
+        .filter(|&&w| w as i64 >= MIN_RECENT && flags.len() >= w + MIN_BASELINE as usize)
+        .map(|&w| (rate(&flags[w..]), rate(&flags[..w])))
+        .filter(|(b, c)| c - b >= JUMP)
+        .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)))
 }
 
 #[cfg(test)]
@@ -183,7 +183,8 @@ mod tests {
     fn a_jump_is_flagged_noise_is_not() {
         let mut flags = vec![true; 15];
         flags.extend(vec![false; 100]);
-        assert_eq!(rates(&flags).map(|(b, c)| (b > 0.0, c)), Some((true, 0.75)));
+        // The 5 newest are all quarantined: the sharpest window wins.
+        assert_eq!(rates(&flags).map(|(b, c)| (b < 0.1, c)), Some((true, 1.0)));
         // Steady 10% noise: no alert.
         let noisy: Vec<bool> = (0..200).map(|i| i % 10 == 0).collect();
         assert_eq!(rates(&noisy), None);
