@@ -60,8 +60,12 @@ enum Command {
         after: i64,
         #[arg(long)]
         vendor: Option<String>,
+        /// At most this many deltas (per poll with --follow).
         #[arg(long, default_value_t = 1000)]
         limit: i64,
+        /// Keep running and print new deltas as they are committed.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Pull vendors' full state (key frames) and reconcile the order view against it.
     Reconcile(driftwatch::reconcile::cli::ReconcileArgs),
@@ -219,14 +223,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             after,
             vendor,
             limit,
+            follow,
         } => {
             let store = Store::open(&config.database).await?;
             let filter = DeltaFilter {
                 vendor,
                 order_ref: None,
             };
-            for d in store.deltas_after(after, limit, &filter).await? {
-                println!("{}", serde_json::to_string(&d)?);
+            // A reader's cursor is the last offset it printed: restart with
+            // `--after <that offset>` and nothing is missed or repeated.
+            let mut cursor = after;
+            loop {
+                let batch = store.deltas_after(cursor, limit, &filter).await?;
+                for d in &batch {
+                    println!("{}", serde_json::to_string(d)?);
+                    cursor = d.offset;
+                }
+                if !follow {
+                    break;
+                }
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                        _ = tokio::signal::ctrl_c() => break,
+                    }
+                }
             }
         }
         Command::Quarantine { command } => {
