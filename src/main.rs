@@ -144,9 +144,9 @@ enum ParsersCmd {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -176,7 +176,8 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let command = match cli.command {
         Command::Demo { dir } => {
-            init_logging(LogFormat::Text);
+            // The demo prints its own story; logs only for problems.
+            init_logging(LogFormat::Text, "warn");
             return demo(&dir).await;
         }
         other => other,
@@ -187,7 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     } else {
         load_config(&cli.config)?
     };
-    init_logging(config.log_format);
+    init_logging(config.log_format, "info");
     match command {
         Command::CheckConfig => {
             let registry = load_registry(&config)?;
