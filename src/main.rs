@@ -192,6 +192,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::CheckConfig => {
             let registry = load_registry(&config)?;
+            // Secrets are resolved at use; check now that they can be, so a
+            // missing variable shows up here rather than at 3 a.m.
+            for m in &config.mailboxes {
+                if let driftwatch::config::Mailbox::Imap(s) = m {
+                    let secret = match &s.auth {
+                        driftwatch::config::ImapAuth::Password(x) | driftwatch::config::ImapAuth::XOAuth2(x) => x,
+                    };
+                    secret
+                        .resolve()
+                        .with_context(|| format!("mailbox `{}`: credentials are not available", s.name))?;
+                }
+            }
             println!(
                 "{}: ok ({} mailbox(es), {} parser(s), database {})",
                 config.file.display(),
