@@ -11,3 +11,5 @@ CREATE TABLE format_alerts (
     detail      TEXT NOT NULL
 );
 CREATE INDEX format_alerts_vendor ON format_alerts (vendor, detected_at);
+-- Recent deltas per vendor, for the empty-field rate.
+CREATE INDEX deltas_vendor_offset ON deltas (vendor, offset);

@@ -10,3 +10,9 @@ bash scripts/install-test-deps.sh
 
 # Unit, integration (real Dovecot/Postfix on loopback) and doc tests.
 cargo test --all-targets --locked -- "$@"
+
+# Every shipped vendor fixture through the current parsers (what a user runs
+# after adding a vendor).
+if [ $# -eq 0 ]; then
+  cargo run --locked -q -- parsers test
+fi

@@ -28,18 +28,20 @@ pub struct App {
 
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
-    Registry::load_dir(&config.parsers_dir, config.ingest.ignore_senders.clone()).map_err(
-        |errors| {
-            anyhow::anyhow!(
-                "invalid parser rule files:\n  {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            )
-        },
-    )
+    let options = crate::parse::RegistryOptions {
+        ignore_senders: config.ingest.ignore_senders.clone(),
+        authserv_ids: config.ingest.authserv_ids.clone(),
+    };
+    Registry::load_dir(&config.parsers_dir, options).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid parser rule files:\n  {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    })
 }
 
 impl App {
@@ -118,6 +120,7 @@ impl App {
                 }
             }
         }
+        tasks.spawn(watch_parsers(self.clone(), shutdown.clone()));
         tasks.spawn(crate::reconcile::run_scheduler(
             self.clone(),
             shutdown.clone(),
@@ -142,4 +145,49 @@ impl App {
         self.store.close().await;
         Ok(())
     }
+}
+
+/// How often the parsers directory is checked for edits.
+const PARSER_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reloads the parsers when a rule file is added, removed or edited, so a
+/// fixed parser takes effect without a restart (SIGHUP does the same at once).
+/// A broken edit is logged and the running parsers stay.
+async fn watch_parsers(app: App, shutdown: CancellationToken) {
+    let mut last = parsers_fingerprint(&app.config.parsers_dir);
+    let mut tick = tokio::time::interval(PARSER_WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = parsers_fingerprint(&app.config.parsers_dir);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match app.reload_parsers() {
+            Ok(n) => info!(parsers = n, "parser rule files changed; reloaded"),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "parser rule files changed but do not load; keeping the running parsers")
+            }
+        }
+    }
+}
+
+fn parsers_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path(), m.modified().ok(), m.len()))
+        })
+        .collect();
+    v.sort();
+    v
 }

@@ -244,6 +244,8 @@ pub enum LogFormat {
 struct RawIngest {
     #[serde(default)]
     ignore_senders: Vec<String>,
+    #[serde(default)]
+    authserv_ids: Vec<String>,
     max_message_bytes: Option<u64>,
     batch_max_messages: Option<usize>,
     batch_max_bytes: Option<u64>,
@@ -328,6 +330,8 @@ pub struct Config {
 pub struct IngestSettings {
     /// Sender patterns (`*@corp.example`) whose mail is archived as ignored.
     pub ignore_senders: Vec<String>,
+    /// authserv-ids of our receiving servers (trusted Authentication-Results).
+    pub authserv_ids: Vec<String>,
     pub max_message_bytes: u64,
     pub batch_max_messages: usize,
     pub batch_max_bytes: u64,
@@ -337,6 +341,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
             ignore_senders: vec![],
+            authserv_ids: vec![],
             max_message_bytes: 25 * 1024 * 1024,
             batch_max_messages: 200,
             batch_max_bytes: 16 * 1024 * 1024,
@@ -399,6 +404,21 @@ pub struct MaildirSettings {
 }
 
 impl Config {
+    /// The settings used when there is no config file (`parsers test` in a
+    /// checkout): `./parsers`, a database under `./data`, no mailboxes.
+    pub fn defaults_in(dir: &Path) -> Config {
+        Config {
+            file: dir.join("driftwatch.toml"),
+            database: dir.join("data/driftwatch.db"),
+            parsers_dir: dir.join("parsers"),
+            ingest: IngestSettings::default(),
+            mailboxes: vec![],
+            log_format: LogFormat::Text,
+            vendors: vec![],
+            report: None,
+        }
+    }
+
     /// Loads and validates a config file. Every problem names the file, the
     /// key and the line.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
@@ -435,6 +455,7 @@ impl Config {
                 .iter()
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
+            authserv_ids: raw.ingest.authserv_ids.clone(),
             max_message_bytes: raw.ingest.max_message_bytes.unwrap_or(d.max_message_bytes),
             batch_max_messages: raw
                 .ingest

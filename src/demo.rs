@@ -14,6 +14,8 @@ const FILES: &[(&str, &[u8])] = embed! {
     "driftwatch.toml" => "demo/driftwatch.toml",
     "parsers/acme-appraisal.toml" => "parsers/acme-appraisal.toml",
     "parsers/keystone-title.toml" => "parsers/keystone-title.toml",
+    "parsers/pinnacle-credit.toml" => "parsers/pinnacle-credit.toml",
+    "parsers/rivergate-flood.toml" => "parsers/rivergate-flood.toml",
     "Maildir/new/01-acme-48213-accepted" => "demo/mail/01-acme-48213-accepted.eml",
     "Maildir/new/02-acme-48213-scheduled" => "demo/mail/02-acme-48213-scheduled.eml",
     "Maildir/new/03-acme-48214-delivered" => "demo/mail/03-acme-48214-delivered.eml",
@@ -24,6 +26,8 @@ const FILES: &[(&str, &[u8])] = embed! {
     "Maildir/new/08-malformed" => "demo/mail/08-malformed.eml",
     "Maildir/new/09-acme-48213-scheduled-duplicate" => "demo/mail/09-acme-48213-scheduled-duplicate.eml",
     "Maildir/new/10-acme-48216-unmapped" => "demo/mail/10-acme-48216-unmapped.eml",
+    "Maildir/new/11-pinnacle-daily-csv" => "demo/mail/11-pinnacle-daily-csv.eml",
+    "Maildir/new/12-rivergate-digest" => "demo/mail/12-rivergate-digest.eml",
 };
 
 /// Writes the demo into `dir` (keeping any database already there, so a second

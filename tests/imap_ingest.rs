@@ -368,3 +368,63 @@ async fn oversized_message_is_archived_as_skipped_with_its_header_only() {
     );
     assert!(reason.contains("over the configured limit"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_poller_falls_back_to_polling() {
+    let dovecot = Dovecot::start();
+    let cfg = imap_config(&dovecot, "", "idle = false\npoll_interval_secs = 1\n");
+    let app = cfg.app().await;
+    let mut rx = app.pipeline.subscribe();
+    let shutdown = CancellationToken::new();
+    let serve = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { app.serve(shutdown).await }
+    });
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(3, 0))
+        .await;
+    let took = wait_fetched(&mut rx, 3, Duration::from_secs(15)).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "polling every second took {took:?}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), serve)
+        .await
+        .expect("serve stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xoauth2_login_with_a_token_from_a_command() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(2, 0))
+        .await;
+    // Dovecot checks an XOAUTH2 token against its passdb like a password; a
+    // real provider's token would come from a refresh command the same way.
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        &format!(
+            "oauth2_token_command = \"printf '%s' {}\"\n",
+            dovecot.password()
+        ),
+    );
+    let r = cfg.app().await.ingest_once().await.expect("XOAUTH2 login");
+    assert_eq!(r[0].2.parsed, 2);
+
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        "oauth2_token_command = \"echo expired-token\"\n",
+    );
+    let err = cfg.app().await.ingest_once().await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("login as alice@localhost rejected"), "{msg}");
+    assert!(
+        !msg.contains("expired-token"),
+        "tokens never appear in errors: {msg}"
+    );
+}

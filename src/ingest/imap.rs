@@ -370,7 +370,7 @@ impl ImapSource {
             }
             None => 0,
         };
-        let mut total = BatchOutcome::default();
+        let total = BatchOutcome::default();
         if mailbox.exists == 0
             || mailbox
                 .uid_next
@@ -401,83 +401,132 @@ impl ImapSource {
         sizes.sort_unstable();
         sizes.dedup_by_key(|(u, _)| *u);
 
+        // Fetch and commit overlap: while batch N is parsed and committed,
+        // batch N+1 is already on the wire. Commits stay strictly in order and
+        // stop at the first failure, so the checkpoint never skips a batch.
+        let (to_commit, mut queue) = tokio::sync::mpsc::channel::<(Checkpoint, Vec<RawMessage>)>(1);
+        let (committed_tx, mut committed_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u32>>();
+        let committer = async move {
+            let mut total = BatchOutcome::default();
+            while let Some((checkpoint, messages)) = queue.recv().await {
+                let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+                let outcome = pipeline
+                    .commit(&source, &folder, Some(checkpoint), messages)
+                    .await?;
+                total.add(&outcome);
+                // The receiver lives as long as the fetcher; a send error only means it is done.
+                let _ = committed_tx.send(uids);
+            }
+            Ok::<_, IngestError>(total)
+        };
         let limits = pipeline.settings.clone();
-        let mut start = 0;
-        while start < sizes.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < sizes.len()
-                && end - start < limits.batch_max_messages
-                && (end == start
-                    || bytes + sizes[end].1.min(limits.max_message_bytes) <= limits.batch_max_bytes)
-            {
-                bytes += sizes[end].1.min(limits.max_message_bytes);
-                end += 1;
-            }
-            let batch = &sizes[start..end];
-            start = end;
-
-            let (full, large): (Vec<_>, Vec<_>) = batch
-                .iter()
-                .partition(|(_, size)| *size <= limits.max_message_bytes);
-            let mut messages: Vec<RawMessage> = Vec::with_capacity(batch.len());
-            if !full.is_empty() {
-                let set = uid_set(&full.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-                for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[])").await? {
-                    let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                        continue;
-                    };
-                    messages.push(RawMessage {
-                        location: format!("{uidvalidity}/{uid}"),
-                        uid,
-                        body: MessageBody::Full(body.to_vec()),
-                        internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
-                    });
-                }
-            }
-            if !large.is_empty() {
-                let set = uid_set(&large.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-                for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[HEADER])").await? {
-                    let Some(uid) = f.uid else { continue };
-                    let Some(&(_, size)) = large.iter().find(|(u, _)| *u == uid) else {
-                        continue;
-                    };
-                    messages.push(RawMessage {
-                        location: format!("{uidvalidity}/{uid}"),
-                        uid,
-                        body: MessageBody::TooLarge {
-                            header: f.header().map(<[u8]>::to_vec).unwrap_or_default(),
-                            size,
+        let this = &*self;
+        let fetcher = async {
+            let mut start = 0;
+            while start < sizes.len() {
+                let end = batch_end(&sizes, start, &limits);
+                let batch = &sizes[start..end];
+                start = end;
+                let messages =
+                    fetch_batch(session, batch, uidvalidity, limits.max_message_bytes).await?;
+                // A UID missing from the answer was expunged meanwhile: nothing
+                // to archive, and the checkpoint may pass it.
+                let last = batch.last().map_or(last_uid, |(u, _)| *u);
+                if to_commit
+                    .send((
+                        Checkpoint {
+                            uidvalidity,
+                            last_uid: last,
                         },
-                        internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
-                    });
+                        messages,
+                    ))
+                    .await
+                    .is_err()
+                {
+                    break; // the committer failed; its error is returned below
+                }
+                while let Ok(uids) = committed_rx.try_recv() {
+                    this.after_processing(session, &uids).await;
+                }
+                if shutdown.is_cancelled() {
+                    break;
                 }
             }
-            messages.sort_by_key(|m| m.uid);
-            messages.dedup_by_key(|m| m.uid);
-            // A UID missing from the answer was expunged meanwhile: nothing to
-            // archive, and the checkpoint may pass it.
-            let last = batch.last().map_or(last_uid, |(u, _)| *u);
-            let committed: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-            let outcome = pipeline
-                .commit(
-                    &source,
-                    &folder,
-                    Some(Checkpoint {
-                        uidvalidity,
-                        last_uid: last,
-                    }),
-                    messages,
-                )
-                .await?;
-            total.add(&outcome);
-            self.after_processing(session, &committed).await;
-            if shutdown.is_cancelled() {
-                break;
-            }
+            drop(to_commit);
+            Ok::<_, IngestError>(())
+        };
+        let (fetched, total) = tokio::join!(fetcher, committer);
+        let total = total?;
+        fetched?;
+        while let Ok(uids) = committed_rx.try_recv() {
+            self.after_processing(session, &uids).await;
         }
         Ok(total)
     }
+}
+
+/// The end (exclusive) of the batch starting at `start`: bounded by message
+/// count and by bytes, so memory stays flat whatever the mailbox holds.
+fn batch_end(sizes: &[(u32, u64)], start: usize, limits: &crate::config::IngestSettings) -> usize {
+    let mut end = start;
+    let mut bytes = 0u64;
+    while end < sizes.len()
+        && end - start < limits.batch_max_messages
+        && (end == start
+            || bytes + sizes[end].1.min(limits.max_message_bytes) <= limits.batch_max_bytes)
+    {
+        bytes += sizes[end].1.min(limits.max_message_bytes);
+        end += 1;
+    }
+    end
+}
+
+/// Fetches one batch: whole messages, and only the header of those over the limit.
+async fn fetch_batch(
+    session: &mut Session,
+    batch: &[(u32, u64)],
+    uidvalidity: u32,
+    max_message_bytes: u64,
+) -> Result<Vec<RawMessage>, IngestError> {
+    let (full, large): (Vec<_>, Vec<_>) = batch
+        .iter()
+        .partition(|(_, size)| *size <= max_message_bytes);
+    let mut messages: Vec<RawMessage> = Vec::with_capacity(batch.len());
+    if !full.is_empty() {
+        let set = uid_set(&full.iter().map(|(u, _)| *u).collect::<Vec<_>>());
+        for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[])").await? {
+            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                continue;
+            };
+            messages.push(RawMessage {
+                location: format!("{uidvalidity}/{uid}"),
+                uid,
+                body: MessageBody::Full(body.to_vec()),
+                internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
+            });
+        }
+    }
+    if !large.is_empty() {
+        let set = uid_set(&large.iter().map(|(u, _)| *u).collect::<Vec<_>>());
+        for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[HEADER])").await? {
+            let Some(uid) = f.uid else { continue };
+            let Some(&(_, size)) = large.iter().find(|(u, _)| *u == uid) else {
+                continue;
+            };
+            messages.push(RawMessage {
+                location: format!("{uidvalidity}/{uid}"),
+                uid,
+                body: MessageBody::TooLarge {
+                    header: f.header().map(<[u8]>::to_vec).unwrap_or_default(),
+                    size,
+                },
+                internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
+            });
+        }
+    }
+    messages.sort_by_key(|m| m.uid);
+    messages.dedup_by_key(|m| m.uid);
+    Ok(messages)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::IngestSettings;
 use crate::model::{MessageBody, RawMessage};
@@ -72,6 +72,7 @@ impl Pipeline {
         messages: Vec<RawMessage>,
     ) -> Result<BatchOutcome, StoreError> {
         let registry = self.registry();
+        let registry_for_health = registry.clone();
         let archived = tokio::task::spawn_blocking(move || {
             messages
                 .into_iter()
@@ -88,6 +89,9 @@ impl Pipeline {
                 "message classified"
             );
         }
+        let mut vendors: Vec<String> = archived.iter().filter_map(|m| m.vendor.clone()).collect();
+        vendors.sort();
+        vendors.dedup();
         let batch = IngestBatch {
             source: source.to_string(),
             folder: folder.to_string(),
@@ -95,6 +99,7 @@ impl Pipeline {
             messages: archived,
         };
         let outcome = self.store.commit_batch(&batch).await?;
+        self.check_health(&registry_for_health, &vendors).await;
         self.fetched.send_modify(|n| *n += outcome.fetched());
         if outcome.archived > 0 || outcome.duplicates > 0 {
             info!(
@@ -111,6 +116,33 @@ impl Pipeline {
             );
         }
         Ok(outcome)
+    }
+}
+
+impl Pipeline {
+    /// Format-change detection after each batch; a failure here is logged,
+    /// never allowed to fail ingest (the batch is already committed).
+    async fn check_health(&self, registry: &Registry, vendors: &[String]) {
+        for vendor in vendors {
+            let fields = registry
+                .parsers()
+                .iter()
+                .find(|p| p.vendor() == vendor)
+                .map(|p| p.declared_fields())
+                .unwrap_or_default();
+            match self
+                .store
+                .check_vendor_health(vendor, &fields, chrono::Utc::now())
+                .await
+            {
+                Ok(alerts) => {
+                    for a in alerts {
+                        warn!(vendor = %a.vendor, kind = %a.kind, field = a.field.as_deref().unwrap_or(""), "{}", a.detail);
+                    }
+                }
+                Err(e) => warn!(vendor = %vendor, error = %e, "parser health check failed"),
+            }
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! pattern that no longer matches, a sender nobody configured, each becomes a
 //! quarantine reason a human can act on.
 
+mod auth;
+mod builtin;
 mod html;
 mod mail;
 mod rules;
@@ -13,6 +15,7 @@ mod rules;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use auth::AuthPolicy;
 pub use html::html_to_text;
 pub use mail::{Attachment, Mail};
 pub use rules::RuleParser;
@@ -32,6 +35,10 @@ pub enum ExtractError {
     MissingOrderRef,
     #[error("vendor status `{0}` is not in the status map")]
     UnmappedStatus(String),
+    #[error("attachment: {0}")]
+    Csv(String),
+    #[error("{0}")]
+    Engine(String),
     #[error("field `{field}`: cannot read `{value}` as {expected}")]
     BadValue {
         field: String,
@@ -54,6 +61,25 @@ pub trait Parser: Send + Sync {
     /// the sender was already accepted.
     fn recognises(&self, mail: &Mail<'_>) -> bool;
     fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError>;
+    /// How strictly this vendor's Authentication-Results are checked.
+    fn auth_policy(&self) -> AuthPolicy {
+        AuthPolicy::Prefer
+    }
+    /// The field names this parser can produce; format-change detection
+    /// watches how often each comes back empty.
+    fn declared_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Settings that apply across vendors.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Sender patterns whose mail is archived as ignored.
+    pub ignore_senders: Vec<String>,
+    /// authserv-ids of our own receiving servers, whose Authentication-Results
+    /// are trusted; empty = trust only the topmost header.
+    pub authserv_ids: Vec<String>,
 }
 
 /// What to do with one message.
@@ -77,20 +103,17 @@ pub enum Outcome {
 /// All parsers, tried in a fixed order (rule files sorted by file name).
 pub struct Registry {
     parsers: Vec<Arc<dyn Parser>>,
-    ignore_senders: Vec<String>,
+    options: RegistryOptions,
 }
 
 impl Registry {
-    pub fn new(parsers: Vec<Arc<dyn Parser>>, ignore_senders: Vec<String>) -> Registry {
-        Registry {
-            parsers,
-            ignore_senders,
-        }
+    pub fn new(parsers: Vec<Arc<dyn Parser>>, options: RegistryOptions) -> Registry {
+        Registry { parsers, options }
     }
 
     /// Loads every `*.toml` rule file in `dir`. Returns every invalid file's
     /// error, not just the first, so one run shows all that needs fixing.
-    pub fn load_dir(dir: &Path, ignore_senders: Vec<String>) -> Result<Registry, Vec<ConfigError>> {
+    pub fn load_dir(dir: &Path, options: RegistryOptions) -> Result<Registry, Vec<ConfigError>> {
         let mut files: Vec<_> = match std::fs::read_dir(dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -109,7 +132,7 @@ impl Registry {
         let mut parsers: Vec<Arc<dyn Parser>> = Vec::new();
         let mut errors = Vec::new();
         for f in files {
-            match RuleParser::load(&f) {
+            match RuleParser::load(&f).map(builtin::wrap) {
                 Ok(p) => {
                     if let Some(other) = parsers.iter().find(|o| o.vendor() == p.vendor()) {
                         errors.push(ConfigError {
@@ -123,14 +146,14 @@ impl Registry {
                             ),
                         });
                     } else {
-                        parsers.push(Arc::new(p));
+                        parsers.push(p);
                     }
                 }
                 Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
-            Ok(Registry::new(parsers, ignore_senders))
+            Ok(Registry::new(parsers, options))
         } else {
             Err(errors)
         }
@@ -150,7 +173,12 @@ impl Registry {
                     .into(),
             };
         };
-        if let Some(p) = self.ignore_senders.iter().find(|p| glob_match(p, &sender)) {
+        if let Some(p) = self
+            .options
+            .ignore_senders
+            .iter()
+            .find(|p| glob_match(p, &sender))
+        {
             return Outcome::Ignored {
                 reason: format!("sender {sender} matches ignore rule `{p}`"),
             };
@@ -175,6 +203,18 @@ impl Registry {
                 ),
             };
         };
+        let domain = sender.rsplit('@').next().unwrap_or(&sender);
+        if let auth::Verdict::Reject(reason) = auth::check(
+            parser.auth_policy(),
+            &mail.header_raw_all("Authentication-Results"),
+            domain,
+            &self.options.authserv_ids,
+        ) {
+            return Outcome::Quarantined {
+                vendor: Some(parser.vendor().to_string()),
+                reason,
+            };
+        }
         match parser.extract(mail) {
             Ok(deltas) => Outcome::Parsed {
                 vendor: parser.vendor().to_string(),

@@ -38,6 +38,25 @@ struct RuleFile {
     #[serde(default)]
     fields: BTreeMap<String, FieldSpec>,
     status_map: BTreeMap<String, String>,
+    csv: Option<CsvSpec>,
+    /// How Authentication-Results are treated for this vendor.
+    #[serde(default)]
+    sender_auth: super::AuthPolicy,
+    /// `rust:NAME` hands extraction to a parser written in Rust (see
+    /// `parse::builtin`); recognition, status map and field types still come
+    /// from this file.
+    engine: Option<String>,
+}
+
+/// Rows of an attached CSV file, one delta per row.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvSpec {
+    /// Regex over the attachment's file name (`(?i)\.csv$` by default).
+    attachment: Option<String>,
+    delimiter: Option<String>,
+    /// Capture name (order_ref, status, event_time or a field) → column header.
+    columns: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,8 +84,26 @@ struct ExtractSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeSpec {
-    format: String,
+    format: Formats,
     timezone: Option<String>,
+}
+
+/// One format, or several tried in order: a vendor that changes how it
+/// writes dates keeps working with the old and the new form listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Formats {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Formats {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Formats::One(f) => vec![f],
+            Formats::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +111,7 @@ struct TimeSpec {
 struct FieldSpec {
     #[serde(rename = "type")]
     kind: FieldType,
-    format: Option<String>,
+    format: Option<Formats>,
     timezone: Option<String>,
 }
 
@@ -140,14 +177,33 @@ struct Pattern {
 /// How a text becomes a point in time.
 #[derive(Debug, Clone)]
 struct TimeFormat {
-    format: String,
+    formats: Vec<String>,
     tz: chrono_tz::Tz,
 }
 
 impl TimeFormat {
+    fn describe(&self) -> String {
+        self.formats.join(" or ")
+    }
+
     fn parse(&self, s: &str) -> Option<DateTime<Utc>> {
-        let s = s.trim();
-        match self.format.as_str() {
+        self.formats
+            .iter()
+            .find_map(|f| self.parse_with(f, s.trim()))
+    }
+
+    fn parse_date(&self, s: &str) -> Option<NaiveDate> {
+        self.formats
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
+            .or_else(|| {
+                self.parse(s)
+                    .map(|t| t.with_timezone(&self.tz).date_naive())
+            })
+    }
+
+    fn parse_with(&self, format: &str, s: &str) -> Option<DateTime<Utc>> {
+        match format {
             "rfc3339" => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
             "rfc2822" => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
             f if f.contains("%z") || f.contains("%:z") => {
@@ -169,6 +225,12 @@ impl TimeFormat {
     }
 }
 
+struct Csv {
+    attachment: Regex,
+    delimiter: u8,
+    columns: BTreeMap<String, String>,
+}
+
 struct Field {
     kind: FieldType,
     time: Option<TimeFormat>,
@@ -182,8 +244,13 @@ pub struct RuleParser {
     subject: Option<Regex>,
     body: Option<Regex>,
     patterns: Vec<Pattern>,
+    csv: Option<Csv>,
     event_time: Option<TimeFormat>,
     fields: BTreeMap<String, Field>,
+    engine: Option<String>,
+    auth: super::AuthPolicy,
+    /// Every capture name other than order_ref/status/event_time.
+    field_names: Vec<String>,
     /// Normalised vendor word (lower case, single spaces) → canonical status.
     status_map: BTreeMap<String, Status>,
 }
@@ -271,10 +338,12 @@ impl RuleParser {
             }
             let time = match spec.kind {
                 FieldType::Date | FieldType::Datetime => Some(TimeFormat {
-                    format: spec.format.clone().unwrap_or_else(|| match spec.kind {
-                        FieldType::Date => "%Y-%m-%d".into(),
-                        _ => "rfc3339".into(),
-                    }),
+                    formats: spec.format.clone().map(Formats::into_vec).unwrap_or_else(
+                        || match spec.kind {
+                            FieldType::Date => vec!["%Y-%m-%d".into()],
+                            _ => vec!["rfc3339".into()],
+                        },
+                    ),
                     tz: tz_of(&format!("{key}.timezone"), spec.timezone.as_deref())?,
                 }),
                 _ => {
@@ -301,14 +370,32 @@ impl RuleParser {
             .as_ref()
             .map(|t| {
                 Ok::<_, ConfigError>(TimeFormat {
-                    format: t.format.clone(),
+                    formats: t.format.clone().into_vec(),
                     tz: tz_of("event_time.timezone", t.timezone.as_deref())?,
                 })
             })
             .transpose()?;
 
-        if raw.extract.is_empty() {
-            return Err(src.error("extract", "at least one [[extract]] pattern is needed"));
+        let engine = match raw.engine.as_deref() {
+            None | Some("rules") => None,
+            Some(e) => match e.strip_prefix("rust:") {
+                Some(name) if super::builtin::exists(name) => Some(name.to_string()),
+                _ => {
+                    return Err(src.error(
+                        "engine",
+                        format!(
+                            "unknown engine `{e}`; use \"rules\" or one of: {}",
+                            super::builtin::names().join(", ")
+                        ),
+                    ));
+                }
+            },
+        };
+        if raw.extract.is_empty() && raw.csv.is_none() && engine.is_none() {
+            return Err(src.error(
+                "extract",
+                "at least one [[extract]] pattern (or a [csv] table) is needed",
+            ));
         }
         let mut patterns = Vec::new();
         let mut captured = std::collections::BTreeSet::new();
@@ -345,8 +432,46 @@ impl RuleParser {
                 optional: e.optional,
             });
         }
+        let csv = match &raw.csv {
+            None => None,
+            Some(c) => {
+                if c.columns.is_empty() {
+                    return Err(src.error(
+                        "csv.columns",
+                        "must map at least order_ref to a column header",
+                    ));
+                }
+                captured.extend(c.columns.keys().cloned());
+                let delimiter = match c.delimiter.as_deref().unwrap_or(",").as_bytes() {
+                    [b] => *b,
+                    _ if c.delimiter.as_deref() == Some("\\t") => b'\t',
+                    _ => {
+                        return Err(src.error(
+                            "csv.delimiter",
+                            "must be a single character (\",\", \";\", \"\\t\", ...)",
+                        ));
+                    }
+                };
+                Some(Csv {
+                    attachment: compile(
+                        "csv.attachment",
+                        c.attachment.as_deref().unwrap_or(r"(?i)\.csv$"),
+                    )?,
+                    delimiter,
+                    columns: c.columns.clone(),
+                })
+            }
+        };
+        if engine.is_some() {
+            // The Rust parser supplies its own capture names.
+            captured.extend(
+                super::builtin::captures(engine.as_deref().unwrap_or_default())
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        }
         if !captured.contains("order_ref") {
-            return Err(src.error("extract", "no pattern captures order_ref"));
+            return Err(src.error("extract", "no pattern or CSV column captures order_ref"));
         }
         if captured.contains("event_time") && event_time.is_none() {
             return Err(src.error(
@@ -389,10 +514,22 @@ impl RuleParser {
             subject,
             body,
             patterns,
+            csv,
             event_time,
             fields,
             status_map,
+            engine,
+            auth: raw.sender_auth,
+            field_names: captured
+                .into_iter()
+                .filter(|c| !SPECIAL.contains(&c.as_str()))
+                .collect(),
         })
+    }
+
+    /// The Rust engine this file asks for, if any.
+    pub(super) fn engine(&self) -> Option<&str> {
+        self.engine.as_deref()
     }
 
     fn convert(&self, name: &str, value: &str) -> Result<serde_json::Value, ExtractError> {
@@ -422,23 +559,25 @@ impl RuleParser {
             }
             FieldType::Date => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
-                let d = NaiveDate::parse_from_str(value, &tf.format)
-                    .ok()
-                    .or_else(|| tf.parse(value).map(|t| t.date_naive()))
-                    .ok_or_else(|| bad(&format!("a date in format {}", tf.format)))?;
+                let d = tf
+                    .parse_date(value)
+                    .ok_or_else(|| bad(&format!("a date in format {}", tf.describe())))?;
                 serde_json::Value::String(d.format("%Y-%m-%d").to_string())
             }
             FieldType::Datetime => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date and time"))?;
                 let t = tf
                     .parse(value)
-                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.format)))?;
+                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.describe())))?;
                 serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             }
         })
     }
 
-    fn row_to_delta(
+    /// Turns one row of captures into a delta: maps the status, reads the
+    /// event time, converts fields to their declared types. Shared with the
+    /// Rust engines, which produce rows their own way.
+    pub(super) fn row_to_delta(
         &self,
         mail: &Mail<'_>,
         row: &BTreeMap<String, String>,
@@ -464,7 +603,7 @@ impl RuleParser {
                 let t = tf.parse(raw).ok_or_else(|| ExtractError::BadValue {
                     field: "event_time".into(),
                     value: raw.trim().chars().take(80).collect(),
-                    expected: format!("a time in format {}", tf.format),
+                    expected: format!("a time in format {}", tf.describe()),
                 })?;
                 (t, TimeSource::Vendor)
             }
@@ -557,6 +696,14 @@ impl Parser for RuleParser {
             && self.body.as_ref().is_none_or(|r| r.is_match(mail.text()))
     }
 
+    fn auth_policy(&self) -> super::AuthPolicy {
+        self.auth
+    }
+
+    fn declared_fields(&self) -> Vec<String> {
+        self.field_names.clone()
+    }
+
     fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError> {
         let mut common: BTreeMap<String, String> = BTreeMap::new();
         let mut rows: Vec<BTreeMap<String, String>> = Vec::new();
@@ -585,7 +732,32 @@ impl Parser for RuleParser {
                 }
             }
         }
+        let mut csv_seen = false;
+        if let Some(csv) = &self.csv {
+            has_repeat = true;
+            for a in mail.attachments() {
+                if a.name
+                    .as_deref()
+                    .is_some_and(|n| csv.attachment.is_match(n))
+                    || (a.name.is_none() && a.content_type == "text/csv")
+                {
+                    csv_seen = true;
+                    rows.extend(csv_rows(csv, a.bytes)?);
+                }
+            }
+            if !csv_seen && self.patterns.iter().all(|p| !p.repeat) {
+                return Err(ExtractError::Csv(format!(
+                    "no attachment whose name matches `{}`",
+                    csv.attachment.as_str()
+                )));
+            }
+        }
         if has_repeat {
+            // A CSV with a header and no rows is a vendor's "no activity" day:
+            // parsed, nothing to record. Anything else without rows is suspect.
+            if rows.is_empty() && csv_seen {
+                return Ok(Vec::new());
+            }
             if rows.is_empty() {
                 return Err(ExtractError::NoRows);
             }
@@ -599,6 +771,52 @@ impl Parser for RuleParser {
         }
         rows.iter().map(|r| self.row_to_delta(mail, r)).collect()
     }
+}
+
+/// Reads an attached CSV: header row required; a BOM is ignored; a column
+/// named in the rule file but missing from the header is an error (a vendor
+/// renaming a column must not silently empty a field).
+fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, ExtractError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(csv.delimiter)
+        .flexible(true)
+        .from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| ExtractError::Csv(e.to_string()))?
+        .clone();
+    let mut index = Vec::new();
+    for (name, column) in &csv.columns {
+        let i = headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(column.trim()))
+            .ok_or_else(|| {
+                ExtractError::Csv(format!(
+                    "column `{column}` (for {name}) is not in the attachment's header"
+                ))
+            })?;
+        index.push((name.clone(), i));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| ExtractError::Csv(e.to_string()))?;
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        rows.push(
+            index
+                .iter()
+                .filter_map(|(name, i)| {
+                    let v = String::from_utf8_lossy(record.get(*i)?.as_bytes())
+                        .trim()
+                        .to_string();
+                    (!v.is_empty()).then(|| (name.clone(), v))
+                })
+                .collect(),
+        );
+    }
+    Ok(rows)
 }
 
 fn captures_to_map(re: &Regex, caps: &regex::Captures<'_>) -> BTreeMap<String, String> {

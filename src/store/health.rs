@@ -1,1 +1,194 @@
-//! SQL for the health module.
+//! Parser health: per-vendor quarantine rate and per-field empty rate over
+//! the most recent messages against the ones before them. A jump is what a
+//! vendor changing its email layout looks like, so it raises a format alert
+//! the same day instead of after someone notices missing orders.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::Row;
+
+use super::{Result, Store, parse_ts, ts};
+
+/// Recent windows compared with the history before them: a short window
+/// catches a format change within the day, a longer one a slow drift.
+const WINDOWS: [usize; 3] = [5, 10, 20];
+const RECENT: i64 = 20;
+const BASELINE: i64 = 200;
+/// The smallest recent sample that can raise an alert.
+const MIN_RECENT: i64 = 5;
+/// The smallest baseline that makes a comparison meaningful.
+const MIN_BASELINE: i64 = 10;
+/// An alert needs the rate to rise by at least this much.
+const JUMP: f64 = 0.5;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FormatAlert {
+    pub vendor: String,
+    pub detected_at: DateTime<Utc>,
+    /// `quarantine_rate` or `empty_field`.
+    pub kind: String,
+    pub field: Option<String>,
+    pub baseline: f64,
+    pub current: f64,
+    pub detail: String,
+}
+
+impl Store {
+    /// Compares a vendor's recent parsing with its history and records an
+    /// alert for each rate that jumped (at most one per vendor, kind and field
+    /// a day). Returns the alerts raised now.
+    pub async fn check_vendor_health(
+        &self,
+        vendor: &str,
+        fields: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<FormatAlert>> {
+        let mut raised = Vec::new();
+        // Quarantine rate over the vendor's messages (parsed or quarantined).
+        let rows = sqlx::query(
+            "SELECT disposition = 'quarantined' FROM messages
+             WHERE vendor = ? AND disposition IN ('parsed', 'quarantined')
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(vendor)
+        .bind(RECENT + BASELINE)
+        .fetch_all(&self.pool)
+        .await?;
+        let flags: Vec<bool> = rows
+            .iter()
+            .map(|r| r.try_get::<bool, _>(0))
+            .collect::<Result<_, _>>()?;
+        if let Some((base, cur)) = rates(&flags) {
+            raised.push(FormatAlert {
+                vendor: vendor.to_string(),
+                detected_at: now,
+                kind: "quarantine_rate".into(),
+                field: None,
+                baseline: base,
+                current: cur,
+                detail: format!(
+                    "{:.0}% of the latest messages from {vendor} were quarantined, against {:.0}% before: has the vendor changed its email format?",
+                    cur * 100.0,
+                    base * 100.0
+                ),
+            });
+        }
+        // Empty rate per field over the vendor's email deltas.
+        for field in fields {
+            let rows = sqlx::query(
+                "SELECT json_extract(fields, '$.' || json_quote(?)) IS NULL FROM deltas
+                 WHERE vendor = ? AND source = 'email'
+                 ORDER BY offset DESC LIMIT ?",
+            )
+            .bind(field)
+            .bind(vendor)
+            .bind(RECENT + BASELINE)
+            .fetch_all(&self.pool)
+            .await?;
+            let empty: Vec<bool> = rows
+                .iter()
+                .map(|r| r.try_get::<bool, _>(0))
+                .collect::<Result<_, _>>()?;
+            if let Some((base, cur)) = rates(&empty) {
+                raised.push(FormatAlert {
+                    vendor: vendor.to_string(),
+                    detected_at: now,
+                    kind: "empty_field".into(),
+                    field: Some(field.clone()),
+                    baseline: base,
+                    current: cur,
+                    detail: format!(
+                        "field `{field}` was empty in {:.0}% of {vendor}'s recent deltas, against {:.0}% before: has the vendor changed its email format?",
+                        cur * 100.0,
+                        base * 100.0
+                    ),
+                });
+            }
+        }
+        let mut kept = Vec::new();
+        for a in raised {
+            let since = ts(now - Duration::hours(24));
+            let recent: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM format_alerts WHERE vendor = ? AND kind = ? AND coalesce(field, '') = coalesce(?, '')
+                 AND detected_at >= ?",
+            )
+            .bind(&a.vendor)
+            .bind(&a.kind)
+            .bind(&a.field)
+            .bind(&since)
+            .fetch_optional(&self.pool)
+            .await?;
+            if recent.is_some() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO format_alerts (vendor, detected_at, kind, field, baseline, current, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&a.vendor)
+            .bind(ts(a.detected_at))
+            .bind(&a.kind)
+            .bind(&a.field)
+            .bind(a.baseline)
+            .bind(a.current)
+            .bind(&a.detail)
+            .execute(&self.pool)
+            .await?;
+            kept.push(a);
+        }
+        Ok(kept)
+    }
+
+    /// Format alerts detected at or after `since`, newest first.
+    pub async fn format_alerts(&self, since: DateTime<Utc>) -> Result<Vec<FormatAlert>> {
+        let rows = sqlx::query(
+            "SELECT vendor, detected_at, kind, field, baseline, current, detail FROM format_alerts
+             WHERE detected_at >= ? ORDER BY detected_at DESC",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FormatAlert {
+                    vendor: r.try_get(0)?,
+                    detected_at: parse_ts(r.try_get::<&str, _>(1)?)?,
+                    kind: r.try_get(2)?,
+                    field: r.try_get(3)?,
+                    baseline: r.try_get(4)?,
+                    current: r.try_get(5)?,
+                    detail: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// (baseline rate, recent rate) of `true`s for the window whose rate jumped
+/// most, if any jumped; `flags` is newest first.
+fn rates(flags: &[bool]) -> Option<(f64, f64)> {
+    let rate = |s: &[bool]| s.iter().filter(|&&b| b).count() as f64 / s.len() as f64;
+    WINDOWS
+        .iter()
+        .filter(|&&w| w as i64 >= MIN_RECENT && flags.len() >= w + MIN_BASELINE as usize)
+        .map(|&w| (rate(&flags[w..]), rate(&flags[..w])))
+        .filter(|(b, c)| c - b >= JUMP)
+        .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rates;
+
+    #[test]
+    fn a_jump_is_flagged_noise_is_not() {
+        let mut flags = vec![true; 15];
+        flags.extend(vec![false; 100]);
+        // The 5 newest are all quarantined: the sharpest window wins.
+        assert_eq!(rates(&flags).map(|(b, c)| (b < 0.1, c)), Some((true, 1.0)));
+        // Steady 10% noise: no alert.
+        let noisy: Vec<bool> = (0..200).map(|i| i % 10 == 0).collect();
+        assert_eq!(rates(&noisy), None);
+        // Too little history: no alert.
+        assert_eq!(rates(&[true; 12]), None);
+    }
+}

@@ -321,3 +321,49 @@ pub struct QuarantineRow {
     pub reason: Option<String>,
     pub vendor: Option<String>,
 }
+
+/// One archived message with its raw bytes.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub raw: Vec<u8>,
+    pub raw_complete: bool,
+    pub disposition: String,
+    pub reason: Option<String>,
+    pub vendor: Option<String>,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub archived_at: DateTime<Utc>,
+    pub internal_date: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub async fn message(&self, id: i64) -> Result<Option<StoredMessage>> {
+        let row = sqlx::query(
+            "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at, internal_date
+             FROM messages WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+}
+
+pub(super) fn stored_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: r.try_get(0)?,
+        raw: r.try_get(1)?,
+        raw_complete: r.try_get(2)?,
+        disposition: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        vendor: r.try_get(5)?,
+        sender: r.try_get(6)?,
+        subject: r.try_get(7)?,
+        archived_at: super::parse_ts(r.try_get::<&str, _>(8)?)?,
+        internal_date: r
+            .try_get::<Option<&str>, _>(9)?
+            .map(super::parse_ts)
+            .transpose()?,
+    })
+}

@@ -10,6 +10,7 @@ mod health;
 mod ingest;
 mod orders;
 mod reconcile;
+mod reparse;
 mod report;
 
 use std::path::Path;
@@ -20,14 +21,17 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use health::FormatAlert;
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
+    QuarantineRow, StoredMessage,
 };
 pub use orders::DeltaFilter;
 pub use report::{
     BeginSend, DriftMovement, DriftRow, FormatAlertRow, MailCountRow, QuarantinedRow, RunRow,
     SendRow, SendState, StuckOrderRow, VendorMailRow,
 };
+pub use reparse::{OrderChange, Reparsed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

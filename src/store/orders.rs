@@ -85,7 +85,31 @@ pub(super) async fn update_view(conn: &mut SqliteConnection, d: &Delta) -> Resul
     save_order(conn, &next).await
 }
 
-async fn load_order(
+/// Recomputes one order from its non-superseded deltas; removes the order
+/// from the view when none are left.
+pub(super) async fn refold_order(
+    conn: &mut SqliteConnection,
+    vendor: &str,
+    order_ref: &str,
+) -> Result<Option<OrderState>> {
+    let mut ds = order_deltas_conn(conn, vendor, order_ref).await?;
+    match view::fold(&mut ds) {
+        Some(s) => {
+            save_order(conn, &s).await?;
+            Ok(Some(s))
+        }
+        None => {
+            sqlx::query("DELETE FROM orders WHERE vendor = ? AND order_ref = ?")
+                .bind(vendor)
+                .bind(order_ref)
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+pub(super) async fn load_order(
     conn: &mut SqliteConnection,
     vendor: &str,
     order_ref: &str,
@@ -127,7 +151,7 @@ async fn save_order(conn: &mut SqliteConnection, s: &OrderState) -> Result<()> {
     Ok(())
 }
 
-async fn order_deltas_conn(
+pub(super) async fn order_deltas_conn(
     conn: &mut SqliteConnection,
     vendor: &str,
     order_ref: &str,
@@ -145,7 +169,7 @@ async fn order_deltas_conn(
     rows.iter().map(delta_from_row).collect()
 }
 
-fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
+pub(super) fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
         .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
     Ok(Delta {

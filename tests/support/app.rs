@@ -62,3 +62,39 @@ pub fn imap_config(dovecot: &Dovecot, top_extra: &str, mailbox_extra: &str) -> T
     std::fs::write(&path, text).expect("write config");
     TestConfig { dir, path }
 }
+
+/// A config with one Maildir mailbox (empty `Maildir/{new,cur,tmp}` in the
+/// temp dir) and the given parsers directory.
+pub fn maildir_config(parsers: &Path, top_extra: &str) -> TestConfig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(dir.path().join("Maildir").join(sub)).expect("maildir");
+    }
+    let text = format!(
+        "data_dir = \"data\"\nparsers_dir = \"{}\"\n{top_extra}\n\
+         [[mailbox]]\nname = \"local\"\nkind = \"maildir\"\npath = \"Maildir\"\npoll_interval_secs = 1\n",
+        parsers.display()
+    );
+    let path = dir.path().join("driftwatch.toml");
+    std::fs::write(&path, text).expect("write config");
+    TestConfig { dir, path }
+}
+
+impl TestConfig {
+    /// Delivers a message into the Maildir the way an MTA does (tmp, then rename into new).
+    pub fn deliver(&self, name: &str, raw: &[u8]) {
+        let md = self.dir.path().join("Maildir");
+        let tmp = md.join("tmp").join(name);
+        std::fs::write(&tmp, raw).expect("write tmp");
+        std::fs::rename(&tmp, md.join("new").join(name)).expect("rename into new");
+    }
+}
+
+/// Copies the shipped parsers into `dst`, for a test that edits them.
+pub fn copy_shipped_parsers(dst: &Path) {
+    std::fs::create_dir_all(dst).expect("parsers dir");
+    for e in std::fs::read_dir(parsers_dir()).expect("read parsers") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, dst.join(p.file_name().expect("name"))).expect("copy parser");
+    }
+}

@@ -490,7 +490,7 @@ first_valid_gid = 1
 ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2
 disable_plaintext_auth = no
 passdb {{
   driver = passwd-file
