@@ -197,11 +197,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for m in &config.mailboxes {
                 if let driftwatch::config::Mailbox::Imap(s) = m {
                     let secret = match &s.auth {
-                        driftwatch::config::ImapAuth::Password(x) | driftwatch::config::ImapAuth::XOAuth2(x) => x,
+                        driftwatch::config::ImapAuth::Password(x)
+                        | driftwatch::config::ImapAuth::XOAuth2(x) => x,
                     };
-                    secret
-                        .resolve()
-                        .with_context(|| format!("mailbox `{}`: credentials are not available", s.name))?;
+                    secret.resolve().with_context(|| {
+                        format!("mailbox `{}`: credentials are not available", s.name)
+                    })?;
                 }
             }
             println!(

@@ -166,21 +166,12 @@ pub async fn build(
     }
     for a in &format_alerts {
         vendor(&mut vendors, &a.vendor).format_warnings += 1;
-        let what = match (a.kind.as_str(), &a.field) {
-            ("empty_field", Some(f)) => format!("field `{f}` empty in"),
-            ("empty_field", None) => "fields empty in".to_string(),
-            _ => "quarantined:".to_string(),
-        };
         alerts.push(Alert {
             kind: AlertKind::FormatChange,
             vendor: a.vendor.clone(),
             at: Some(a.detected_at),
-            message: format!(
-                "{what} {:.0}% of mail (usually {:.0}%): {}",
-                a.current * 100.0,
-                a.baseline * 100.0,
-                a.detail
-            ),
+            // Parser health writes a complete sentence with both rates.
+            message: a.detail.clone(),
         });
     }
     let mut stuck_items = Vec::new();

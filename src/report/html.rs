@@ -95,10 +95,10 @@ pub fn render_html(r: &Report) -> String {
     heading(&mut o, "Needs a human");
     o.push_str("<tr><td style=\"padding:0 24px 8px 24px\">");
     if r.alerts.is_empty() {
-        let msg = if h.open_drifts == 0 && h.stuck_orders == 0 {
-            "Nothing. No open drifts, no refused key frames, no warnings."
+        let msg = if h.open_drifts == 0 && h.stuck_orders == 0 && h.quarantined == 0 {
+            "Nothing. No open drifts, no refused key frames, no warnings, no quarantined mail."
         } else {
-            "No alerts; see the drifts and stuck orders below."
+            "No alerts; see the drifts, stuck orders and quarantined mail below."
         };
         let _ = write!(o, "<div style=\"font-size:14px;color:{MUTED}\">{msg}</div>");
     }

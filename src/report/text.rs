@@ -26,13 +26,20 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(o, "as of {}", local(r.as_of).format("%Y-%m-%d %H:%M %Z"));
 
     section(&mut o, "NEEDS A HUMAN");
-    if r.alerts.is_empty() && r.headline.open_drifts == 0 && r.headline.stuck_orders == 0 {
+    if r.alerts.is_empty()
+        && r.headline.open_drifts == 0
+        && r.headline.stuck_orders == 0
+        && r.headline.quarantined == 0
+    {
         let _ = writeln!(
             o,
-            "  Nothing. No open drifts, no refused key frames, no warnings."
+            "  Nothing. No open drifts, no refused key frames, no warnings, no quarantined mail."
         );
     } else if r.alerts.is_empty() {
-        let _ = writeln!(o, "  No alerts; see the drifts and stuck orders below.");
+        let _ = writeln!(
+            o,
+            "  No alerts; see the drifts, stuck orders and quarantined mail below."
+        );
     }
     for a in &r.alerts {
         let at =

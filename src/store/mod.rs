@@ -27,11 +27,11 @@ pub use ingest::{
     QuarantineRow, StoredMessage,
 };
 pub use orders::DeltaFilter;
+pub use reparse::{OrderChange, Reparsed};
 pub use report::{
     BeginSend, DriftMovement, DriftRow, FormatAlertRow, MailCountRow, QuarantinedRow, RunRow,
     SendRow, SendState, StuckOrderRow, VendorMailRow,
 };
-pub use reparse::{OrderChange, Reparsed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
