@@ -257,6 +257,10 @@ async fn report_arrives_by_email_with_text_and_safe_html_parts() {
             ),
             "the subject carries the headline numbers"
         );
+        assert_eq!(
+            m.header_raw("Auto-Submitted").map(str::trim),
+            Some("auto-generated")
+        );
         let ct = m.header_raw("Content-Type").unwrap();
         assert!(ct.trim_start().starts_with("multipart/alternative"), "{ct}");
         let types: Vec<String> = m

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
@@ -70,6 +71,23 @@ pub fn message_id(date: NaiveDate, recipient: &str, from: &str) -> String {
     format!("<driftwatch-report.{date}.{hex}@{domain}>")
 }
 
+/// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders and
+/// ticket systems must not answer a report.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
 /// Sends one report email to one recipient.
 pub async fn send_email(
     smtp: &SmtpSettings,
@@ -90,6 +108,7 @@ pub async fn send_email(
         .subject(rendered.subject.clone())
         .message_id(Some(message_id.to_string()))
         .date_now()
+        .header(AutoSubmitted)
         .multipart(MultiPart::alternative_plain_html(
             rendered.text.clone(),
             rendered.html.clone(),
