@@ -67,22 +67,136 @@ pub(super) async fn append_delta(
     })
 }
 
-/// Brings one order's view up to date with a newly appended delta: an
-/// in-order delta is applied on top; an out-of-order one refolds the order.
+/// Brings one order's view up to date with a newly appended delta.
+#[allow(dead_code)] // the reconcile store code applies its fix deltas one at a time
 pub(super) async fn update_view(conn: &mut SqliteConnection, d: &Delta) -> Result<()> {
-    let current = load_order(conn, &d.draft.vendor, &d.draft.order_ref).await?;
-    let next = match current {
-        Some(s) if view::applies_after(&s, d) => view::apply(Some(s), d),
-        None => view::apply(None, d),
-        Some(_) => {
-            let mut ds = order_deltas_conn(conn, &d.draft.vendor, &d.draft.order_ref).await?;
-            match view::fold(&mut ds) {
-                Some(s) => s,
-                None => return Ok(()),
+    update_views(conn, std::slice::from_ref(d)).await
+}
+
+/// Inserts deltas whose offsets the caller assigned (under the write lock).
+pub(super) async fn insert_deltas(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
+    for chunk in deltas.chunks(200) {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let sql = format!(
+            "INSERT INTO deltas (offset, vendor, order_ref, source, status, vendor_status, fields, event_time,
+                 time_source, recorded_at, message, parser, parser_version)
+             VALUES {}",
+            vec![row; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            let fields = serde_json::to_string(&d.draft.fields)
+                .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
+            q = q
+                .bind(d.offset)
+                .bind(&d.draft.vendor)
+                .bind(&d.draft.order_ref)
+                .bind(d.source.as_str())
+                .bind(d.draft.status.map(Status::as_str))
+                .bind(&d.draft.vendor_status)
+                .bind(fields)
+                .bind(ts(d.draft.event_time))
+                .bind(d.draft.time_source.as_str())
+                .bind(ts(d.recorded_at))
+                .bind(d.message)
+                .bind(&d.parser)
+                .bind(d.parser_version);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Brings the view up to date with newly appended deltas (already in the
+/// log), one load and one save per batch: in-order deltas are applied on top
+/// of the stored state; an order that received an out-of-order delta is
+/// refolded from its log.
+pub(super) async fn update_views(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
+    let mut by_order: std::collections::BTreeMap<(&str, &str), Vec<&Delta>> = Default::default();
+    for d in deltas {
+        by_order
+            .entry((d.draft.vendor.as_str(), d.draft.order_ref.as_str()))
+            .or_default()
+            .push(d);
+    }
+    let keys: Vec<(&str, &str)> = by_order.keys().copied().collect();
+    let mut current = load_orders(conn, &keys).await?;
+    let mut next = Vec::with_capacity(by_order.len());
+    for ((vendor, order_ref), mut ds) in by_order {
+        ds.sort_by_key(|d| d.offset);
+        let mut state = current.remove(&(vendor.to_string(), order_ref.to_string()));
+        let mut in_order = true;
+        for d in ds {
+            match state {
+                Some(ref s) if !view::applies_after(s, d) => {
+                    in_order = false;
+                    break;
+                }
+                _ => state = Some(view::apply(state.take(), d)),
             }
         }
-    };
-    save_order(conn, &next).await
+        if !in_order {
+            let mut all = order_deltas_conn(conn, vendor, order_ref).await?;
+            state = view::fold(&mut all);
+        }
+        next.extend(state);
+    }
+    save_orders(conn, &next).await
+}
+
+async fn load_orders(
+    conn: &mut SqliteConnection,
+    keys: &[(&str, &str)],
+) -> Result<std::collections::HashMap<(String, String), OrderState>> {
+    let mut found = std::collections::HashMap::new();
+    for chunk in keys.chunks(400) {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (vendor, order_ref) IN (VALUES {})",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (v, r) in chunk {
+            q = q.bind(*v).bind(*r);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let o = order_from_row(&row)?;
+            found.insert((o.vendor.clone(), o.order_ref.clone()), o);
+        }
+    }
+    Ok(found)
+}
+
+async fn save_orders(conn: &mut SqliteConnection, states: &[OrderState]) -> Result<()> {
+    for chunk in states.chunks(300) {
+        let sql = format!(
+            "INSERT INTO orders (vendor, order_ref, status, vendor_status, fields, event_time,
+                 last_offset, updated_at, delta_count)
+             VALUES {}
+             ON CONFLICT (vendor, order_ref) DO UPDATE SET
+                 status = excluded.status, vendor_status = excluded.vendor_status,
+                 fields = excluded.fields, event_time = excluded.event_time,
+                 last_offset = excluded.last_offset, updated_at = excluded.updated_at,
+                 delta_count = excluded.delta_count",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            let fields = serde_json::to_string(&s.fields)
+                .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
+            q = q
+                .bind(&s.vendor)
+                .bind(&s.order_ref)
+                .bind(s.status.map(Status::as_str))
+                .bind(&s.vendor_status)
+                .bind(fields)
+                .bind(ts(s.event_time))
+                .bind(s.last_offset)
+                .bind(ts(s.updated_at))
+                .bind(s.delta_count);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Recomputes one order from its non-superseded deltas; removes the order
@@ -125,30 +239,7 @@ pub(super) async fn load_order(
 }
 
 async fn save_order(conn: &mut SqliteConnection, s: &OrderState) -> Result<()> {
-    let fields = serde_json::to_string(&s.fields)
-        .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
-    sqlx::query(
-        "INSERT INTO orders (vendor, order_ref, status, vendor_status, fields, event_time,
-             last_offset, updated_at, delta_count)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (vendor, order_ref) DO UPDATE SET
-             status = excluded.status, vendor_status = excluded.vendor_status,
-             fields = excluded.fields, event_time = excluded.event_time,
-             last_offset = excluded.last_offset, updated_at = excluded.updated_at,
-             delta_count = excluded.delta_count",
-    )
-    .bind(&s.vendor)
-    .bind(&s.order_ref)
-    .bind(s.status.map(Status::as_str))
-    .bind(&s.vendor_status)
-    .bind(fields)
-    .bind(ts(s.event_time))
-    .bind(s.last_offset)
-    .bind(ts(s.updated_at))
-    .bind(s.delta_count)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    save_orders(conn, std::slice::from_ref(s)).await
 }
 
 pub(super) async fn order_deltas_conn(
