@@ -373,11 +373,11 @@ fn placeholders(columns: usize, rows: usize) -> String {
 }
 
 /// Which of these locations of a source folder were committed before.
-async fn known_among<'a>(
+async fn known_among(
     conn: &mut sqlx::SqliteConnection,
     source: &str,
     folder: &str,
-    locations: &[&'a str],
+    locations: &[&str],
 ) -> Result<HashSet<String>> {
     let mut found = HashSet::new();
     for chunk in locations.chunks(ROWS_PER_STATEMENT) {
