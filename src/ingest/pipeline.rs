@@ -156,7 +156,7 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 .and_then(|x| x.message_id().map(str::to_string));
             let mut key = Sha256::new();
             key.update(b"too-large\0");
-            key.update(normalise_newlines(&header));
+            hash_normalised(&mut key, &header);
             key.update(size.to_le_bytes());
             ArchivedMessage {
                 location: m.location,
@@ -255,11 +255,11 @@ pub fn dedupe_key(raw: &[u8], message_id: Option<&str>) -> [u8; 32] {
             h.update(b"mid\0");
             h.update(id.trim().as_bytes());
             h.update(b"\0");
-            h.update(normalise_newlines(body_of(raw)));
+            hash_normalised(&mut h, body_of(raw));
         }
         None => {
             h.update(b"raw\0");
-            h.update(normalise_newlines(raw));
+            hash_normalised(&mut h, raw);
         }
     }
     h.finalize().into()
@@ -277,18 +277,20 @@ fn body_of(raw: &[u8]) -> &[u8] {
     &[]
 }
 
-fn normalise_newlines(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
+/// Feeds `b` to the hasher with every CRLF as LF, without copying the message.
+fn hash_normalised(h: &mut Sha256, b: &[u8]) {
+    let mut start = 0;
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+    while i + 1 < b.len() {
+        if b[i] == b'\r' && b[i + 1] == b'\n' {
+            h.update(&b[start..i]);
+            start = i + 1;
+            i += 2;
+        } else {
             i += 1;
-            continue;
         }
-        out.push(b[i]);
-        i += 1;
     }
-    out
+    h.update(&b[start..]);
 }
 
 #[cfg(test)]
