@@ -24,6 +24,10 @@ pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
 };
 pub use orders::DeltaFilter;
+pub use reconcile::{
+    AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
+    NewDrift, NewKeyFrame, RunCounts, RunRecord, RunRow, RunWritten,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -9,11 +9,11 @@ use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, OrderState, Status};
 use crate::view;
 
-const DELTA_COLUMNS: &str =
+pub(super) const DELTA_COLUMNS: &str =
     "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
      d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version";
 
-const ORDER_COLUMNS: &str =
+pub(super) const ORDER_COLUMNS: &str =
     "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
      updated_at, delta_count";
 
@@ -145,7 +145,7 @@ async fn order_deltas_conn(
     rows.iter().map(delta_from_row).collect()
 }
 
-fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
+pub(super) fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
         .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
     Ok(Delta {
@@ -170,7 +170,7 @@ fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
     })
 }
 
-fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
+pub(super) fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(4)?)
         .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
     Ok(OrderState {
