@@ -72,12 +72,11 @@ async fn diff(
     changed_since: Option<DateTime<Utc>>,
 ) -> Result<Diff, ReconcileError> {
     let mut local: HashMap<Box<str>, LocalEntry> = HashMap::new();
-    let mut in_flight: HashSet<Box<str>> = HashSet::new();
     store
         .view_as_of(&v.name, cut, |o| match o.known {
-            None => {
-                in_flight.insert(o.order_ref.into());
-            }
+            // Heard of only after the cutoff: not ours as of then. If the
+            // vendor lists it, that is `missing_local` (cause: late_email).
+            None => {}
             Some(k) => {
                 let fields = v
                     .mapping
@@ -101,7 +100,6 @@ async fn diff(
 
     let mut orders = Vec::new();
     let mut missing_seen: HashSet<String> = HashSet::new();
-    let mut in_flight_seen: HashSet<String> = HashSet::new();
     let mut dups: Vec<String> = Vec::new();
     let mut unmapped_status = 0u64;
     let mut email_told = 0u64;
@@ -144,12 +142,6 @@ async fn diff(
                         local_status: e.status,
                         found,
                     });
-                }
-            }
-            None if in_flight.contains(r.order_ref.as_str()) => {
-                // We heard of it only after `as_of`: in flight, not drift.
-                if !in_flight_seen.insert(r.order_ref.clone()) {
-                    dups.push(r.order_ref);
                 }
             }
             None => {
