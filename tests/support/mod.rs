@@ -5,6 +5,7 @@
 pub mod app;
 pub mod db;
 pub mod dovecot;
+pub mod vendor_http;
 pub mod vendor_mail;
 
 use std::net::TcpListener;
