@@ -261,7 +261,7 @@ async fn missing_remote_is_fixed_only_after_n_key_frames_and_unchanged_is_cheap(
     );
     // A second, different key frame without it: now acted on.
     let mut second = without_last.clone();
-    second.push_str("\n");
+    second.push('\n');
     let s = f
         .run(
             &second,
