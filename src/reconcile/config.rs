@@ -606,3 +606,74 @@ pub fn validate(
         guard,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("driftwatch.toml");
+        std::fs::write(&f, text).unwrap();
+        Config::load(&f)
+    }
+
+    #[test]
+    fn vendor_errors_are_located() {
+        let base = "[[vendor]]\nname = \"acme\"\n";
+        for (extra, key, line) in [
+            ("schedule = \"every day\"\n", "vendor[0].schedule", 3),
+            (
+                "[vendor.export]\nkind = \"http\"\nurl = \"ftp://x\"\n",
+                "vendor[0].export.url",
+                5,
+            ),
+            (
+                "[vendor.status_map]\nDONE = \"finished\"\n",
+                "vendor[0].status_map.DONE",
+                4,
+            ),
+            (
+                "[vendor.mapping.fields.fee]\ntype = \"money\"\nformat = \"%Y\"\n",
+                "vendor[0].mapping.fields.fee.format",
+                5,
+            ),
+            (
+                "[vendor.export]\nkind = \"file\"\npth = \"x\"\n",
+                "vendor[0].export.pth",
+                5,
+            ),
+            (
+                "[vendor.guard]\nmax_drift_pct = 250\n",
+                "vendor[0].guard.max_drift_pct",
+                4,
+            ),
+        ] {
+            let e = load(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_full_vendor_loads() {
+        let c = load(
+            "[[vendor]]\nname = \"acme\"\npolicy = \"fix\"\nschedule = \"0 6 * * *\"\n\
+             [vendor.export]\nkind = \"api\"\nurl = \"https://v.example/orders\"\nauth_env = \"TOKEN\"\npagination = \"cursor\"\n\
+             [vendor.mapping]\nkey = [\"branch\", \"no\"]\nstatus = \"state\"\n\
+             [vendor.status_map]\n\"Report Delivered\" = \"completed\"\n",
+        )
+        .unwrap();
+        let v = &c.vendors[0];
+        assert_eq!(v.mapping.key, ["branch", "no"]);
+        assert_eq!(
+            v.map_status("  REPORT_delivered "),
+            Some(crate::model::Status::Completed)
+        );
+        assert_eq!(
+            v.map_status("in progress"),
+            Some(crate::model::Status::InProgress)
+        );
+        assert!(v.schedule.is_some());
+        assert!(format!("{v:?}").contains("Secret(env TOKEN)"));
+    }
+}
