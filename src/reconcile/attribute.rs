@@ -47,9 +47,9 @@ pub struct Facts<'a> {
 }
 
 /// The rules, in order:
-/// 1. `parse_error`: a delta of the order was superseded by a reparse, or a
-///    quarantined message naming it is dated after the last transition we
-///    knew and no later than `as_of`.
+/// 1. `parse_error`: a delta of the order superseded by a reparse, or a
+///    quarantined message naming it, dated after the last transition we knew
+///    and no later than `as_of`.
 /// 2. `vendor_regression`: the vendor's status is behind ours.
 /// 3. The latest delta (by event time, up to `as_of`) about the drifted
 ///    status or field: none, or one carrying something else → `missed_email`;
@@ -65,14 +65,22 @@ pub fn attribute(f: &Facts<'_>) -> Cause {
             .iter()
             .filter(|e| !e.superseded && e.delta.draft.event_time <= f.cut.as_of)
     };
+    // Whether a delta is about what drifted: its status, or the field.
+    let about = |e: &Evidence| match &f.target {
+        Target::Status(_) => f.kind == DriftKind::MissingLocal || e.delta.draft.status.is_some(),
+        Target::Field(carries) => carries(&e.delta.draft.fields).is_some(),
+    };
     let last_known = live()
-        .filter(|e| f.cut.knows(&e.delta))
+        .filter(|e| f.cut.knows(&e.delta) && about(e))
         .map(|e| e.delta.draft.event_time)
         .max();
-    if f.evidence.iter().any(|e| e.superseded)
-        || f.quarantined
-            .iter()
-            .any(|q| *q <= f.cut.as_of && last_known.is_none_or(|k| *q >= k))
+    // Evidence of a failed parse counts only if it is about what happened
+    // after the last thing we knew, up to the key frame.
+    let recent = |t: DateTime<Utc>| t <= f.cut.as_of && last_known.is_none_or(|k| t >= k);
+    if f.evidence
+        .iter()
+        .any(|e| e.superseded && recent(e.delta.draft.event_time))
+        || f.quarantined.iter().any(|q| recent(*q))
     {
         return Cause::ParseError;
     }
