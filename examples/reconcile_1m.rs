@@ -121,7 +121,7 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Child: one reconcile (or two: the second on the same export) on `db`.
+/// Child: one reconcile on `db` (for "unchanged", the db the drift run left).
 async fn measure(db: &Path, export: &Path, twice: bool) {
     let store = Store::open(db).await.unwrap();
     let v = vendor();
@@ -129,9 +129,6 @@ async fn measure(db: &Path, export: &Path, twice: bool) {
         now: Some(t0() + Duration::days(1)),
         ..Default::default()
     };
-    if twice {
-        run_file(&store, &v, export, &opts).await.unwrap();
-    }
     let hwm_before = peak_rss_mb();
     let start = Instant::now();
     let s = run_file(&store, &v, export, &opts).await.unwrap();
@@ -150,9 +147,13 @@ async fn measure(db: &Path, export: &Path, twice: bool) {
 
 #[tokio::main]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRIFTWATCH_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        let twice = args[4] == "unchanged";
+        let twice = args[4] == "unchanged"; // the drift run left its key frame in the same db
         measure(Path::new(&args[2]), Path::new(&args[3]), twice).await;
         return;
     }
@@ -165,10 +166,12 @@ async fn main() {
     setup(&dir, n).await;
     for mode in ["drift", "unchanged"] {
         let db = dir.join("run.db");
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+        if mode == "drift" {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+            }
+            std::fs::copy(dir.join("base.db"), &db).unwrap();
         }
-        std::fs::copy(dir.join("base.db"), &db).unwrap();
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--child",

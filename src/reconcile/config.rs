@@ -186,6 +186,9 @@ pub struct VendorSettings {
     pub mapping: Mapping,
     /// Normalised vendor word (see [`normalise_word`]) → canonical status.
     pub status_map: BTreeMap<String, Status>,
+    /// The same words exactly as configured, plus the canonical names: a
+    /// lookup without normalising, for the million-row path.
+    pub status_exact: std::collections::HashMap<String, Status>,
     pub policy: Policy,
     pub schedule: Option<croner::Cron>,
     /// Mail still in transit at `as_of`: deltas recorded up to this long after
@@ -321,6 +324,9 @@ impl VendorSettings {
     /// The canonical status for a vendor word: the vendor's map first, then the
     /// canonical names themselves (`in progress`, `IN_PROGRESS`).
     pub fn map_status(&self, word: &str) -> Option<Status> {
+        if let Some(s) = self.status_exact.get(word.trim()) {
+            return Some(*s);
+        }
         let w = normalise_word(word);
         self.status_map
             .get(&w)
@@ -341,6 +347,7 @@ impl VendorSettings {
                 fields: vec![],
             },
             status_map: BTreeMap::new(),
+            status_exact: exact_words(&[]),
             policy: Policy::Flag,
             schedule: None,
             grace: Duration::from_secs(3600),
@@ -348,6 +355,20 @@ impl VendorSettings {
             guard: GuardSettings::default(),
         }
     }
+}
+
+fn exact_words(configured: &[(String, Status)]) -> std::collections::HashMap<String, Status> {
+    let mut m: std::collections::HashMap<String, Status> = Status::ALL
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.as_str().to_string(), *s),
+                (s.as_str().to_uppercase(), *s),
+            ]
+        })
+        .collect();
+    m.extend(configured.iter().cloned());
+    m
 }
 
 /// Validates `vendor[index]`; `base` is the config file's directory, for relative paths.
@@ -556,6 +577,7 @@ pub fn validate(
     };
 
     let mut status_map = BTreeMap::new();
+    let mut exact = Vec::new();
     for (word, canonical) in raw.status_map {
         let st: Status = canonical
             .parse()
@@ -563,6 +585,7 @@ pub fn validate(
                 src.error(&key(&format!("status_map.{word}")), e.to_string())
             })?;
         status_map.insert(normalise_word(&word), st);
+        exact.push((word.trim().to_string(), st));
     }
 
     let schedule = match raw.schedule {
@@ -599,6 +622,7 @@ pub fn validate(
         csv,
         mapping,
         status_map,
+        status_exact: exact_words(&exact),
         policy: raw.policy.unwrap_or(Policy::Flag),
         schedule,
         grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),

@@ -228,17 +228,24 @@ impl VendorSettings {
         &self,
         mut get: impl FnMut(&str) -> Option<std::borrow::Cow<'a, str>>,
     ) -> Result<Option<RemoteOrder>, BadValue> {
-        let parts: Vec<std::borrow::Cow<'a, str>> = self
-            .mapping
-            .key
-            .iter()
-            .map(|k| get(k).unwrap_or_default())
-            .collect();
-        if parts.iter().all(|p| p.trim().is_empty()) {
-            return Ok(None);
-        }
-        let refs: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
-        let order_ref = encode_key(&refs);
+        let order_ref = if let [one] = self.mapping.key.as_slice() {
+            match get(one) {
+                Some(p) if !p.trim().is_empty() => p.trim().to_string(),
+                _ => return Ok(None),
+            }
+        } else {
+            let parts: Vec<std::borrow::Cow<'a, str>> = self
+                .mapping
+                .key
+                .iter()
+                .map(|k| get(k).unwrap_or_default())
+                .collect();
+            if parts.iter().all(|p| p.trim().is_empty()) {
+                return Ok(None);
+            }
+            let refs: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+            encode_key(&refs)
+        };
         let (status, vendor_status) = match &self.mapping.status {
             None => (None, None),
             Some(col) => match get(col) {
