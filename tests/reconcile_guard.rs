@@ -421,3 +421,48 @@ async fn cli_reconcile_prints_a_summary_and_drifts_lists_them() {
     assert_eq!(code, Some(1));
     let _ = Path::new(file);
 }
+
+#[tokio::test]
+async fn json_export_file_with_as_of_field() {
+    let env = Env::new(
+        r#"[[vendor]]
+name = "acme"
+policy = "fix"
+[vendor.export]
+kind = "file"
+path = "export.json"
+format = "json"
+as_of = "field:/exported_at"
+[vendor.mapping]
+key = "id"
+status = "/state/code"
+[vendor.guard]
+max_drift_pct = 100
+"#,
+    );
+    let app = env.app().await;
+    seed(&app.store).await;
+    let items: Vec<_> = (0..ORDERS)
+        .map(|i| serde_json::json!({"id": 1000 + i, "state": {"code": if i == 5 { "completed" } else { "scheduled" }}}))
+        .collect();
+    let doc = serde_json::json!({"exported_at": "2026-05-01T20:00:00Z", "items": items});
+    std::fs::write(env.path("export.json"), doc.to_string()).unwrap();
+    let s = driftwatch::reconcile::run_once(&app, "acme", RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(
+        s.as_of,
+        Some(Utc.with_ymd_and_hms(2026, 5, 1, 20, 0, 0).unwrap())
+    );
+    assert_eq!(
+        (s.counts.orders_remote, s.counts.status_mismatch, s.fixed),
+        (100, 1, 1)
+    );
+    let o = app.store.order("acme", "1005").await.unwrap().unwrap();
+    assert_eq!(o.status, Some(Status::Completed));
+    assert_eq!(
+        o.event_time,
+        Utc.with_ymd_and_hms(2026, 5, 1, 20, 0, 0).unwrap()
+    );
+}

@@ -213,6 +213,14 @@ pub async fn drifts(app: &App, args: DriftsArgs) -> anyhow::Result<ExitCode> {
         "{:<16} {:<12} {:<16} {:<12} {:<18} {:<18} {:<17} {:<17} state",
         "vendor", "order", "kind", "field", "ours", "vendor's", "cause", "opened"
     );
+    // Values are stored as JSON; show strings bare.
+    let show = |v: &Option<String>| match v.as_deref() {
+        None => "-".to_string(),
+        Some(j) => match serde_json::from_str::<serde_json::Value>(j) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => j.to_string(),
+        },
+    };
     for r in rows {
         let state = match (&r.closed_at, &r.closed_reason) {
             (None, _) => format!("open (seen {}x)", r.seen_count),
@@ -228,8 +236,8 @@ pub async fn drifts(app: &App, args: DriftsArgs) -> anyhow::Result<ExitCode> {
             r.order_ref,
             r.kind.as_str(),
             r.field.as_deref().unwrap_or("-"),
-            r.local_value.as_deref().unwrap_or("-"),
-            r.remote_value.as_deref().unwrap_or("-"),
+            show(&r.local_value),
+            show(&r.remote_value),
             r.cause.as_str(),
             r.opened_at.format("%Y-%m-%d %H:%M"),
             state

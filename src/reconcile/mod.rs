@@ -172,6 +172,12 @@ pub async fn run_vendor(
     run::finish(store, v, export, &opts, started_at).await
 }
 
+/// The next scheduled run strictly after `now`: a run that took past its next
+/// tick skips it rather than running twice in a row.
+pub fn next_run(cron: &croner::Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&now, false).ok()
+}
+
 /// Runs each vendor's reconcile on its schedule until `shutdown`. A run in
 /// progress finishes (its write is one transaction); a missed tick is skipped,
 /// not replayed.
@@ -188,12 +194,9 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
         tasks.spawn(async move {
             loop {
                 let now = Utc::now();
-                let next = match cron.find_next_occurrence(&now, false) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        error!(vendor = %v.name, error = %e, "schedule has no next run; reconcile stops");
-                        return;
-                    }
+                let Some(next) = next_run(&cron, now) else {
+                    error!(vendor = %v.name, "schedule has no next run; reconcile stops");
+                    return;
                 };
                 let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
                 tokio::select! {
@@ -209,4 +212,21 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
     }
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn next_run_follows_the_cron_and_skips_a_missed_tick() {
+        let cron: croner::Cron = "0 6 * * *".parse().unwrap();
+        let at = |d, h, m| Utc.with_ymd_and_hms(2026, 5, d, h, m, 0).unwrap();
+        assert_eq!(next_run(&cron, at(1, 5, 59)), Some(at(1, 6, 0)));
+        // Exactly on the tick (a run that just started): the next day.
+        assert_eq!(next_run(&cron, at(1, 6, 0)), Some(at(2, 6, 0)));
+        // A run that overran to the afternoon waits for tomorrow.
+        assert_eq!(next_run(&cron, at(1, 14, 0)), Some(at(2, 6, 0)));
+    }
 }
