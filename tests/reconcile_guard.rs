@@ -73,7 +73,8 @@ async fn seed(store: &Store) {
 
 /// The export of the seeded orders, with `changed` of them delivered.
 fn csv(rows: usize, changed: usize) -> String {
-    let mut s = String::from("Order No,Status,Fee\n");
+    // With a UTF-8 byte-order mark, as spreadsheet tools write it.
+    let mut s = String::from("\u{feff}Order No,Status,Fee\n");
     for i in 0..rows {
         let status = if i < changed {
             "Report Delivered"

@@ -298,6 +298,7 @@ async fn simulate(policy: &str) -> Tally {
     };
     let mut quarantine_seq = 0u64;
     let mut baseline: Option<Baseline> = None;
+    let mut reliability = Vec::new();
     for d in 0..DAYS {
         sim.day(d);
         let start = base() + Duration::days(d);
@@ -377,6 +378,14 @@ async fn simulate(policy: &str) -> Tally {
             summary.reason
         );
         assert_eq!(summary.as_of, Some(as_of));
+        if d > 0 {
+            // The email channel's reliability: most changes, not all, told by email.
+            let r = summary
+                .reliability()
+                .expect("reliability after the first key frame");
+            assert!((0.5..0.99).contains(&r), "day {d}: reliability {r}");
+            reliability.push(r);
+        }
 
         let all = app.store.drifts(Some("sim"), false).await.unwrap();
         let opened_now: Vec<_> = all.iter().filter(|x| x.opened_at == r).collect();
@@ -476,6 +485,13 @@ async fn simulate(policy: &str) -> Tally {
                 .or_default() += 1;
         }
     }
+    eprintln!(
+        "drift simulator ({policy}): email reliability per day {:?}",
+        reliability
+            .iter()
+            .map(|r| format!("{:.1}%", r * 100.0))
+            .collect::<Vec<_>>()
+    );
     tally
 }
 
