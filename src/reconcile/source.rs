@@ -843,3 +843,49 @@ pub fn for_each_row(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_match_skips_partial_and_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "orders-1.csv",
+            "orders-2.csv",
+            ".orders-3.csv",
+            "orders-4.csv.part",
+            "other.csv",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let p = newest_match(dir.path(), "orders-*.csv").unwrap();
+        assert_eq!(p.file_name().unwrap(), "orders-2.csv");
+        assert!(matches!(
+            newest_match(dir.path(), "none-*.csv"),
+            Err(FetchError::NoMatch { .. })
+        ));
+    }
+
+    #[test]
+    fn headerless_csv_uses_column_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.tsv");
+        std::fs::write(&f, "A1\tscheduled\nA2\tcompleted\n").unwrap();
+        let mut v = VendorSettings::minimal("v");
+        v.csv.has_header = false;
+        v.csv.delimiter = b'\t';
+        v.mapping.key = vec!["1".into()];
+        v.mapping.status = Some("2".into());
+        let export = from_file(&f, &v).unwrap();
+        let mut got = vec![];
+        let n = for_each_row(&export, &v, &mut |o| got.push((o.order_ref, o.status))).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            got[1],
+            ("A2".to_string(), Some(crate::model::Status::Completed))
+        );
+    }
+}
