@@ -16,13 +16,16 @@ CREATE TABLE key_frames (
 );
 CREATE INDEX key_frames_vendor ON key_frames (vendor, id);
 
--- Every reconcile attempt, including the ones the guard refused.
+-- Every reconcile attempt, including the ones the guard refused. A dry run
+-- writes nothing, so it has no row.
 CREATE TABLE reconcile_runs (
     id              INTEGER PRIMARY KEY,
     vendor          TEXT NOT NULL,
     started_at      TEXT NOT NULL,
     finished_at     TEXT,
     key_frame       INTEGER REFERENCES key_frames (id),
+    -- Path or URL the key frame came from (also for runs whose fetch failed).
+    source          TEXT,
     policy          TEXT NOT NULL CHECK (policy IN ('flag', 'fix')),
     dry_run         INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
     outcome         TEXT NOT NULL CHECK (outcome IN ('running', 'ok', 'unchanged', 'refused', 'failed')),
@@ -34,7 +37,12 @@ CREATE TABLE reconcile_runs (
     status_mismatch INTEGER NOT NULL DEFAULT 0,
     field_mismatch  INTEGER NOT NULL DEFAULT 0,
     fixed           INTEGER NOT NULL DEFAULT 0,
-    closed          INTEGER NOT NULL DEFAULT 0
+    closed          INTEGER NOT NULL DEFAULT 0,
+    -- Reliability of the email channel: of the orders whose state changed
+    -- since the previous key frame (key_frame_changes), how many the email
+    -- deltas had already told us (email_told).
+    key_frame_changes INTEGER NOT NULL DEFAULT 0,
+    email_told        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX reconcile_runs_vendor ON reconcile_runs (vendor, id);
 

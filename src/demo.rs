@@ -28,12 +28,19 @@ const FILES: &[(&str, &[u8])] = embed! {
     "Maildir/new/10-acme-48216-unmapped" => "demo/mail/10-acme-48216-unmapped.eml",
     "Maildir/new/11-pinnacle-daily-csv" => "demo/mail/11-pinnacle-daily-csv.eml",
     "Maildir/new/12-rivergate-digest" => "demo/mail/12-rivergate-digest.eml",
+    "exports/acme-orders-20261125.csv" => "demo/exports/acme-orders-20261125.csv",
 };
 
 /// Writes the demo into `dir` (keeping any database already there, so a second
 /// run shows that nothing is ingested twice) and returns the config path.
 pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
-    for sub in ["Maildir/tmp", "Maildir/new", "Maildir/cur", "parsers"] {
+    for sub in [
+        "Maildir/tmp",
+        "Maildir/new",
+        "Maildir/cur",
+        "parsers",
+        "exports",
+    ] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     for (dest, bytes) in FILES {
@@ -73,6 +80,18 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         }
     }
 
+    println!("\n== reconcile: acme-appraisal against its export (dry run first)");
+    let opts = crate::reconcile::RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let dry = crate::reconcile::run_once(&app, "acme-appraisal", opts).await?;
+    print!("{}", crate::reconcile::cli::render_summary(&dry));
+    println!();
+    let run = crate::reconcile::run_once(&app, "acme-appraisal", Default::default()).await?;
+    print!("{}", crate::reconcile::cli::render_summary(&run));
+    println!();
+    crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
     // The day's report, as the morning email would show it (no mail server).
     println!("\n== report: today so far\n");
     let settings = app.config.report.clone().unwrap_or_default();
@@ -106,7 +125,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("\nHTML report: {}", html_path.display());
 
     println!(
-        "\nexplore: driftwatch -c {} orders <ORDER>",
+        "\nexplore: driftwatch -c {} orders <ORDER>\n         driftwatch -c {} drifts",
+        config_path.display(),
         config_path.display()
     );
     println!(

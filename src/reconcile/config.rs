@@ -1,21 +1,374 @@
 //! The `[[vendor]]` tables of the config file: export source, mapping,
 //! policy, guard and schedule per vendor.
+//!
+//! The export's status words are mapped by the vendor's own `[vendor.status_map]`
+//! (falling back to the canonical names), not by the parser rule file's map:
+//! exports and emails of one vendor often use different words ("DLVD" in the
+//! export, "Report Delivered" in the mail), and one map per channel keeps
+//! reconcile independent of `parse`.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, TomlSource};
+use crate::config::{ConfigError, Secret, TomlSource};
+use crate::model::Status;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVendor {
     pub name: String,
+    export: Option<RawExport>,
+    #[serde(default)]
+    mapping: Option<RawMapping>,
+    #[serde(default)]
+    status_map: BTreeMap<String, String>,
+    policy: Option<Policy>,
+    schedule: Option<String>,
+    grace_minutes: Option<u64>,
+    missing_remote_after: Option<u32>,
+    #[serde(default)]
+    guard: RawGuard,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    kind: ExportKind,
+    path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    pattern: Option<String>,
+    url: Option<String>,
+    format: Option<ExportFormat>,
+    auth_header: Option<String>,
+    auth_env: Option<String>,
+    auth_file: Option<PathBuf>,
+    as_of: Option<String>,
+    timeout_secs: Option<u64>,
+    // csv dialect
+    delimiter: Option<String>,
+    quote: Option<String>,
+    has_header: Option<bool>,
+    encoding: Option<Encoding>,
+    // json / api
+    items: Option<String>,
+    pagination: Option<Pagination>,
+    page_param: Option<String>,
+    page_size_param: Option<String>,
+    page_size: Option<u32>,
+    cursor_param: Option<String>,
+    next_cursor: Option<String>,
+    total: Option<String>,
+    max_pages: Option<u32>,
+    retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ExportKind {
+    File,
+    Glob,
+    Http,
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    #[serde(alias = "utf8")]
+    Utf8,
+    #[serde(alias = "iso-8859-1", alias = "latin-1")]
+    Latin1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pagination {
+    Page,
+    Cursor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Record drifts; the report shows them.
+    Flag,
+    /// Also append `reconcile` deltas that make the view equal the vendor's.
+    Fix,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Flag => "flag",
+            Policy::Fix => "fix",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    key: Option<KeySpec>,
+    status: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeySpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    column: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<FieldKind>,
+    case: Option<Case>,
+    format: Option<String>,
+    tolerance: Option<f64>,
+    relative_tolerance: Option<f64>,
+    tolerance_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    String,
+    Number,
+    Money,
+    Date,
+    Datetime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Case {
+    #[default]
+    Preserve,
+    Lower,
+    Upper,
+    /// Compare case-insensitively but keep the vendor's spelling in fixes.
+    Insensitive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    min_rows: Option<u64>,
+    max_row_drop_pct: Option<f64>,
+    max_drift_pct: Option<f64>,
+    max_fixes: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
 pub struct VendorSettings {
     pub name: String,
+    /// `None`: the vendor is only reconciled with `--file`.
+    pub export: Option<ExportSettings>,
+    pub csv: CsvDialect,
+    pub mapping: Mapping,
+    /// Normalised vendor word (see [`normalise_word`]) → canonical status.
+    pub status_map: BTreeMap<String, Status>,
+    /// The same words exactly as configured, plus the canonical names: a
+    /// lookup without normalising, for the million-row path.
+    pub status_exact: std::collections::HashMap<String, Status>,
+    pub policy: Policy,
+    pub schedule: Option<croner::Cron>,
+    /// Mail still in transit at `as_of`: deltas recorded up to this long after
+    /// `as_of` whose event time is before it count as known.
+    pub grace: Duration,
+    /// `missing_remote` is acted on only after this many consecutive key frames.
+    pub missing_remote_after: u32,
+    pub guard: GuardSettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExportSettings {
+    /// One file, or the newest file in `dir` whose name matches `pattern`.
+    File {
+        path: Option<PathBuf>,
+        dir: Option<(PathBuf, String)>,
+        format: ExportFormat,
+        as_of: AsOf,
+    },
+    Http {
+        url: String,
+        format: ExportFormat,
+        auth: Option<(String, Secret)>,
+        as_of: AsOf,
+        timeout: Duration,
+    },
+    Api(ApiSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub url: String,
+    pub auth: Option<(String, Secret)>,
+    pub as_of: AsOf,
+    pub timeout: Duration,
+    pub pagination: Pagination,
+    pub items: String,
+    pub page_param: String,
+    pub page_size_param: String,
+    pub page_size: u32,
+    pub cursor_param: String,
+    pub next_cursor: String,
+    pub total: Option<String>,
+    pub max_pages: u32,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+}
+
+/// Where a key frame's `as_of` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// The time we fetched it (the safe default: never later than the export).
+    Fetched,
+    /// File mtime, or the HTTP `Last-Modified` header.
+    Modified,
+    /// An HTTP response header holding an RFC 3339 or RFC 2822 time.
+    Header(String),
+    /// A CSV column (first data row) or a JSON pointer into the (first) document.
+    Field(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub has_header: bool,
+    pub encoding: Encoding,
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: b',',
+            quote: b'"',
+            has_header: true,
+            encoding: Encoding::Utf8,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// Columns (or JSON keys) that make the order key, in order.
+    pub key: Vec<String>,
+    pub status: Option<String>,
+    pub fields: Vec<FieldMapping>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldMapping {
+    /// The field name in the order view.
+    pub name: String,
+    /// The export column (or JSON key).
+    pub column: String,
+    pub kind: FieldKind,
+    pub case: Case,
+    /// chrono format for dates/datetimes in the export; RFC 3339 / ISO when absent.
+    pub format: Option<String>,
+    pub tolerance: f64,
+    pub relative_tolerance: f64,
+    pub tolerance_secs: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GuardSettings {
+    pub min_rows: u64,
+    pub max_row_drop_pct: f64,
+    pub max_drift_pct: f64,
+    pub max_fixes: u64,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings {
+            min_rows: 1,
+            max_row_drop_pct: 20.0,
+            max_drift_pct: 10.0,
+            max_fixes: 10_000,
+        }
+    }
+}
+
+/// Status words compare trimmed, lowercased, with runs of space/`_`/`-` as one space.
+pub fn normalise_word(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl VendorSettings {
+    /// The canonical status for a vendor word: the vendor's map first, then the
+    /// canonical names themselves (`in progress`, `IN_PROGRESS`).
+    pub fn map_status(&self, word: &str) -> Option<Status> {
+        if let Some(s) = self.status_exact.get(word.trim()) {
+            return Some(*s);
+        }
+        let w = normalise_word(word);
+        self.status_map
+            .get(&w)
+            .copied()
+            .or_else(|| w.replace(' ', "_").parse().ok())
+    }
+
+    /// A vendor with only a name: reconcile from `--file` with canonical
+    /// column names (`order_ref`, `status`). Used by tests and benchmarks.
+    pub fn minimal(name: &str) -> VendorSettings {
+        VendorSettings {
+            name: name.to_string(),
+            export: None,
+            csv: CsvDialect::default(),
+            mapping: Mapping {
+                key: vec!["order_ref".into()],
+                status: Some("status".into()),
+                fields: vec![],
+            },
+            status_map: BTreeMap::new(),
+            status_exact: exact_words(&[]),
+            policy: Policy::Flag,
+            schedule: None,
+            grace: Duration::from_secs(3600),
+            missing_remote_after: 2,
+            guard: GuardSettings::default(),
+        }
+    }
+}
+
+fn exact_words(configured: &[(String, Status)]) -> std::collections::HashMap<String, Status> {
+    let mut m: std::collections::HashMap<String, Status> = Status::ALL
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.as_str().to_string(), *s),
+                (s.as_str().to_uppercase(), *s),
+            ]
+        })
+        .collect();
+    m.extend(configured.iter().cloned());
+    m
 }
 
 /// Validates `vendor[index]`; `base` is the config file's directory, for relative paths.
@@ -25,6 +378,326 @@ pub fn validate(
     raw: RawVendor,
     base: &Path,
 ) -> Result<VendorSettings, ConfigError> {
-    let _ = (src, index, base);
-    Ok(VendorSettings { name: raw.name })
+    let key = |k: &str| format!("vendor[{index}].{k}");
+    let rel = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    if raw.name.trim().is_empty() {
+        return Err(src.error(&key("name"), "must not be empty"));
+    }
+
+    let mut csv = CsvDialect::default();
+    let export = match raw.export {
+        None => None,
+        Some(e) => {
+            let ek = |k: &str| key(&format!("export.{k}"));
+            let one_byte = |k: &str, v: &Option<String>, default: u8| -> Result<u8, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(s) if s == "\\t" || s == "tab" => Ok(b'\t'),
+                    Some(s) if s.len() == 1 => Ok(s.as_bytes()[0]),
+                    Some(_) => Err(src.error(&ek(k), "must be one ASCII character (or \"tab\")")),
+                }
+            };
+            csv = CsvDialect {
+                delimiter: one_byte("delimiter", &e.delimiter, b',')?,
+                quote: one_byte("quote", &e.quote, b'"')?,
+                has_header: e.has_header.unwrap_or(true),
+                encoding: e.encoding.unwrap_or(Encoding::Utf8),
+            };
+            let as_of = match e.as_of.as_deref() {
+                None | Some("fetched") => AsOf::Fetched,
+                Some("modified") => AsOf::Modified,
+                Some(s) if s.starts_with("header:") => AsOf::Header(s[7..].to_string()),
+                Some(s) if s.starts_with("field:") => AsOf::Field(s[6..].to_string()),
+                Some(_) => {
+                    return Err(src.error(
+                        &ek("as_of"),
+                        "expected \"fetched\", \"modified\", \"header:NAME\" or \"field:COLUMN\"",
+                    ));
+                }
+            };
+            let auth = match (&e.auth_env, &e.auth_file) {
+                (Some(_), Some(_)) => {
+                    return Err(src.error(&ek("auth_file"), "conflicts with `auth_env`: give one"));
+                }
+                (Some(v), None) => Some(Secret::Env(v.clone())),
+                (None, Some(p)) => Some(Secret::File(rel(p))),
+                (None, None) => None,
+            }
+            .map(|s| {
+                (
+                    e.auth_header
+                        .clone()
+                        .unwrap_or_else(|| "Authorization".into()),
+                    s,
+                )
+            });
+            let timeout = Duration::from_secs(e.timeout_secs.unwrap_or(60).max(1));
+            let need_url = || -> Result<String, ConfigError> {
+                let url = e
+                    .url
+                    .clone()
+                    .ok_or_else(|| src.error(&ek("kind"), "missing key `url`"))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(src.error(&ek("url"), "must start with http:// or https://"));
+                }
+                Ok(url)
+            };
+            Some(match e.kind {
+                ExportKind::File => ExportSettings::File {
+                    path: Some(rel(e
+                        .path
+                        .as_deref()
+                        .ok_or_else(|| src.error(&ek("kind"), "missing key `path`"))?)),
+                    dir: None,
+                    format: e.format.unwrap_or(ExportFormat::Csv),
+                    as_of,
+                },
+                ExportKind::Glob => {
+                    let dir = e
+                        .dir
+                        .as_deref()
+                        .ok_or_else(|| src.error(&ek("kind"), "missing key `dir`"))?;
+                    let pattern = e
+                        .pattern
+                        .clone()
+                        .ok_or_else(|| src.error(&ek("kind"), "missing key `pattern`"))?;
+                    ExportSettings::File {
+                        path: None,
+                        dir: Some((rel(dir), pattern)),
+                        format: e.format.unwrap_or(ExportFormat::Csv),
+                        as_of,
+                    }
+                }
+                ExportKind::Http => ExportSettings::Http {
+                    url: need_url()?,
+                    format: e.format.unwrap_or(ExportFormat::Csv),
+                    auth,
+                    as_of,
+                    timeout,
+                },
+                ExportKind::Api => {
+                    let page_size = e.page_size.unwrap_or(100);
+                    if page_size == 0 {
+                        return Err(src.error(&ek("page_size"), "must be at least 1"));
+                    }
+                    ExportSettings::Api(ApiSettings {
+                        url: need_url()?,
+                        auth,
+                        as_of,
+                        timeout,
+                        pagination: e.pagination.unwrap_or(Pagination::Page),
+                        items: e.items.clone().unwrap_or_else(|| "/items".into()),
+                        page_param: e.page_param.clone().unwrap_or_else(|| "page".into()),
+                        page_size_param: e
+                            .page_size_param
+                            .clone()
+                            .unwrap_or_else(|| "per_page".into()),
+                        page_size,
+                        cursor_param: e.cursor_param.clone().unwrap_or_else(|| "cursor".into()),
+                        next_cursor: e
+                            .next_cursor
+                            .clone()
+                            .unwrap_or_else(|| "/next_cursor".into()),
+                        total: e.total.clone(),
+                        max_pages: e.max_pages.unwrap_or(100_000),
+                        retries: e.retries.unwrap_or(3),
+                        retry_backoff: Duration::from_millis(e.retry_backoff_ms.unwrap_or(500)),
+                    })
+                }
+            })
+        }
+    };
+
+    let mapping = match raw.mapping {
+        None => Mapping {
+            key: vec!["order_ref".into()],
+            status: Some("status".into()),
+            fields: vec![],
+        },
+        Some(m) => {
+            let keycols = match m.key {
+                None => vec!["order_ref".to_string()],
+                Some(KeySpec::One(k)) => vec![k],
+                Some(KeySpec::Many(ks)) => ks,
+            };
+            if keycols.is_empty() || keycols.iter().any(|k| k.trim().is_empty()) {
+                return Err(src.error(&key("mapping.key"), "must name at least one column"));
+            }
+            let mut fields = Vec::new();
+            for (name, f) in m.fields {
+                let fk = |k: &str| key(&format!("mapping.fields.{name}.{k}"));
+                let kind = f.kind.unwrap_or(FieldKind::String);
+                if let Some(fmt) = &f.format {
+                    if !matches!(kind, FieldKind::Date | FieldKind::Datetime) {
+                        return Err(src.error(&fk("format"), "only applies to date and datetime"));
+                    }
+                    if fmt.trim().is_empty() {
+                        return Err(src.error(&fk("format"), "must not be empty"));
+                    }
+                }
+                for (v, k) in [
+                    (f.tolerance, "tolerance"),
+                    (f.relative_tolerance, "relative_tolerance"),
+                ] {
+                    if let Some(v) = v {
+                        if !matches!(kind, FieldKind::Number | FieldKind::Money) {
+                            return Err(src.error(&fk(k), "only applies to number and money"));
+                        }
+                        if !(v.is_finite() && v >= 0.0) {
+                            return Err(src.error(&fk(k), "must be a non-negative number"));
+                        }
+                    }
+                }
+                if f.tolerance_secs.is_some() && kind != FieldKind::Datetime {
+                    return Err(src.error(&fk("tolerance_secs"), "only applies to datetime"));
+                }
+                fields.push(FieldMapping {
+                    column: f.column.unwrap_or_else(|| name.clone()),
+                    name,
+                    kind,
+                    case: f.case.unwrap_or_default(),
+                    format: f.format,
+                    tolerance: f.tolerance.unwrap_or(0.0),
+                    relative_tolerance: f.relative_tolerance.unwrap_or(0.0),
+                    tolerance_secs: f.tolerance_secs.unwrap_or(0).max(0),
+                });
+            }
+            Mapping {
+                key: keycols,
+                status: m.status,
+                fields,
+            }
+        }
+    };
+
+    let mut status_map = BTreeMap::new();
+    let mut exact = Vec::new();
+    for (word, canonical) in raw.status_map {
+        let st: Status = canonical
+            .parse()
+            .map_err(|e: crate::model::UnknownStatus| {
+                src.error(&key(&format!("status_map.{word}")), e.to_string())
+            })?;
+        status_map.insert(normalise_word(&word), st);
+        exact.push((word.trim().to_string(), st));
+    }
+
+    let schedule = match raw.schedule {
+        None => None,
+        Some(s) => Some(s.parse::<croner::Cron>().map_err(|e| {
+            src.error(
+                &key("schedule"),
+                format!("not a 5-field cron expression (e.g. \"0 6 * * *\"): {e}"),
+            )
+        })?),
+    };
+    let g = GuardSettings::default();
+    let guard = GuardSettings {
+        min_rows: raw.guard.min_rows.unwrap_or(g.min_rows),
+        max_row_drop_pct: raw.guard.max_row_drop_pct.unwrap_or(g.max_row_drop_pct),
+        max_drift_pct: raw.guard.max_drift_pct.unwrap_or(g.max_drift_pct),
+        max_fixes: raw.guard.max_fixes.unwrap_or(g.max_fixes),
+    };
+    for (v, k) in [
+        (guard.max_row_drop_pct, "guard.max_row_drop_pct"),
+        (guard.max_drift_pct, "guard.max_drift_pct"),
+    ] {
+        if !(0.0..=100.0).contains(&v) {
+            return Err(src.error(&key(k), "must be a percentage between 0 and 100"));
+        }
+    }
+    let missing_remote_after = raw.missing_remote_after.unwrap_or(2);
+    if missing_remote_after == 0 {
+        return Err(src.error(&key("missing_remote_after"), "must be at least 1"));
+    }
+    Ok(VendorSettings {
+        name: raw.name,
+        export,
+        csv,
+        mapping,
+        status_map,
+        status_exact: exact_words(&exact),
+        policy: raw.policy.unwrap_or(Policy::Flag),
+        schedule,
+        grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
+        missing_remote_after,
+        guard,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("driftwatch.toml");
+        std::fs::write(&f, text).unwrap();
+        Config::load(&f)
+    }
+
+    #[test]
+    fn vendor_errors_are_located() {
+        let base = "[[vendor]]\nname = \"acme\"\n";
+        for (extra, key, line) in [
+            ("schedule = \"every day\"\n", "vendor[0].schedule", 3),
+            (
+                "[vendor.export]\nkind = \"http\"\nurl = \"ftp://x\"\n",
+                "vendor[0].export.url",
+                5,
+            ),
+            (
+                "[vendor.status_map]\nDONE = \"finished\"\n",
+                "vendor[0].status_map.DONE",
+                4,
+            ),
+            (
+                "[vendor.mapping.fields.fee]\ntype = \"money\"\nformat = \"%Y\"\n",
+                "vendor[0].mapping.fields.fee.format",
+                5,
+            ),
+            (
+                "[vendor.export]\nkind = \"file\"\npth = \"x\"\n",
+                "vendor[0].export.pth",
+                5,
+            ),
+            (
+                "[vendor.guard]\nmax_drift_pct = 250\n",
+                "vendor[0].guard.max_drift_pct",
+                4,
+            ),
+        ] {
+            let e = load(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_full_vendor_loads() {
+        let c = load(
+            "[[vendor]]\nname = \"acme\"\npolicy = \"fix\"\nschedule = \"0 6 * * *\"\n\
+             [vendor.export]\nkind = \"api\"\nurl = \"https://v.example/orders\"\nauth_env = \"TOKEN\"\npagination = \"cursor\"\n\
+             [vendor.mapping]\nkey = [\"branch\", \"no\"]\nstatus = \"state\"\n\
+             [vendor.status_map]\n\"Report Delivered\" = \"completed\"\n",
+        )
+        .unwrap();
+        let v = &c.vendors[0];
+        assert_eq!(v.mapping.key, ["branch", "no"]);
+        assert_eq!(
+            v.map_status("  REPORT_delivered "),
+            Some(crate::model::Status::Completed)
+        );
+        assert_eq!(
+            v.map_status("in progress"),
+            Some(crate::model::Status::InProgress)
+        );
+        assert!(v.schedule.is_some());
+        assert!(format!("{v:?}").contains("Secret(env TOKEN)"));
+    }
 }

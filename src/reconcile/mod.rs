@@ -2,17 +2,231 @@
 //! order view as of the key frame's `as_of`, record drifts, and fix them when
 //! the vendor's policy says so and the guard trusts the key frame.
 //!
-//! (Skeleton: filled in by the reconcile issue.)
+//! - [`source`]: export sources (file / newest in a drop folder, HTTP, paginated API) and row readers.
+//! - [`mapping`]: export row → [`mapping::RemoteOrder`]; field normalisation and tolerance.
+//! - [`run`]: the diff, attribution and the one write per run.
+//! - [`attribute`], [`guard`]: pure rules.
+//! - [`cli`]: `driftwatch reconcile` and `driftwatch drifts`.
+//!
+//! Never: write anything before the guard has looked at the whole key frame;
+//! treat a delta recorded after `as_of` (beyond the grace window) as known.
 
+pub mod attribute;
 pub mod cli;
 pub mod config;
+pub mod drift;
+pub mod guard;
+pub mod mapping;
+pub mod run;
+pub mod source;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
 
 use crate::app::App;
+use crate::store::{RunCounts, Store, StoreError};
+pub use config::{Policy, VendorSettings};
+pub use drift::{Cause, Drift, DriftKind, Outcome};
+pub use run::run_file;
+pub use source::{FetchError, KeyFrameError};
 
-/// Runs each vendor's reconcile on its schedule until `shutdown`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("no vendor `{0}` in the config ([[vendor]] name)")]
+    UnknownVendor(String),
+    #[error("vendor `{0}` has no [vendor.export]; give a file with --file")]
+    NoExport(String),
+    /// Worth retrying at the next scheduled run.
+    #[error("fetching the export failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// The export is unusable as a key frame; retrying the same export won't help.
+    #[error("the export is not a usable key frame: {0}")]
+    KeyFrame(#[from] KeyFrameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How to run one reconcile.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Reconcile from this file instead of the configured export.
+    pub file: Option<PathBuf>,
+    /// Compute and report, write nothing (no run row, no drifts, no fixes).
+    pub dry_run: bool,
+    /// The clock for run and fix timestamps; `None` is the wall clock. A
+    /// simulator replaying days of a vendor passes its own time.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub vendor: String,
+    pub policy: Policy,
+    pub dry_run: bool,
+    /// The run row, when one was written.
+    pub run_id: Option<i64>,
+    pub source: String,
+    pub as_of: Option<DateTime<Utc>>,
+    pub outcome: Outcome,
+    /// Why the guard refused.
+    pub reason: Option<String>,
+    pub counts: RunCounts,
+    pub by_cause: run::CauseCounts,
+    /// Rows whose status word is not in the status map (their status is not compared).
+    pub unmapped_status: u64,
+    /// Fix deltas this run applies (or, dry or refused, would apply).
+    pub fixes: i64,
+    /// Drifts closed as fixed.
+    pub fixed: i64,
+    /// Drifts closed because the key frame or a later delta agreed.
+    pub closed: i64,
+    /// The first drifts found, for display.
+    pub sample: Vec<Drift>,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    fn new(v: &VendorSettings, opts: &RunOptions, source: &str) -> RunSummary {
+        RunSummary {
+            vendor: v.name.clone(),
+            policy: v.policy,
+            dry_run: opts.dry_run,
+            run_id: None,
+            source: source.to_string(),
+            as_of: None,
+            outcome: Outcome::Ok,
+            reason: None,
+            counts: RunCounts::default(),
+            by_cause: Default::default(),
+            unmapped_status: 0,
+            fixes: 0,
+            fixed: 0,
+            closed: 0,
+            sample: vec![],
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn drifts(&self) -> i64 {
+        let c = &self.counts;
+        c.missing_local + c.missing_remote + c.status_mismatch + c.field_mismatch
+    }
+
+    /// Share of key-frame changes the email channel had already told us.
+    pub fn reliability(&self) -> Option<f64> {
+        let c = &self.counts;
+        (c.key_frame_changes > 0).then(|| c.email_told as f64 / c.key_frame_changes as f64)
+    }
+}
+
+/// Runs one reconcile of `vendor` now: the configured export, or `opts.file`.
+pub async fn run_once(
+    app: &App,
+    vendor: &str,
+    opts: RunOptions,
+) -> Result<RunSummary, ReconcileError> {
+    let v = app
+        .config
+        .vendors
+        .iter()
+        .find(|v| v.name == vendor)
+        .ok_or_else(|| ReconcileError::UnknownVendor(vendor.to_string()))?;
+    run_vendor(&app.store, v, &work_dir(app), opts).await
+}
+
+/// Where HTTP exports are downloaded to while being read.
+fn work_dir(app: &App) -> PathBuf {
+    app.config
+        .database
+        .parent()
+        .map(|d| d.join("exports"))
+        .unwrap_or_else(|| PathBuf::from("exports"))
+}
+
+/// [`run_once`] without an `App`: a store and one vendor's settings.
+pub async fn run_vendor(
+    store: &Store,
+    v: &VendorSettings,
+    work_dir: &std::path::Path,
+    opts: RunOptions,
+) -> Result<RunSummary, ReconcileError> {
+    if let Some(f) = &opts.file {
+        return run::run_file(store, v, f, &opts).await;
+    }
+    let started_at = opts.now.unwrap_or_else(Utc::now);
+    let prev = store.last_key_frame(&v.name).await?;
+    // Conditional requests only against a key frame a run trusted.
+    let previous = prev
+        .filter(|p| matches!(p.outcome, Some(Outcome::Ok) | Some(Outcome::Unchanged)))
+        .map(|p| source::Previous {
+            etag: p.etag,
+            last_modified: p.last_modified,
+        })
+        .unwrap_or_default();
+    let export = source::fetch(v, &previous, work_dir).await;
+    run::finish(store, v, export, &opts, started_at).await
+}
+
+/// The next scheduled run strictly after `now`: a run that took past its next
+/// tick skips it rather than running twice in a row.
+pub fn next_run(cron: &croner::Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&now, false).ok()
+}
+
+/// Runs each vendor's reconcile on its schedule until `shutdown`. A run in
+/// progress finishes (its write is one transaction); a missed tick is skipped,
+/// not replayed.
 pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
-    let _ = &app;
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in app.config.vendors.clone() {
+        let Some(cron) = v.schedule.clone() else {
+            continue;
+        };
+        if v.export.is_none() {
+            continue;
+        }
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                let now = Utc::now();
+                let Some(next) = next_run(&cron, now) else {
+                    error!(vendor = %v.name, "schedule has no next run; reconcile stops");
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                match run_once(&app, &v.name, RunOptions::default()).await {
+                    Ok(s) => info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "scheduled reconcile done"),
+                    Err(e) => error!(vendor = %v.name, error = %e, "scheduled reconcile failed"),
+                }
+            }
+        });
+    }
     shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn next_run_follows_the_cron_and_skips_a_missed_tick() {
+        let cron: croner::Cron = "0 6 * * *".parse().unwrap();
+        let at = |d, h, m| Utc.with_ymd_and_hms(2026, 5, d, h, m, 0).unwrap();
+        assert_eq!(next_run(&cron, at(1, 5, 59)), Some(at(1, 6, 0)));
+        // Exactly on the tick (a run that just started): the next day.
+        assert_eq!(next_run(&cron, at(1, 6, 0)), Some(at(2, 6, 0)));
+        // A run that overran to the afternoon waits for tomorrow.
+        assert_eq!(next_run(&cron, at(1, 14, 0)), Some(at(2, 6, 0)));
+    }
 }

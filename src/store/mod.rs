@@ -27,10 +27,14 @@ pub use ingest::{
     QuarantineRow, StoredMessage,
 };
 pub use orders::DeltaFilter;
+pub use reconcile::{
+    AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
+    NewDrift, NewKeyFrame, RunCounts, RunRecord, RunRow, RunWritten,
+};
 pub use reparse::{OrderChange, Reparsed};
 pub use report::{
-    BeginSend, DriftMovement, DriftRow, FormatAlertRow, MailCountRow, QuarantinedRow, RunRow,
-    SendRow, SendState, StuckOrderRow, VendorMailRow,
+    BeginSend, DriftMovement, DriftRow as ReportDriftRow, FormatAlertRow, MailCountRow,
+    QuarantinedRow, RunRow as ReportRunRow, SendRow, SendState, StuckOrderRow, VendorMailRow,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,11 @@ use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, OrderState, Status};
 use crate::view;
 
-const DELTA_COLUMNS: &str =
+pub(super) const DELTA_COLUMNS: &str =
     "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
      d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version";
 
-const ORDER_COLUMNS: &str =
+pub(super) const ORDER_COLUMNS: &str =
     "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
      updated_at, delta_count";
 
@@ -68,7 +68,6 @@ pub(super) async fn append_delta(
 }
 
 /// Brings one order's view up to date with a newly appended delta.
-#[allow(dead_code)] // the reconcile store code applies its fix deltas one at a time
 pub(super) async fn update_view(conn: &mut SqliteConnection, d: &Delta) -> Result<()> {
     update_views(conn, std::slice::from_ref(d)).await
 }
@@ -285,7 +284,7 @@ pub(super) fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
     })
 }
 
-fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
+pub(super) fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(4)?)
         .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
     Ok(OrderState {

@@ -1,1 +1,765 @@
-//! SQL for the reconcile module.
+//! SQL for the reconcile module: the view as of a key frame, the evidence for
+//! attribution, key frames, runs and drifts.
+//!
+//! A run's writes (key frame, run row, drift rows, fix deltas and their view
+//! updates) are one transaction: a crash mid-fix leaves the whole run or none.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::orders::{DELTA_COLUMNS, append_delta, delta_from_row, update_view};
+use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
+use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
+use crate::reconcile::drift::{Cause, DriftKind, Outcome};
+use crate::view;
+
+/// Which deltas count as known at a key frame's `as_of`: recorded by then, or
+/// recorded within the grace window with an event time before it (mail in
+/// transit when the vendor cut the export).
+#[derive(Debug, Clone, Copy)]
+pub struct Cutoff {
+    pub as_of: DateTime<Utc>,
+    pub grace_end: DateTime<Utc>,
+}
+
+impl Cutoff {
+    pub fn knows(&self, d: &Delta) -> bool {
+        d.recorded_at <= self.as_of
+            || (d.recorded_at <= self.grace_end && d.draft.event_time <= self.as_of)
+    }
+}
+
+/// One order of the view as of a cutoff.
+#[derive(Debug, Clone)]
+pub struct AsOfOrder {
+    pub order_ref: String,
+    /// `None`: the order exists now, but nothing about it was known at the
+    /// cutoff (all its deltas are in flight).
+    pub known: Option<KnownOrder>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KnownOrder {
+    pub status: Option<Status>,
+    pub fields: Fields,
+    pub event_time: DateTime<Utc>,
+}
+
+/// A delta with whether a reparse superseded it.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub delta: Delta,
+    pub superseded: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastKeyFrame {
+    pub id: i64,
+    pub content_hash: Vec<u8>,
+    pub row_count: i64,
+    pub as_of: DateTime<Utc>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Outcome of the latest run that used it.
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKeyFrame {
+    pub source: String,
+    pub as_of: DateTime<Utc>,
+    pub fetched_at: DateTime<Utc>,
+    pub content_hash: [u8; 32],
+    pub row_count: i64,
+    pub complete: bool,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum KeyFrameRef {
+    None,
+    Existing(i64),
+    New(NewKeyFrame),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunCounts {
+    pub orders_remote: i64,
+    pub orders_local: i64,
+    pub missing_local: i64,
+    pub missing_remote: i64,
+    pub status_mismatch: i64,
+    pub field_mismatch: i64,
+    pub key_frame_changes: i64,
+    pub email_told: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDrift {
+    /// An open drift on the same (order, kind, field) exists: update it.
+    pub existing: bool,
+    pub order_ref: String,
+    pub kind: DriftKind,
+    pub field: Option<String>,
+    pub local_value: Option<String>,
+    pub remote_value: Option<String>,
+    pub cause: Cause,
+}
+
+/// Everything one run writes.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub vendor: String,
+    pub policy: &'static str,
+    pub source: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub key_frame: KeyFrameRef,
+    pub counts: RunCounts,
+    /// Upserted: an open drift on the same (order, kind, field) is seen again.
+    pub drifts: Vec<NewDrift>,
+    /// Close every open drift of the vendor this run did not see again.
+    pub close_unseen: bool,
+    /// Open drifts to close because a later delta agreed.
+    pub close_agreed: Vec<i64>,
+    /// Reconcile deltas to append; this run's drifts on their orders are closed as fixed.
+    pub fixes: Vec<DeltaDraft>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunWritten {
+    pub run_id: i64,
+    pub fixed: i64,
+    pub closed: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriftRow {
+    pub id: i64,
+    pub vendor: String,
+    pub order_ref: String,
+    pub kind: DriftKind,
+    pub field: Option<String>,
+    pub local_value: Option<String>,
+    pub remote_value: Option<String>,
+    pub cause: Cause,
+    pub seen_count: i64,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub closed_reason: Option<String>,
+    pub fix_delta: Option<i64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub vendor: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub source: Option<String>,
+}
+
+const DRIFT_COLUMNS: &str = "id, vendor, order_ref, kind, field, local_value, remote_value, cause,
+     seen_count, opened_at, closed_at, closed_reason, fix_delta";
+
+fn drift_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DriftRow> {
+    Ok(DriftRow {
+        id: r.try_get(0)?,
+        vendor: r.try_get(1)?,
+        order_ref: r.try_get(2)?,
+        kind: parse_enum("drift kind", r.try_get::<&str, _>(3)?)?,
+        field: r.try_get(4)?,
+        local_value: r.try_get(5)?,
+        remote_value: r.try_get(6)?,
+        cause: parse_enum("drift cause", r.try_get::<&str, _>(7)?)?,
+        seen_count: r.try_get(8)?,
+        opened_at: parse_ts(r.try_get::<&str, _>(9)?)?,
+        closed_at: r
+            .try_get::<Option<&str>, _>(10)?
+            .map(parse_ts)
+            .transpose()?,
+        closed_reason: r.try_get(11)?,
+        fix_delta: r.try_get(12)?,
+    })
+}
+
+/// Rows per multi-row drift INSERT (13 parameters each, far below SQLite's limit).
+const DRIFT_INSERT_BATCH: usize = 200;
+
+/// Orders per packed chunk in [`Store::view_as_of`]: a few MB of text.
+const VIEW_CHUNK: i64 = 20_000;
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` without chrono's format interpreter: a
+/// million of these per run add up. `None` sends the caller to [`parse_ts`].
+fn fast_ts(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 27 || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+        num(20..26)?,
+    )?;
+    Some(date.and_time(time).and_utc())
+}
+
+/// Reads the packed rows [`Store::view_as_of`] asks SQLite for.
+fn unpack_orders(mut s: &str, each: &mut impl FnMut(AsOfOrder)) -> Result<()> {
+    let bad = |what: &str| StoreError::Corrupt(format!("packed order view: {what}"));
+    const TS_LEN: usize = 27;
+    while !s.is_empty() {
+        let (len, rest) = s.split_once(':').ok_or_else(|| bad("no length"))?;
+        let len: usize = len.parse().map_err(|_| bad("length"))?;
+        let order_ref = rest.get(..len).ok_or_else(|| bad("order_ref"))?;
+        let rest = &rest[len..];
+        let (status, rest) = rest.split_once('\x1f').ok_or_else(|| bad("status"))?;
+        let event_time = rest.get(..TS_LEN).ok_or_else(|| bad("event_time"))?;
+        let rest = &rest[TS_LEN..];
+        let (fields, rest) = rest.split_once('\x1e').ok_or_else(|| bad("fields"))?;
+        let fields: Fields = serde_json::from_str(fields)
+            .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
+        each(AsOfOrder {
+            order_ref: order_ref.to_string(),
+            known: Some(KnownOrder {
+                status: (!status.is_empty())
+                    .then(|| parse_enum::<Status>("status", status))
+                    .transpose()?,
+                fields,
+                event_time: fast_ts(event_time).map_or_else(|| parse_ts(event_time), Ok)?,
+            }),
+        });
+        s = rest;
+    }
+    Ok(())
+}
+
+/// SQLite's default limit on bound parameters is far above this; small
+/// batches keep each statement cheap to prepare.
+const IN_BATCH: usize = 400;
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+impl Store {
+    /// Streams the vendor's orders as the view stood at `cut`. Orders whose
+    /// every delta was known by then come straight from the view; only those
+    /// touched since are refolded from the log.
+    pub async fn view_as_of(
+        &self,
+        vendor: &str,
+        cut: Cutoff,
+        mut each: impl FnMut(AsOfOrder),
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let as_of = ts(cut.as_of);
+        let touched: Vec<String> =
+            sqlx::query_scalar("SELECT order_ref FROM orders WHERE vendor = ? AND updated_at > ?")
+                .bind(vendor)
+                .bind(&as_of)
+                .fetch_all(&mut *conn)
+                .await?;
+        // The untouched orders, a chunk at a time, each chunk packed by SQLite
+        // into one string: a million rows one by one through the driver cost
+        // seconds, packed they cost a fraction of that. Per row:
+        // `<byte length>:<order_ref><status>\x1f<event_time><fields JSON>\x1e`
+        // (JSON escapes control characters; status and event_time are ours).
+        let mut after = String::new();
+        loop {
+            let row = sqlx::query(
+                "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
+                     SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
+                            || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
+                     FROM orders WHERE vendor = ? AND order_ref > ? AND updated_at <= ?
+                     ORDER BY order_ref LIMIT ?)",
+            )
+            .bind(vendor)
+            .bind(&after)
+            .bind(&as_of)
+            .bind(VIEW_CHUNK)
+            .fetch_one(&mut *conn)
+            .await?;
+            let n: i64 = row.try_get(2)?;
+            if n == 0 {
+                break;
+            }
+            let packed: &str = row.try_get(0)?;
+            unpack_orders(packed, &mut each)?;
+            after = row.try_get(1)?;
+        }
+        for chunk in touched.chunks(IN_BATCH) {
+            let mut by_order = self.deltas_of(&mut conn, vendor, chunk, false).await?;
+            for order_ref in chunk {
+                let mut known: Vec<Delta> = by_order
+                    .remove(order_ref)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| e.delta)
+                    .filter(|d| cut.knows(d))
+                    .collect();
+                let state = view::fold(&mut known);
+                each(AsOfOrder {
+                    order_ref: order_ref.clone(),
+                    known: state.map(|s| KnownOrder {
+                        status: s.status,
+                        fields: s.fields,
+                        event_time: s.event_time,
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn deltas_of(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        vendor: &str,
+        refs: &[String],
+        with_superseded: bool,
+    ) -> Result<HashMap<String, Vec<Evidence>>> {
+        let filter = if with_superseded {
+            ""
+        } else {
+            "AND s.offset IS NULL"
+        };
+        let sql = format!(
+            "SELECT {DELTA_COLUMNS}, s.offset IS NOT NULL FROM deltas d
+             LEFT JOIN superseded_deltas s ON s.offset = d.offset
+             WHERE d.vendor = ? AND d.order_ref IN ({}) {filter}
+             ORDER BY d.order_ref, d.event_time, d.offset",
+            placeholders(refs.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
+        for r in refs {
+            q = q.bind(r);
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        let mut out: HashMap<String, Vec<Evidence>> = HashMap::new();
+        for r in &rows {
+            let delta = delta_from_row(r)?;
+            let superseded: bool = r.try_get(13)?;
+            out.entry(delta.draft.order_ref.clone())
+                .or_default()
+                .push(Evidence { delta, superseded });
+        }
+        Ok(out)
+    }
+
+    /// Every delta (superseded ones flagged) of the given orders: the evidence
+    /// attribution reads.
+    pub async fn reconcile_evidence(
+        &self,
+        vendor: &str,
+        refs: &[String],
+    ) -> Result<HashMap<String, Vec<Evidence>>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = HashMap::new();
+        for chunk in refs.chunks(IN_BATCH) {
+            out.extend(self.deltas_of(&mut conn, vendor, chunk, true).await?);
+        }
+        Ok(out)
+    }
+
+    /// Subjects of quarantined messages that may be this vendor's, with the
+    /// message's own date (or its arrival): a failed parse leaves no delta,
+    /// only this.
+    pub async fn quarantined_subjects(&self, vendor: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT subject, coalesce(date_header, internal_date, archived_at) FROM messages
+             WHERE disposition = 'quarantined' AND subject IS NOT NULL
+               AND (vendor = ? OR vendor IS NULL)",
+        )
+        .bind(vendor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, parse_ts(r.try_get::<&str, _>(1)?)?)))
+            .collect()
+    }
+
+    /// The vendor's latest key frame, with the outcome of the last run on it.
+    pub async fn last_key_frame(&self, vendor: &str) -> Result<Option<LastKeyFrame>> {
+        let row = sqlx::query(
+            "SELECT k.id, k.content_hash, k.row_count, k.as_of, k.etag, k.last_modified,
+                    (SELECT outcome FROM reconcile_runs r WHERE r.key_frame = k.id ORDER BY r.id DESC LIMIT 1)
+             FROM key_frames k WHERE k.vendor = ? ORDER BY k.id DESC LIMIT 1",
+        )
+        .bind(vendor)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(LastKeyFrame {
+            id: r.try_get(0)?,
+            content_hash: r.try_get(1)?,
+            row_count: r.try_get(2)?,
+            as_of: parse_ts(r.try_get::<&str, _>(3)?)?,
+            etag: r.try_get(4)?,
+            last_modified: r.try_get(5)?,
+            outcome: r
+                .try_get::<Option<&str>, _>(6)?
+                .map(|s| parse_enum::<Outcome>("run outcome", s))
+                .transpose()?,
+        }))
+    }
+
+    /// The key frame of the vendor's last trusted (`ok`) run: the baseline for
+    /// the guard's row-count check and for "changed since".
+    pub async fn last_good_key_frame(&self, vendor: &str) -> Result<Option<(i64, DateTime<Utc>)>> {
+        let row = sqlx::query(
+            "SELECT k.row_count, k.as_of FROM reconcile_runs r JOIN key_frames k ON k.id = r.key_frame
+             WHERE r.vendor = ? AND r.outcome = 'ok' ORDER BY r.id DESC LIMIT 1",
+        )
+        .bind(vendor)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, parse_ts(r.try_get::<&str, _>(1)?)?)))
+            .transpose()
+    }
+
+    /// How many orders the vendor has in the view (to size maps up front).
+    pub async fn order_count(&self, vendor: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE vendor = ?")
+            .bind(vendor)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Drifts, newest first.
+    pub async fn drifts(&self, vendor: Option<&str>, open_only: bool) -> Result<Vec<DriftRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DRIFT_COLUMNS} FROM drifts
+             WHERE (?1 IS NULL OR vendor = ?1) AND (?2 = 0 OR closed_at IS NULL)
+             ORDER BY id DESC"
+        )))
+        .bind(vendor)
+        .bind(open_only)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(drift_from_row).collect()
+    }
+
+    /// Recent runs of a vendor, newest first.
+    pub async fn reconcile_runs(&self, vendor: &str, limit: i64) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, vendor, started_at, finished_at, outcome, reason, source FROM reconcile_runs
+             WHERE vendor = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(vendor)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunRow {
+                    id: r.try_get(0)?,
+                    vendor: r.try_get(1)?,
+                    started_at: parse_ts(r.try_get::<&str, _>(2)?)?,
+                    finished_at: r.try_get::<Option<&str>, _>(3)?.map(parse_ts).transpose()?,
+                    outcome: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    source: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends deltas with given record times, one transaction. For a
+    /// webhook intake or a simulator that replays a channel in its own time.
+    pub async fn append_deltas_at(
+        &self,
+        source: DeltaSource,
+        items: &[(DeltaDraft, DateTime<Utc>)],
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        let mut offsets = Vec::with_capacity(items.len());
+        for (d, at) in items {
+            let delta = append_delta(&mut tx, source, d, None, None, None, *at).await?;
+            update_view(&mut tx, &delta).await?;
+            offsets.push(delta.offset);
+        }
+        tx.commit().await?;
+        Ok(offsets)
+    }
+
+    /// Writes one run whole: key frame, run row, drifts, closes, fixes.
+    pub async fn record_run(&self, run: &RunRecord) -> Result<RunWritten> {
+        let mut tx = self.write_tx().await?;
+        let finished = ts(run.finished_at);
+        let key_frame = match &run.key_frame {
+            KeyFrameRef::None => None,
+            KeyFrameRef::Existing(id) => Some(*id),
+            KeyFrameRef::New(k) => Some(
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO key_frames (vendor, source, as_of, fetched_at, content_hash,
+                         row_count, complete, etag, last_modified)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&run.vendor)
+                .bind(&k.source)
+                .bind(ts(k.as_of))
+                .bind(ts(k.fetched_at))
+                .bind(&k.content_hash[..])
+                .bind(k.row_count)
+                .bind(k.complete)
+                .bind(&k.etag)
+                .bind(&k.last_modified)
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+        };
+        let c = &run.counts;
+        let run_id: i64 = sqlx::query_scalar(
+            "INSERT INTO reconcile_runs (vendor, started_at, finished_at, key_frame, source, policy,
+                 dry_run, outcome, reason, orders_remote, orders_local, missing_local,
+                 missing_remote, status_mismatch, field_mismatch, key_frame_changes, email_told)
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&run.vendor)
+        .bind(ts(run.started_at))
+        .bind(&finished)
+        .bind(key_frame)
+        .bind(&run.source)
+        .bind(run.policy)
+        .bind(run.outcome.as_str())
+        .bind(&run.reason)
+        .bind(c.orders_remote)
+        .bind(c.orders_local)
+        .bind(c.missing_local)
+        .bind(c.missing_remote)
+        .bind(c.status_mismatch)
+        .bind(c.field_mismatch)
+        .bind(c.key_frame_changes)
+        .bind(c.email_told)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        // Fixes first, so each drift row is written once, already closed when fixed.
+        let mut fix_of: HashMap<&str, i64> = HashMap::with_capacity(run.fixes.len());
+        for draft in &run.fixes {
+            let delta = append_delta(
+                &mut tx,
+                DeltaSource::Reconcile,
+                draft,
+                None,
+                None,
+                None,
+                run.finished_at,
+            )
+            .await?;
+            update_view(&mut tx, &delta).await?;
+            fix_of.insert(draft.order_ref.as_str(), delta.offset);
+        }
+        let mut fixed = 0i64;
+        let mut inserts: Vec<(&NewDrift, Option<i64>)> = Vec::new();
+        for d in &run.drifts {
+            let fix = fix_of.get(d.order_ref.as_str()).copied();
+            fixed += i64::from(fix.is_some());
+            let updated = if d.existing {
+                sqlx::query(
+                    "UPDATE drifts SET last_run = ?, seen_count = seen_count + 1,
+                         local_value = ?, remote_value = ?,
+                         closed_at = ?, closed_reason = ?, fix_delta = ?
+                     WHERE vendor = ? AND order_ref = ? AND kind = ? AND coalesce(field, '') = ?
+                       AND closed_at IS NULL",
+                )
+                .bind(run_id)
+                .bind(&d.local_value)
+                .bind(&d.remote_value)
+                .bind(fix.map(|_| finished.as_str()))
+                .bind(fix.map(|_| "fixed"))
+                .bind(fix)
+                .bind(&run.vendor)
+                .bind(&d.order_ref)
+                .bind(d.kind.as_str())
+                .bind(d.field.as_deref().unwrap_or(""))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            } else {
+                0
+            };
+            if updated == 0 {
+                inserts.push((d, fix));
+            }
+        }
+        // New drifts in multi-row statements: at 1% drift of a million orders
+        // one statement per row would dominate the run.
+        for chunk in inserts.chunks(DRIFT_INSERT_BATCH) {
+            let sql = format!(
+                "INSERT INTO drifts (vendor, order_ref, kind, field, local_value, remote_value,
+                     cause, first_run, last_run, opened_at, closed_at, closed_reason, fix_delta)
+                 VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (d, fix) in chunk {
+                q = q
+                    .bind(&run.vendor)
+                    .bind(&d.order_ref)
+                    .bind(d.kind.as_str())
+                    .bind(&d.field)
+                    .bind(&d.local_value)
+                    .bind(&d.remote_value)
+                    .bind(d.cause.as_str())
+                    .bind(run_id)
+                    .bind(run_id)
+                    .bind(&finished)
+                    .bind(fix.map(|_| finished.as_str()))
+                    .bind(fix.map(|_| "fixed"))
+                    .bind(*fix);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        let mut closed = 0i64;
+        if run.close_unseen {
+            closed += sqlx::query(
+                "UPDATE drifts SET closed_at = ?, closed_reason = 'agreed_by_key_frame'
+                 WHERE vendor = ? AND closed_at IS NULL AND last_run != ?",
+            )
+            .bind(&finished)
+            .bind(&run.vendor)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        }
+        for id in &run.close_agreed {
+            closed += sqlx::query(
+                "UPDATE drifts SET closed_at = ?, closed_reason = 'agreed_by_delta'
+                 WHERE id = ? AND closed_at IS NULL",
+            )
+            .bind(&finished)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        }
+        sqlx::query("UPDATE reconcile_runs SET fixed = ?, closed = ? WHERE id = ?")
+            .bind(fixed)
+            .bind(closed)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RunWritten {
+            run_id,
+            fixed,
+            closed,
+        })
+    }
+}
+
+/// An open drift whose order's view changed after the drift was opened.
+#[derive(Debug, Clone)]
+pub struct DriftWithView {
+    pub drift: DriftRow,
+    pub status: Option<Status>,
+    pub fields: Fields,
+}
+
+impl Store {
+    /// Open drifts of the vendor whose order has been updated since the drift
+    /// opened: the only ones a later delta can have resolved. One indexed join,
+    /// so an unchanged key frame stays cheap however many drifts are open.
+    pub async fn open_drifts_with_newer_view(&self, vendor: &str) -> Result<Vec<DriftWithView>> {
+        let cols = DRIFT_COLUMNS
+            .split(',')
+            .map(|c| format!("d.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {cols}, o.status, o.fields FROM drifts d
+             JOIN orders o ON o.vendor = d.vendor AND o.order_ref = d.order_ref
+             WHERE d.vendor = ? AND d.closed_at IS NULL AND o.updated_at > d.opened_at"
+        )))
+        .bind(vendor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DriftWithView {
+                    drift: drift_from_row(r)?,
+                    status: r
+                        .try_get::<Option<&str>, _>(13)?
+                        .map(|s| parse_enum::<Status>("status", s))
+                        .transpose()?,
+                    fields: serde_json::from_str(r.try_get::<&str, _>(14)?)
+                        .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Open drifts of a vendor keyed by (order, kind, field), with how many
+    /// consecutive key frames have seen each.
+    pub async fn open_drift_counts(
+        &self,
+        vendor: &str,
+    ) -> Result<HashMap<(String, DriftKind, String), i64>> {
+        let rows = sqlx::query(
+            "SELECT order_ref, kind, coalesce(field, ''), seen_count FROM drifts
+             WHERE vendor = ? AND closed_at IS NULL",
+        )
+        .bind(vendor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    (
+                        r.try_get(0)?,
+                        parse_enum("drift kind", r.try_get::<&str, _>(1)?)?,
+                        r.try_get(2)?,
+                    ),
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_ts_agrees_with_parse_ts() {
+        for t in ["2026-11-25T13:55:27.123456Z", "2024-02-29T00:00:00.000000Z"] {
+            assert_eq!(fast_ts(t), Some(parse_ts(t).unwrap()));
+        }
+        assert_eq!(fast_ts("2026-02-30T00:00:00.000000Z"), None);
+        assert_eq!(fast_ts("2026-11-25T13:55:27Z"), None);
+    }
+
+    #[test]
+    fn packed_rows_round_trip() {
+        let packed = "5:a:b|cscheduled\x1f2026-11-25T13:55:27.123456Z{\"fee\":1.5}\x1e3:xyz\x1f2026-11-25T13:55:27.000000Z{}\x1e";
+        let mut got = vec![];
+        unpack_orders(packed, &mut |o| got.push(o)).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].order_ref, "a:b|c");
+        let k = got[0].known.as_ref().unwrap();
+        assert_eq!(k.status, Some(Status::Scheduled));
+        assert_eq!(k.fields["fee"], 1.5);
+        assert_eq!(got[1].known.as_ref().unwrap().status, None);
+        assert!(unpack_orders("9:short", &mut |_| {}).is_err());
+    }
+}

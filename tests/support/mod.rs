@@ -6,6 +6,7 @@ pub mod app;
 pub mod db;
 pub mod dovecot;
 pub mod postfix;
+pub mod vendor_http;
 pub mod vendor_mail;
 
 use std::net::TcpListener;

@@ -1,0 +1,341 @@
+//! From an export row to a [`RemoteOrder`], and the comparison rules for fields.
+//!
+//! Both sides of a comparison go through the same normaliser: the export's
+//! text through [`FieldMapping::parse_remote`], our view's JSON (as the rule
+//! parsers write it: money as a number, dates as `YYYY-MM-DD`, datetimes as
+//! RFC 3339) through [`FieldMapping::parse_local`]. No IO here.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use super::config::{Case, FieldKind, FieldMapping, VendorSettings};
+use crate::model::Status;
+
+/// A normalised field value, small enough to keep a million of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Norm {
+    Text(Box<str>),
+    Num(f64),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Seconds since the epoch.
+    Time(i64),
+}
+
+/// One order as the vendor states it in a key frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteOrder {
+    pub order_ref: String,
+    /// `None` when the status column is not mapped or the word is unknown.
+    pub status: Option<Status>,
+    pub vendor_status: Option<String>,
+    /// In the order of `mapping.fields`.
+    pub fields: Vec<Option<Norm>>,
+}
+
+/// A value the export holds that the mapping cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column `{column}`: `{value}` is not {expected}")]
+pub struct BadValue {
+    pub column: String,
+    pub value: String,
+    pub expected: String,
+}
+
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `$1,234.50`, `1 234.50`, `(12.00)` → numbers.
+fn parse_number(s: &str) -> Option<f64> {
+    let t: String = s
+        .chars()
+        .filter(|c| !matches!(c, '$' | '€' | '£' | ',' | ' ' | '\u{a0}'))
+        .collect();
+    let (neg, t) = match t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
+        Some(inner) => (true, inner.to_string()),
+        None => (false, t),
+    };
+    let n: f64 = t.parse().ok()?;
+    n.is_finite().then_some(if neg { -n } else { n })
+}
+
+impl FieldMapping {
+    fn bad(&self, value: &str, expected: &str) -> BadValue {
+        BadValue {
+            column: self.column.clone(),
+            value: value.chars().take(80).collect(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn text(&self, s: &str) -> Norm {
+        let s = collapse(s);
+        Norm::Text(
+            match self.case {
+                Case::Lower => s.to_lowercase(),
+                Case::Upper => s.to_uppercase(),
+                Case::Preserve | Case::Insensitive => s,
+            }
+            .into(),
+        )
+    }
+
+    fn date(&self, s: &str) -> Option<Norm> {
+        let d = self
+            .format
+            .as_deref()
+            .and_then(|f| NaiveDate::parse_from_str(s, f).ok())
+            .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.date_naive()))?;
+        Some(Norm::Date((d - EPOCH).num_days() as i32))
+    }
+
+    fn datetime(&self, s: &str) -> Option<Norm> {
+        let t = self
+            .format
+            .as_deref()
+            .and_then(|f| {
+                DateTime::parse_from_str(s, f)
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok()
+                    .or_else(|| {
+                        NaiveDateTime::parse_from_str(s, f)
+                            .ok()
+                            .map(|n| n.and_utc())
+                    })
+            })
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            })?;
+        Some(Norm::Time(t.timestamp()))
+    }
+
+    /// Reads the export's text for this field; empty means absent.
+    pub fn parse_remote(&self, raw: &str) -> Result<Option<Norm>, BadValue> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match self.kind {
+            FieldKind::String => self.text(s),
+            FieldKind::Number | FieldKind::Money => {
+                Norm::Num(parse_number(s).ok_or_else(|| self.bad(s, "a number"))?)
+            }
+            FieldKind::Date => self.date(s).ok_or_else(|| self.bad(s, "a date"))?,
+            FieldKind::Datetime => self
+                .datetime(s)
+                .ok_or_else(|| self.bad(s, "a date and time"))?,
+        }))
+    }
+
+    /// Reads a JSON value (from our view, or from a JSON export).
+    pub fn parse_json(&self, v: &serde_json::Value) -> Result<Option<Norm>, BadValue> {
+        match v {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::Number(n) => match self.kind {
+                FieldKind::Number | FieldKind::Money => Ok(n.as_f64().map(Norm::Num)),
+                _ => self.parse_remote(&n.to_string()),
+            },
+            serde_json::Value::String(s) => self.parse_remote(s),
+            serde_json::Value::Bool(b) => self.parse_remote(&b.to_string()),
+            other => self.parse_remote(&other.to_string()),
+        }
+    }
+
+    /// Our view's value; one the mapping cannot read compares as text, so it
+    /// shows up as a field mismatch rather than stopping the run.
+    pub fn parse_local(&self, v: Option<&serde_json::Value>) -> Option<Norm> {
+        let v = v?;
+        self.parse_json(v).unwrap_or_else(|_| match v {
+            serde_json::Value::String(s) => Some(Norm::Text(s.as_str().into())),
+            other => Some(Norm::Text(other.to_string().into())),
+        })
+    }
+
+    /// True when the two sides agree within the field's tolerance.
+    pub fn agrees(&self, local: Option<&Norm>, remote: Option<&Norm>) -> bool {
+        match (local, remote) {
+            (None, None) => true,
+            (Some(Norm::Num(a)), Some(Norm::Num(b))) => {
+                let diff = (a - b).abs();
+                diff <= self.tolerance
+                    || diff <= self.relative_tolerance * a.abs().max(b.abs())
+                    || diff < 1e-9
+            }
+            (Some(Norm::Time(a)), Some(Norm::Time(b))) => (a - b).abs() <= self.tolerance_secs,
+            (Some(Norm::Text(a)), Some(Norm::Text(b))) if self.case == Case::Insensitive => {
+                a.to_lowercase() == b.to_lowercase()
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// The JSON our view stores for a value: the rule parsers' representation.
+    pub fn to_json(&self, n: &Norm) -> serde_json::Value {
+        match n {
+            Norm::Text(s) => serde_json::Value::String(s.to_string()),
+            Norm::Num(x) => serde_json::Number::from_f64(*x)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Norm::Date(d) => serde_json::Value::String(
+                (EPOCH + chrono::Days::new(u64::try_from(*d).unwrap_or(0)))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            Norm::Time(t) => serde_json::Value::String(
+                DateTime::from_timestamp(*t, 0)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        }
+    }
+}
+
+/// The order key from its parts. One part is used as is (so it matches the
+/// `order_ref` the email parsers extract); several are joined with `|`, each
+/// part's `\` and `|` escaped with `\`, so `("a|b","c")` and `("a","b|c")`
+/// cannot collide.
+pub fn encode_key(parts: &[&str]) -> String {
+    if let [one] = parts {
+        return one.trim().to_string();
+    }
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        for c in p.trim().chars() {
+            if c == '\\' || c == '|' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl VendorSettings {
+    /// Builds a remote order from a looked-up row: `get(column)` returns the
+    /// cell's text. Returns `Ok(None)` for a row with an empty key.
+    pub fn remote_order<'a>(
+        &self,
+        mut get: impl FnMut(&str) -> Option<std::borrow::Cow<'a, str>>,
+    ) -> Result<Option<RemoteOrder>, BadValue> {
+        let order_ref = if let [one] = self.mapping.key.as_slice() {
+            match get(one) {
+                Some(p) if !p.trim().is_empty() => p.trim().to_string(),
+                _ => return Ok(None),
+            }
+        } else {
+            let parts: Vec<std::borrow::Cow<'a, str>> = self
+                .mapping
+                .key
+                .iter()
+                .map(|k| get(k).unwrap_or_default())
+                .collect();
+            if parts.iter().all(|p| p.trim().is_empty()) {
+                return Ok(None);
+            }
+            let refs: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+            encode_key(&refs)
+        };
+        let (status, vendor_status) = match &self.mapping.status {
+            None => (None, None),
+            Some(col) => match get(col) {
+                Some(w) if !w.trim().is_empty() => {
+                    let w = w.trim().to_string();
+                    (self.map_status(&w), Some(w))
+                }
+                _ => (None, None),
+            },
+        };
+        let mut fields = Vec::with_capacity(self.mapping.fields.len());
+        for f in &self.mapping.fields {
+            fields.push(match get(&f.column) {
+                Some(v) => f.parse_remote(&v)?,
+                None => None,
+            });
+        }
+        Ok(Some(RemoteOrder {
+            order_ref,
+            status,
+            vendor_status,
+            fields,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(kind: FieldKind) -> FieldMapping {
+        FieldMapping {
+            name: "f".into(),
+            column: "f".into(),
+            kind,
+            case: Case::Preserve,
+            format: None,
+            tolerance: 0.0,
+            relative_tolerance: 0.0,
+            tolerance_secs: 0,
+        }
+    }
+
+    #[test]
+    fn composite_keys_do_not_collide() {
+        assert_ne!(encode_key(&["a|b", "c"]), encode_key(&["a", "b|c"]));
+        assert_ne!(encode_key(&["a\\", "|c"]), encode_key(&["a\\|", "c"]));
+        assert_eq!(encode_key(&[" 48213 "]), "48213");
+    }
+
+    #[test]
+    fn money_tolerance_and_local_json_agree() {
+        let mut f = field(FieldKind::Money);
+        f.tolerance = 0.01;
+        let remote = f.parse_remote("$1,234.50").unwrap();
+        let local = f.parse_local(Some(&serde_json::json!(1234.5)));
+        assert!(f.agrees(local.as_ref(), remote.as_ref()));
+        let off = f.parse_local(Some(&serde_json::json!(1234.6)));
+        assert!(!f.agrees(off.as_ref(), remote.as_ref()));
+        assert!(f.parse_remote("twelve").is_err());
+    }
+
+    #[test]
+    fn dates_in_vendor_format_match_parser_output() {
+        let mut f = field(FieldKind::Date);
+        f.format = Some("%m/%d/%Y".into());
+        let remote = f.parse_remote("11/23/2026").unwrap();
+        let local = f.parse_local(Some(&serde_json::json!("2026-11-23")));
+        assert_eq!(remote, local);
+        assert_eq!(f.to_json(remote.as_ref().unwrap()), "2026-11-23");
+    }
+
+    #[test]
+    fn datetime_tolerance_in_seconds() {
+        let mut f = field(FieldKind::Datetime);
+        f.tolerance_secs = 60;
+        let a = f.parse_remote("2026-11-23T09:00:00Z").unwrap();
+        let b = f.parse_remote("2026-11-23T09:00:59Z").unwrap();
+        let c = f.parse_remote("2026-11-23T09:02:00Z").unwrap();
+        assert!(f.agrees(a.as_ref(), b.as_ref()));
+        assert!(!f.agrees(a.as_ref(), c.as_ref()));
+    }
+
+    #[test]
+    fn text_case_and_space() {
+        let mut f = field(FieldKind::String);
+        f.case = Case::Insensitive;
+        let a = f.parse_remote("  Jane   DOE ").unwrap();
+        let b = f.parse_local(Some(&serde_json::json!("jane doe")));
+        assert!(f.agrees(a.as_ref(), b.as_ref()));
+        assert_eq!(f.parse_remote("   ").unwrap(), None);
+    }
+}

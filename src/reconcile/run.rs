@@ -1,0 +1,645 @@
+//! One reconcile run: key frame → diff against the view as of `as_of` →
+//! attribution → guard → one transaction of drifts and fixes.
+//!
+//! Memory: the local side is a compact map (order key → status and the
+//! mapped fields, normalised); the export is streamed row by row against it.
+//! Only drifted orders keep their full remote row.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+
+use super::attribute::{self, Facts, Target};
+use super::config::{Policy, VendorSettings};
+use super::drift::{Cause, Drift, DriftKind, Outcome};
+use super::guard::{self, GuardInput};
+use super::mapping::{Norm, RemoteOrder};
+use super::source::{self, Body, Export, KeyFrameError};
+use super::{ReconcileError, RunOptions, RunSummary};
+use crate::model::{DeltaDraft, Fields, Status, TimeSource};
+use crate::store::{
+    Cutoff, Evidence, KeyFrameRef, NewDrift, NewKeyFrame, RunCounts, RunRecord, Store,
+};
+use crate::view;
+
+/// FxHash-style word-at-a-time hashing with a final mix: several times faster than SipHash on short
+/// keys. Keys come from our view and the vendor's export, not from an
+/// anonymous attacker, so HashDoS resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+    fn finish(&self) -> u64 {
+        // A final avalanche (murmur3's fmix64): hashbrown picks buckets from
+        // the low bits, which a multiply alone leaves poorly mixed for keys
+        // that differ only in their leading bytes.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
+/// Our side of one order, as small as it can be for a million of them.
+struct LocalEntry {
+    status: Option<Status>,
+    fields: Box<[Option<Norm>]>,
+    event_time: DateTime<Utc>,
+    seen: bool,
+}
+
+/// A drift before attribution.
+struct Found {
+    kind: DriftKind,
+    field: Option<usize>,
+    local: Option<serde_json::Value>,
+    remote: Option<serde_json::Value>,
+}
+
+/// One order with at least one drift.
+struct DriftedOrder {
+    order_ref: String,
+    /// The vendor's row; `None` for `missing_remote`.
+    remote: Option<RemoteOrder>,
+    local_status: Option<Status>,
+    found: Vec<Found>,
+}
+
+/// What the diff found, before anything is written.
+struct Diff {
+    rows: u64,
+    local_orders: u64,
+    unmapped_status: u64,
+    /// Drifted orders with their remote row (None for missing_remote) and drifts.
+    orders: Vec<DriftedOrder>,
+    email_told: u64,
+}
+
+fn status_json(s: Option<Status>) -> Option<serde_json::Value> {
+    s.map(|s| serde_json::Value::String(s.as_str().to_string()))
+}
+
+async fn diff(
+    store: &Store,
+    v: &VendorSettings,
+    export: &Export,
+    cut: Cutoff,
+    changed_since: Option<DateTime<Utc>>,
+) -> Result<Diff, ReconcileError> {
+    let expected = store.order_count(&v.name).await? as usize;
+    let mut local: HashMap<Box<str>, LocalEntry, FxBuild> =
+        HashMap::with_capacity_and_hasher(expected, FxBuild::default());
+    store
+        .view_as_of(&v.name, cut, |o| match o.known {
+            // Heard of only after the cutoff: not ours as of then. If the
+            // vendor lists it, that is `missing_local` (cause: late_email).
+            None => {}
+            Some(k) => {
+                let fields = v
+                    .mapping
+                    .fields
+                    .iter()
+                    .map(|f| f.parse_local(k.fields.get(&f.name)))
+                    .collect();
+                local.insert(
+                    o.order_ref.into(),
+                    LocalEntry {
+                        status: k.status,
+                        fields,
+                        event_time: k.event_time,
+                        seen: false,
+                    },
+                );
+            }
+        })
+        .await?;
+    let local_orders = local.len() as u64;
+    debug!(vendor = %v.name, local_orders, "view as of loaded");
+
+    let mut orders = Vec::new();
+    let mut missing_seen: HashSet<String, FxBuild> = HashSet::default();
+    let mut dups: Vec<String> = Vec::new();
+    let mut unmapped_status = 0u64;
+    let mut email_told = 0u64;
+    let rows = source::for_each_row(export, v, &mut |r: RemoteOrder| {
+        if r.status.is_none() && r.vendor_status.is_some() {
+            unmapped_status += 1;
+        }
+        match local.get_mut(r.order_ref.as_str()) {
+            Some(e) if e.seen => dups.push(r.order_ref),
+            Some(e) => {
+                e.seen = true;
+                let mut found = Vec::new();
+                if r.status.is_some() && r.status != e.status {
+                    found.push(Found {
+                        kind: DriftKind::StatusMismatch,
+                        field: None,
+                        local: status_json(e.status),
+                        remote: status_json(r.status),
+                    });
+                }
+                for (i, f) in v.mapping.fields.iter().enumerate() {
+                    let (l, rv) = (e.fields[i].as_ref(), r.fields[i].as_ref());
+                    if !f.agrees(l, rv) {
+                        found.push(Found {
+                            kind: DriftKind::FieldMismatch,
+                            field: Some(i),
+                            local: l.map(|n| f.to_json(n)),
+                            remote: rv.map(|n| f.to_json(n)),
+                        });
+                    }
+                }
+                if found.is_empty() {
+                    if changed_since.is_some_and(|t| e.event_time > t) {
+                        email_told += 1;
+                    }
+                } else {
+                    orders.push(DriftedOrder {
+                        order_ref: r.order_ref.clone(),
+                        remote: Some(r),
+                        local_status: e.status,
+                        found,
+                    });
+                }
+            }
+            None => {
+                if !missing_seen.insert(r.order_ref.clone()) {
+                    dups.push(r.order_ref);
+                } else {
+                    let remote = status_json(r.status)
+                        .or_else(|| r.vendor_status.clone().map(serde_json::Value::String));
+                    orders.push(DriftedOrder {
+                        order_ref: r.order_ref.clone(),
+                        remote: Some(r),
+                        local_status: None,
+                        found: vec![Found {
+                            kind: DriftKind::MissingLocal,
+                            field: None,
+                            local: None,
+                            remote,
+                        }],
+                    });
+                }
+            }
+        }
+    })?;
+    if !dups.is_empty() {
+        dups.sort();
+        dups.dedup();
+        return Err(KeyFrameError::DuplicateKeys {
+            count: dups.len() as u64,
+            examples: dups
+                .iter()
+                .take(5)
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
+    }
+    for (k, e) in &local {
+        if !e.seen {
+            orders.push(DriftedOrder {
+                order_ref: k.to_string(),
+                remote: None,
+                local_status: e.status,
+                found: vec![Found {
+                    kind: DriftKind::MissingRemote,
+                    field: None,
+                    local: status_json(e.status),
+                    remote: None,
+                }],
+            });
+        }
+    }
+    orders.sort_by(|a, b| a.order_ref.cmp(&b.order_ref));
+    Ok(Diff {
+        rows,
+        local_orders,
+        unmapped_status,
+        orders,
+        email_told,
+    })
+}
+
+/// Splits a subject into words, so `48213` matches "Order 48213 - Delivered"
+/// but not "Order 482130".
+fn tokens(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        .filter(|t| !t.is_empty())
+}
+
+fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+/// Reconciles one export that has been fetched.
+pub(super) async fn reconcile_export(
+    store: &Store,
+    v: &VendorSettings,
+    mut export: Export,
+    opts: &RunOptions,
+    started_at: DateTime<Utc>,
+) -> Result<RunSummary, ReconcileError> {
+    let clock = Instant::now();
+    let now = || opts.now.unwrap_or_else(Utc::now);
+    let prev = store.last_key_frame(&v.name).await?;
+    let mut summary = RunSummary::new(v, opts, &export.meta.source);
+
+    // Same bytes as the last key frame a run trusted (or a 304): nothing to diff.
+    let same = matches!(export.body, Body::NotModified)
+        || prev
+            .as_ref()
+            .is_some_and(|p| p.content_hash == export.meta.content_hash);
+    if let Some(p) = prev
+        .as_ref()
+        .filter(|p| same && matches!(p.outcome, Some(Outcome::Ok) | Some(Outcome::Unchanged)))
+    {
+        summary.outcome = Outcome::Unchanged;
+        summary.as_of = Some(p.as_of);
+        let close = agreed_by_delta(store, v).await?;
+        summary.closed = close.len() as i64;
+        if !opts.dry_run {
+            let w = store
+                .record_run(&RunRecord {
+                    vendor: v.name.clone(),
+                    policy: v.policy.as_str(),
+                    source: Some(export.meta.source.clone()),
+                    started_at,
+                    finished_at: now(),
+                    outcome: Outcome::Unchanged,
+                    reason: None,
+                    key_frame: KeyFrameRef::Existing(p.id),
+                    counts: RunCounts {
+                        orders_remote: p.row_count,
+                        ..Default::default()
+                    },
+                    drifts: vec![],
+                    close_unseen: false,
+                    close_agreed: close,
+                    fixes: vec![],
+                })
+                .await?;
+            summary.run_id = Some(w.run_id);
+            summary.closed = w.closed;
+        }
+        summary.elapsed = clock.elapsed();
+        return Ok(summary);
+    }
+    if matches!(export.body, Body::NotModified) {
+        // 304 but we have no trusted key frame for it: nothing to compare.
+        return Err(ReconcileError::KeyFrame(KeyFrameError::Json(
+            "the server answered 304 Not Modified but no trusted key frame is stored".into(),
+        )));
+    }
+
+    let as_of = source::resolve_as_of(&mut export, v)?;
+    summary.as_of = Some(as_of);
+    let cut = Cutoff {
+        as_of,
+        grace_end: as_of + chrono::Duration::from_std(v.grace).unwrap_or(chrono::Duration::zero()),
+    };
+    let last_good = store.last_good_key_frame(&v.name).await?;
+    let d = diff(store, v, &export, cut, last_good.map(|g| g.1)).await?;
+    debug!(vendor = %v.name, rows = d.rows, elapsed_ms = clock.elapsed().as_millis() as u64, "diffed");
+
+    // Evidence for attribution and the state fixes start from.
+    let refs: Vec<String> = d.orders.iter().map(|o| o.order_ref.clone()).collect();
+    let evidence = store.reconcile_evidence(&v.name, &refs).await?;
+    let mut quarantined: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+    if !refs.is_empty() {
+        let wanted: HashSet<&str> = refs.iter().map(String::as_str).collect();
+        for (subject, at) in store.quarantined_subjects(&v.name).await? {
+            for t in tokens(&subject) {
+                if wanted.contains(t) {
+                    quarantined.entry(t.to_string()).or_default().push(at);
+                }
+            }
+        }
+    }
+    let open = store.open_drift_counts(&v.name).await?;
+    debug!(vendor = %v.name, orders = refs.len(), elapsed_ms = clock.elapsed().as_millis() as u64, "evidence loaded");
+
+    let empty: Vec<Evidence> = Vec::new();
+    let mut drifts: Vec<Drift> = Vec::new();
+    let mut fixes: Vec<DeltaDraft> = Vec::new();
+    for DriftedOrder {
+        order_ref,
+        remote,
+        local_status,
+        found,
+    } in &d.orders
+    {
+        let ev = evidence.get(order_ref).unwrap_or(&empty);
+        let q = quarantined.get(order_ref).map(Vec::as_slice).unwrap_or(&[]);
+        for f in found {
+            let field = f.field.map(|i| &v.mapping.fields[i]);
+            let carries = |fields: &Fields| -> Option<bool> {
+                let (fm, i) = (field?, f.field?);
+                let val = fields.get(&fm.name)?;
+                let remote_n = remote.as_ref().and_then(|r| r.fields[i].as_ref());
+                Some(fm.agrees(fm.parse_local(Some(val)).as_ref(), remote_n))
+            };
+            let target = match f.kind {
+                DriftKind::FieldMismatch => Target::Field(&carries),
+                _ => Target::Status(remote.as_ref().and_then(|r| r.status)),
+            };
+            let cause = attribute::attribute(&Facts {
+                kind: f.kind,
+                local_status: *local_status,
+                target,
+                evidence: ev,
+                quarantined: q,
+                cut,
+            });
+            drifts.push(Drift {
+                order_ref: order_ref.clone(),
+                kind: f.kind,
+                field: field.map(|fm| fm.name.clone()),
+                local_value: f.local.clone(),
+                remote_value: f.remote.clone(),
+                cause,
+            });
+        }
+        if v.policy == Policy::Fix {
+            let mut known: Vec<_> = ev
+                .iter()
+                .filter(|e| !e.superseded && cut.knows(&e.delta))
+                .map(|e| e.delta.clone())
+                .collect();
+            let base = view::fold(&mut known);
+            let mut fields = base.as_ref().map(|s| s.fields.clone()).unwrap_or_default();
+            let draft = match remote {
+                Some(r) => {
+                    for (i, fm) in v.mapping.fields.iter().enumerate() {
+                        match &r.fields[i] {
+                            Some(n) => {
+                                fields.insert(fm.name.clone(), fm.to_json(n));
+                            }
+                            None => {
+                                fields.remove(&fm.name);
+                            }
+                        }
+                    }
+                    let keep_local = r.status.is_none();
+                    Some(DeltaDraft {
+                        vendor: v.name.clone(),
+                        order_ref: order_ref.clone(),
+                        status: if keep_local { *local_status } else { r.status },
+                        vendor_status: if keep_local {
+                            base.as_ref().and_then(|s| s.vendor_status.clone())
+                        } else {
+                            r.vendor_status.clone()
+                        },
+                        fields,
+                        event_time: as_of,
+                        time_source: TimeSource::Vendor,
+                    })
+                }
+                None => {
+                    // Gone from the vendor: acted on only after N key frames in a row.
+                    let seen = open
+                        .get(&(order_ref.clone(), DriftKind::MissingRemote, String::new()))
+                        .copied()
+                        .unwrap_or(0)
+                        + 1;
+                    (seen >= i64::from(v.missing_remote_after)).then(|| DeltaDraft {
+                        vendor: v.name.clone(),
+                        order_ref: order_ref.clone(),
+                        status: Some(Status::Cancelled),
+                        vendor_status: Some("absent from vendor export".into()),
+                        fields,
+                        event_time: as_of,
+                        time_source: TimeSource::Vendor,
+                    })
+                }
+            };
+            fixes.extend(draft);
+        }
+    }
+
+    let mut counts = RunCounts {
+        orders_remote: d.rows as i64,
+        orders_local: d.local_orders as i64,
+        email_told: d.email_told as i64,
+        ..Default::default()
+    };
+    for dr in &drifts {
+        match dr.kind {
+            DriftKind::MissingLocal => counts.missing_local += 1,
+            DriftKind::MissingRemote => counts.missing_remote += 1,
+            DriftKind::StatusMismatch => counts.status_mismatch += 1,
+            DriftKind::FieldMismatch => counts.field_mismatch += 1,
+        }
+        *summary.by_cause.entry((dr.kind, dr.cause)).or_default() += 1;
+    }
+    counts.key_frame_changes = if last_good.is_some() {
+        counts.email_told + d.orders.len() as i64
+    } else {
+        0
+    };
+    summary.unmapped_status = d.unmapped_status;
+    summary.fixes = fixes.len() as i64;
+
+    debug!(vendor = %v.name, elapsed_ms = clock.elapsed().as_millis() as u64, "attributed");
+    let refusal = guard::check(
+        &v.guard,
+        &GuardInput {
+            rows: d.rows,
+            complete: export.meta.complete,
+            incomplete_reason: export.meta.incomplete_reason.clone(),
+            last_good_rows: last_good.map(|g| g.0.max(0) as u64),
+            local_orders: d.local_orders,
+            drifted_orders: d.orders.len() as u64,
+            fixes: fixes.len() as u64,
+        },
+    );
+    let outcome = if refusal.is_some() {
+        Outcome::Refused
+    } else {
+        Outcome::Ok
+    };
+    summary.outcome = outcome;
+    summary.reason = refusal.clone();
+    summary.counts = counts.clone();
+    summary.sample = drifts.iter().take(20).cloned().collect();
+    if let Some(r) = &refusal {
+        warn!(vendor = %v.name, reason = %r, "reconcile refused: nothing recorded or fixed");
+    }
+    if !opts.dry_run {
+        let refused = refusal.is_some();
+        let w = store
+            .record_run(&RunRecord {
+                vendor: v.name.clone(),
+                policy: v.policy.as_str(),
+                source: Some(export.meta.source.clone()),
+                started_at,
+                finished_at: now(),
+                outcome,
+                reason: refusal,
+                key_frame: KeyFrameRef::New(NewKeyFrame {
+                    source: export.meta.source.clone(),
+                    as_of,
+                    fetched_at: export.meta.fetched_at,
+                    content_hash: export.meta.content_hash,
+                    row_count: d.rows as i64,
+                    complete: export.meta.complete,
+                    etag: export.meta.etag.clone(),
+                    last_modified: export.meta.last_modified.clone(),
+                }),
+                counts,
+                drifts: if refused {
+                    vec![]
+                } else {
+                    drifts
+                        .iter()
+                        .map(|d| NewDrift {
+                            existing: open.contains_key(&(
+                                d.order_ref.clone(),
+                                d.kind,
+                                d.field.clone().unwrap_or_default(),
+                            )),
+                            order_ref: d.order_ref.clone(),
+                            kind: d.kind,
+                            field: d.field.clone(),
+                            local_value: json_text(&d.local_value),
+                            remote_value: json_text(&d.remote_value),
+                            cause: d.cause,
+                        })
+                        .collect()
+                },
+                close_unseen: !refused,
+                close_agreed: vec![],
+                fixes: if refused { vec![] } else { fixes },
+            })
+            .await?;
+        summary.run_id = Some(w.run_id);
+        summary.fixed = w.fixed;
+        summary.closed = w.closed;
+    }
+    summary.elapsed = clock.elapsed();
+    info!(
+        vendor = %v.name, outcome = outcome.as_str(), rows = d.rows,
+        drifts = drifts.len(), fixed = summary.fixed, dry_run = opts.dry_run,
+        elapsed_ms = summary.elapsed.as_millis() as u64, "reconcile run"
+    );
+    Ok(summary)
+}
+
+/// Open drifts a later delta has settled: the view now says what the vendor said.
+async fn agreed_by_delta(store: &Store, v: &VendorSettings) -> Result<Vec<i64>, ReconcileError> {
+    let mut out = Vec::new();
+    for x in store.open_drifts_with_newer_view(&v.name).await? {
+        let remote: Option<serde_json::Value> = x
+            .drift
+            .remote_value
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let agrees = match x.drift.kind {
+            DriftKind::MissingLocal => true,
+            DriftKind::MissingRemote => false,
+            DriftKind::StatusMismatch => {
+                remote.as_ref().and_then(|r| r.as_str()) == x.status.map(Status::as_str)
+            }
+            DriftKind::FieldMismatch => {
+                match v
+                    .mapping
+                    .fields
+                    .iter()
+                    .find(|f| Some(&f.name) == x.drift.field.as_ref())
+                {
+                    Some(f) => f.agrees(
+                        f.parse_local(x.fields.get(&f.name)).as_ref(),
+                        f.parse_local(remote.as_ref()).as_ref(),
+                    ),
+                    None => false,
+                }
+            }
+        };
+        if agrees {
+            out.push(x.drift.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Reconciles `vendor` from the file at `path`: what `--file` and the
+/// benchmarks call.
+pub async fn run_file(
+    store: &Store,
+    v: &VendorSettings,
+    path: &Path,
+    opts: &RunOptions,
+) -> Result<RunSummary, ReconcileError> {
+    let started_at = opts.now.unwrap_or_else(Utc::now);
+    let export = source::from_file(path, v);
+    finish(store, v, export.map(Some), opts, started_at).await
+}
+
+/// Records a failed run (unless dry) and passes the error on.
+pub(super) async fn finish(
+    store: &Store,
+    v: &VendorSettings,
+    export: Result<Option<Export>, source::FetchError>,
+    opts: &RunOptions,
+    started_at: DateTime<Utc>,
+) -> Result<RunSummary, ReconcileError> {
+    let source_name = match &export {
+        Ok(Some(e)) => Some(e.meta.source.clone()),
+        _ => None,
+    };
+    let result = match export {
+        Ok(Some(e)) => reconcile_export(store, v, e, opts, started_at).await,
+        Ok(None) => Err(ReconcileError::NoExport(v.name.clone())),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = &result
+        && !opts.dry_run
+        && matches!(e, ReconcileError::Fetch(_) | ReconcileError::KeyFrame(_))
+    {
+        warn!(vendor = %v.name, error = %e, "reconcile failed");
+        store
+            .record_run(&RunRecord {
+                vendor: v.name.clone(),
+                policy: v.policy.as_str(),
+                source: source_name,
+                started_at,
+                finished_at: opts.now.unwrap_or_else(Utc::now),
+                outcome: Outcome::Failed,
+                reason: Some(e.to_string()),
+                key_frame: KeyFrameRef::None,
+                counts: RunCounts::default(),
+                drifts: vec![],
+                close_unseen: false,
+                close_agreed: vec![],
+                fixes: vec![],
+            })
+            .await?;
+    }
+    result
+}
+
+/// Counts by kind and cause, for the summary.
+pub type CauseCounts = BTreeMap<(DriftKind, Cause), u64>;

@@ -1,0 +1,891 @@
+//! Export sources: a local file (or the newest match in a drop folder), an
+//! HTTP(S) URL, a paginated JSON API. Each fetch gives an [`Export`]: the
+//! key frame's metadata and a body that [`for_each_row`] streams.
+//!
+//! One `enum` rather than a trait: the three sources share the body readers
+//! and differ only in how bytes arrive, and the scheduler never needs to hold
+//! a source across runs.
+//!
+//! Files and HTTP bodies are hashed while streamed (HTTP bodies go to a file
+//! in the data dir first), so a million-row CSV never sits in memory. An API
+//! listing is held as JSON values: APIs page, and such listings are smaller.
+
+use std::borrow::Cow;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use super::config::{
+    ApiSettings, AsOf, CsvDialect, Encoding, ExportFormat, ExportSettings, Pagination,
+    VendorSettings,
+};
+use super::mapping::{BadValue, RemoteOrder};
+use crate::config::SecretError;
+
+/// What we remember of the previous key frame, for conditional requests.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyFrameMeta {
+    /// Where it came from: a path or URL, for the run record.
+    pub source: String,
+    /// `None` until known: `as_of = "field:..."` is read from the rows.
+    pub as_of: Option<DateTime<Utc>>,
+    pub fetched_at: DateTime<Utc>,
+    pub content_hash: [u8; 32],
+    /// False when a paginated listing stopped before its last page.
+    pub complete: bool,
+    pub incomplete_reason: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    /// A file to read; `temporary` ones are deleted when the export drops.
+    File {
+        path: PathBuf,
+        format: ExportFormat,
+        temporary: bool,
+    },
+    /// JSON records from an API listing.
+    Records(Vec<serde_json::Value>),
+    /// The server said 304: same as the previous key frame.
+    NotModified,
+}
+
+#[derive(Debug)]
+pub struct Export {
+    pub meta: KeyFrameMeta,
+    pub body: Body,
+    as_of_field: Option<String>,
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        if let Body::File {
+            path,
+            temporary: true,
+            ..
+        } = &self.body
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The export could not be fetched: worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no file in {dir} matches `{pattern}`")]
+    NoMatch { dir: PathBuf, pattern: String },
+    #[error("HTTP request to {url} failed: {message}")]
+    Http { url: String, message: String },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("auth secret: {0}")]
+    Secret(#[from] SecretError),
+}
+
+/// The export was fetched but cannot be trusted as a key frame: retrying the
+/// same bytes will not help.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFrameError {
+    #[error("row {row}: {message}")]
+    Csv { row: u64, message: String },
+    #[error("column `{column}` is not in the export (columns: {available})")]
+    MissingColumn { column: String, available: String },
+    #[error("{count} order key(s) appear more than once (e.g. {examples}); the export is not used")]
+    DuplicateKeys { count: u64, examples: String },
+    #[error("row {row}: {source}")]
+    BadValue { row: u64, source: BadValue },
+    #[error("row {row}: not valid {encoding}")]
+    Encoding { row: u64, encoding: &'static str },
+    #[error("JSON: {0}")]
+    Json(String),
+    #[error("as_of: {0}")]
+    AsOf(String),
+}
+
+fn hash_file(path: &Path) -> Result<[u8; 32], FetchError> {
+    let io = |source| FetchError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// The newest file (by mtime, then name) in `dir` whose name matches `pattern`.
+fn newest_match(dir: &Path, pattern: &str) -> Result<PathBuf, FetchError> {
+    let io = |source| FetchError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut best: Option<(std::time::SystemTime, String, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Half-uploaded files are conventionally dotted or `.part`.
+        if name.starts_with('.')
+            || name.ends_with(".part")
+            || !crate::parse::glob_match(pattern, &name)
+        {
+            continue;
+        }
+        let meta = entry.metadata().map_err(io)?;
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta.modified().map_err(io)?;
+        let key = (mtime, name.clone(), entry.path());
+        if best.as_ref().is_none_or(|b| (b.0, &b.1) < (key.0, &key.1)) {
+            best = Some(key);
+        }
+    }
+    best.map(|b| b.2).ok_or_else(|| FetchError::NoMatch {
+        dir: dir.to_path_buf(),
+        pattern: pattern.to_string(),
+    })
+}
+
+fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export, FetchError> {
+    let fetched_at = Utc::now();
+    let content_hash = hash_file(path)?;
+    let (as_of, as_of_field) = match as_of {
+        AsOf::Fetched | AsOf::Header(_) => (Some(fetched_at), None),
+        AsOf::Modified => {
+            let m = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_err(|source| FetchError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            (Some(DateTime::<Utc>::from(m)), None)
+        }
+        AsOf::Field(f) => (None, Some(f.clone())),
+    };
+    Ok(Export {
+        meta: KeyFrameMeta {
+            source: path.display().to_string(),
+            as_of,
+            fetched_at,
+            content_hash,
+            complete: true,
+            incomplete_reason: None,
+            etag: None,
+            last_modified: None,
+        },
+        body: Body::File {
+            path: path.to_path_buf(),
+            format,
+            temporary: false,
+        },
+        as_of_field,
+    })
+}
+
+/// Reads a key frame from a given file (CLI `--file`, tests, benchmarks).
+pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchError> {
+    let (format, as_of) = match &vendor.export {
+        Some(ExportSettings::File { format, as_of, .. })
+        | Some(ExportSettings::Http { format, as_of, .. }) => (*format, as_of.clone()),
+        _ => (
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+            {
+                ExportFormat::Json
+            } else {
+                ExportFormat::Csv
+            },
+            AsOf::Fetched,
+        ),
+    };
+    file_export(path, format, &as_of)
+}
+
+fn client(timeout: std::time::Duration) -> Result<reqwest::Client, FetchError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| FetchError::Http {
+            url: String::new(),
+            message: e.to_string(),
+        })
+}
+
+fn http_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(s)
+        .or_else(|_| DateTime::parse_from_rfc3339(s))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn header_as_of(
+    headers: &reqwest::header::HeaderMap,
+    as_of: &AsOf,
+    fetched_at: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<String>) {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    match as_of {
+        AsOf::Fetched => (Some(fetched_at), None),
+        // A missing or unreadable header falls back to fetch time: never later than the data.
+        AsOf::Modified => (
+            Some(
+                get("last-modified")
+                    .and_then(http_time)
+                    .unwrap_or(fetched_at),
+            ),
+            None,
+        ),
+        AsOf::Header(h) => (Some(get(h).and_then(http_time).unwrap_or(fetched_at)), None),
+        AsOf::Field(f) => (None, Some(f.clone())),
+    }
+}
+
+/// Fetches the vendor's configured export.
+pub async fn fetch(
+    vendor: &VendorSettings,
+    previous: &Previous,
+    work_dir: &Path,
+) -> Result<Option<Export>, FetchError> {
+    match &vendor.export {
+        None => Ok(None),
+        Some(ExportSettings::File {
+            path,
+            dir,
+            format,
+            as_of,
+        }) => {
+            let p = match (path, dir) {
+                (Some(p), _) => p.clone(),
+                (None, Some((d, pat))) => newest_match(d, pat)?,
+                (None, None) => return Ok(None),
+            };
+            file_export(&p, *format, as_of).map(Some)
+        }
+        Some(ExportSettings::Http {
+            url,
+            format,
+            auth,
+            as_of,
+            timeout,
+        }) => {
+            let http_err = |e: reqwest::Error| FetchError::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            };
+            let mut req = client(*timeout)?.get(url);
+            if let Some((h, s)) = auth {
+                req = req.header(h.as_str(), s.resolve()?);
+            }
+            if let Some(e) = &previous.etag {
+                req = req.header("if-none-match", e);
+            }
+            if let Some(m) = &previous.last_modified {
+                req = req.header("if-modified-since", m);
+            }
+            let fetched_at = Utc::now();
+            let mut resp = req.send().await.map_err(http_err)?;
+            let status = resp.status();
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let last_modified = resp
+                .headers()
+                .get("last-modified")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let (as_of_t, as_of_field) = header_as_of(resp.headers(), as_of, fetched_at);
+            let mut meta = KeyFrameMeta {
+                source: url.clone(),
+                as_of: as_of_t,
+                fetched_at,
+                content_hash: [0; 32],
+                complete: true,
+                incomplete_reason: None,
+                etag,
+                last_modified,
+            };
+            if status == reqwest::StatusCode::NOT_MODIFIED {
+                return Ok(Some(Export {
+                    meta,
+                    body: Body::NotModified,
+                    as_of_field,
+                }));
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status {
+                    url: url.clone(),
+                    status: status.as_u16(),
+                });
+            }
+            let io = |source| FetchError::Io {
+                path: work_dir.to_path_buf(),
+                source,
+            };
+            std::fs::create_dir_all(work_dir).map_err(io)?;
+            let path = work_dir.join(format!(
+                "{}-{}.download",
+                vendor.name.replace(['/', '\\'], "_"),
+                fetched_at.timestamp_micros()
+            ));
+            // Built first so a failure below still deletes the partial file.
+            let mut export = Export {
+                meta: meta.clone(),
+                body: Body::File {
+                    path: path.clone(),
+                    format: *format,
+                    temporary: true,
+                },
+                as_of_field,
+            };
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+            let mut h = Sha256::new();
+            while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+                h.update(&chunk);
+                file.write_all(&chunk).map_err(io)?;
+            }
+            file.flush().map_err(io)?;
+            meta.content_hash = h.finalize().into();
+            export.meta = meta;
+            Ok(Some(export))
+        }
+        Some(ExportSettings::Api(api)) => fetch_api(api).await.map(Some),
+    }
+}
+
+fn pointer<'a>(doc: &'a serde_json::Value, p: &str) -> Option<&'a serde_json::Value> {
+    if p.is_empty() || p == "/" {
+        Some(doc)
+    } else {
+        doc.pointer(p)
+    }
+}
+
+/// Pages through a JSON API. A page that keeps failing after the retries
+/// ends the listing early: the key frame is then marked incomplete (the
+/// guard refuses to fix from it) rather than the fetch failing outright, so
+/// the run record says how far it got.
+async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
+    let client = client(api.timeout)?;
+    let fetched_at = Utc::now();
+    let mut h = Sha256::new();
+    let mut records = Vec::new();
+    let mut first: Option<(reqwest::header::HeaderMap, serde_json::Value)> = None;
+    let mut page: u64 = 1;
+    let mut cursor: Option<String> = None;
+    let mut incomplete: Option<String> = None;
+    let mut total: Option<u64> = None;
+    let mut pages = 0u32;
+    loop {
+        if pages >= api.max_pages {
+            incomplete = Some(format!(
+                "stopped at the page limit ({} pages)",
+                api.max_pages
+            ));
+            break;
+        }
+        pages += 1;
+        let mut params: Vec<(String, String)> =
+            vec![(api.page_size_param.clone(), api.page_size.to_string())];
+        match api.pagination {
+            Pagination::Page => params.push((api.page_param.clone(), page.to_string())),
+            Pagination::Cursor => {
+                if let Some(c) = &cursor {
+                    params.push((api.cursor_param.clone(), c.clone()));
+                }
+            }
+        }
+        let mut attempt = 0u32;
+        let got = loop {
+            let mut url = reqwest::Url::parse(&api.url).map_err(|e| FetchError::Http {
+                url: api.url.clone(),
+                message: e.to_string(),
+            })?;
+            url.query_pairs_mut().extend_pairs(params.iter());
+            let mut req = client.get(url);
+            if let Some((hname, s)) = &api.auth {
+                req = req.header(hname.as_str(), s.resolve()?);
+            }
+            let result = match req.send().await {
+                Ok(r) if r.status().is_success() => {
+                    let headers = r.headers().clone();
+                    match r.bytes().await {
+                        Ok(b) => Ok((headers, b)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(x) => break Ok(x),
+                Err(e) if attempt < api.retries => {
+                    let wait = api.retry_backoff * 2u32.saturating_pow(attempt);
+                    warn!(url = %api.url, page = pages, attempt, error = %e, "export page failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let (headers, bytes) = match got {
+            Ok(x) => x,
+            Err(e) => {
+                incomplete = Some(format!(
+                    "page {pages} failed after {} retries: {e}",
+                    api.retries
+                ));
+                break;
+            }
+        };
+        h.update(&bytes);
+        let doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                incomplete = Some(format!("page {pages} is not JSON: {e}"));
+                break;
+            }
+        };
+        let items = match pointer(&doc, &api.items).and_then(|v| v.as_array()) {
+            Some(a) => a.clone(),
+            None => {
+                incomplete = Some(format!("page {pages} has no array at `{}`", api.items));
+                break;
+            }
+        };
+        let n = items.len();
+        records.extend(items);
+        if total.is_none() {
+            total = api
+                .total
+                .as_deref()
+                .and_then(|p| pointer(&doc, p))
+                .and_then(|v| v.as_u64());
+        }
+        let next = pointer(&doc, &api.next_cursor).and_then(|v| match v {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        if first.is_none() {
+            first = Some((headers, doc));
+        }
+        debug!(url = %api.url, page = pages, items = n, "export page");
+        match api.pagination {
+            Pagination::Page if n < api.page_size as usize => break,
+            Pagination::Page => page += 1,
+            Pagination::Cursor => match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            },
+        }
+    }
+    if incomplete.is_none()
+        && let Some(t) = total
+        && (records.len() as u64) < t
+    {
+        incomplete = Some(format!(
+            "listing ended after {} of {t} orders",
+            records.len()
+        ));
+    }
+    let (as_of, _) = match &first {
+        Some((headers, doc)) => match &api.as_of {
+            AsOf::Field(p) => (
+                pointer(doc, p).and_then(|v| v.as_str()).and_then(http_time),
+                None::<String>,
+            ),
+            other => header_as_of(headers, other, fetched_at),
+        },
+        None => (Some(fetched_at), None),
+    };
+    Ok(Export {
+        meta: KeyFrameMeta {
+            source: api.url.clone(),
+            as_of: as_of.or(Some(fetched_at)),
+            fetched_at,
+            content_hash: h.finalize().into(),
+            complete: incomplete.is_none(),
+            incomplete_reason: incomplete,
+            etag: None,
+            last_modified: None,
+        },
+        body: Body::Records(records),
+        as_of_field: None,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Reading rows.
+
+fn decode(bytes: &[u8], enc: Encoding) -> Option<Cow<'_, str>> {
+    match enc {
+        Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+        Encoding::Latin1 => Some(match std::str::from_utf8(bytes) {
+            Ok(s) if s.is_ascii() => Cow::Borrowed(s),
+            _ => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+        }),
+    }
+}
+
+fn enc_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Utf8 => "UTF-8",
+        Encoding::Latin1 => "Latin-1",
+    }
+}
+
+fn csv_reader(
+    path: &Path,
+    d: &CsvDialect,
+) -> Result<csv::Reader<BufReader<std::fs::File>>, KeyFrameError> {
+    let f = std::fs::File::open(path).map_err(|e| KeyFrameError::Csv {
+        row: 0,
+        message: format!("cannot open {}: {e}", path.display()),
+    })?;
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(d.delimiter)
+        .quote(d.quote)
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(BufReader::with_capacity(1 << 16, f)))
+}
+
+fn csv_err(e: &csv::Error, row: u64) -> KeyFrameError {
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "has {len} fields where the header has {expected_len} (a truncated or malformed export)"
+        ),
+        _ => e.to_string(),
+    };
+    KeyFrameError::Csv { row, message }
+}
+
+/// Column name → index for a CSV header (`1`, `2`, … without a header).
+struct Columns {
+    names: Vec<String>,
+}
+
+impl Columns {
+    fn index(&self, name: &str) -> Result<usize, KeyFrameError> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| KeyFrameError::MissingColumn {
+                column: name.to_string(),
+                available: self.names.join(", "),
+            })
+    }
+}
+
+/// Reads the header (or makes numeric names) from the first record.
+fn read_header(
+    rdr: &mut csv::Reader<BufReader<std::fs::File>>,
+    d: &CsvDialect,
+    first: &mut csv::ByteRecord,
+) -> Result<Option<Columns>, KeyFrameError> {
+    if !rdr.read_byte_record(first).map_err(|e| csv_err(&e, 1))? {
+        return Ok(None);
+    }
+    if !d.has_header {
+        return Ok(Some(Columns {
+            names: (1..=first.len()).map(|i| i.to_string()).collect(),
+        }));
+    }
+    let mut names = Vec::with_capacity(first.len());
+    for (i, cell) in first.iter().enumerate() {
+        let cell = if i == 0 {
+            cell.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(cell)
+        } else {
+            cell
+        };
+        let s = decode(cell, d.encoding).ok_or(KeyFrameError::Encoding {
+            row: 1,
+            encoding: enc_name(d.encoding),
+        })?;
+        names.push(s.trim().to_string());
+    }
+    first.clear();
+    Ok(Some(Columns { names }))
+}
+
+/// Reads `as_of` from the first data row's column (`as_of = "field:COL"`).
+pub fn resolve_as_of(
+    export: &mut Export,
+    vendor: &VendorSettings,
+) -> Result<DateTime<Utc>, KeyFrameError> {
+    if let Some(t) = export.meta.as_of {
+        return Ok(t);
+    }
+    let field = export.as_of_field.clone().unwrap_or_default();
+    let text: Option<String> = match &export.body {
+        Body::File {
+            path,
+            format: ExportFormat::Csv,
+            ..
+        } => {
+            let d = &vendor.csv;
+            let mut rdr = csv_reader(path, d)?;
+            let mut rec = csv::ByteRecord::new();
+            let cols = read_header(&mut rdr, d, &mut rec)?;
+            let idx = match &cols {
+                Some(c) => Some(c.index(&field)?),
+                None => None,
+            };
+            if d.has_header && !rdr.read_byte_record(&mut rec).map_err(|e| csv_err(&e, 2))? {
+                None
+            } else {
+                idx.and_then(|i| rec.get(i))
+                    .and_then(|b| decode(b, d.encoding))
+                    .map(|s| s.trim().to_string())
+            }
+        }
+        Body::File {
+            path,
+            format: ExportFormat::Json,
+            ..
+        } => {
+            let doc = read_json(path)?;
+            json_items(&doc)
+                .first()
+                .and_then(|o| json_get(o, &field))
+                .map(Cow::into_owned)
+                .or_else(|| {
+                    pointer(&doc, &field)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
+        }
+        Body::Records(r) => r
+            .first()
+            .and_then(|o| json_get(o, &field))
+            .map(Cow::into_owned),
+        Body::NotModified => None,
+    };
+    let t = match text {
+        // An empty export has no row to take `as_of` from; fetch time is safe.
+        None => export.meta.fetched_at,
+        Some(s) => http_time(&s)
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .map(|n| n.and_utc())
+            })
+            .ok_or_else(|| KeyFrameError::AsOf(format!("`{s}` in `{field}` is not a timestamp")))?,
+    };
+    export.meta.as_of = Some(t);
+    Ok(t)
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, KeyFrameError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| KeyFrameError::Json(format!("cannot open {}: {e}", path.display())))?;
+    serde_json::from_reader(BufReader::new(f)).map_err(|e| KeyFrameError::Json(e.to_string()))
+}
+
+/// The records of a JSON export: a top-level array, or the array at `/items`.
+fn json_items(doc: &serde_json::Value) -> &[serde_json::Value] {
+    doc.as_array()
+        .or_else(|| doc.get("items").and_then(|v| v.as_array()))
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
+    let v = if col.starts_with('/') {
+        obj.pointer(col)?
+    } else {
+        obj.get(col)?
+    };
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+fn for_each_json(
+    records: &[serde_json::Value],
+    vendor: &VendorSettings,
+    f: &mut dyn FnMut(RemoteOrder),
+) -> Result<u64, KeyFrameError> {
+    if let Some(first) = records.first() {
+        for col in vendor.mapping.key.iter() {
+            if json_get(first, col).is_none() && !first.get(col).is_some_and(|v| v.is_null()) {
+                return Err(KeyFrameError::MissingColumn {
+                    column: col.clone(),
+                    available: first
+                        .as_object()
+                        .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+    }
+    let mut n = 0;
+    for (i, rec) in records.iter().enumerate() {
+        let row = i as u64 + 1;
+        if let Some(o) = vendor
+            .remote_order(|c| json_get(rec, c))
+            .map_err(|source| KeyFrameError::BadValue { row, source })?
+        {
+            n += 1;
+            f(o);
+        }
+    }
+    Ok(n)
+}
+
+/// Streams every order of the export to `f`; returns the number of rows.
+/// Stops at the first row it cannot read: a key frame is used whole or not at all.
+pub fn for_each_row(
+    export: &Export,
+    vendor: &VendorSettings,
+    f: &mut dyn FnMut(RemoteOrder),
+) -> Result<u64, KeyFrameError> {
+    match &export.body {
+        Body::NotModified => Ok(0),
+        Body::Records(r) => for_each_json(r, vendor, f),
+        Body::File {
+            path,
+            format: ExportFormat::Json,
+            ..
+        } => {
+            let doc = read_json(path)?;
+            for_each_json(json_items(&doc), vendor, f)
+        }
+        Body::File {
+            path,
+            format: ExportFormat::Csv,
+            ..
+        } => {
+            let d = &vendor.csv;
+            let mut rdr = csv_reader(path, d)?;
+            let mut rec = csv::ByteRecord::new();
+            let Some(cols) = read_header(&mut rdr, d, &mut rec)? else {
+                return Ok(0);
+            };
+            // Resolve every mapped column once, so a wrong export fails on its header.
+            let m = &vendor.mapping;
+            let mut wanted: Vec<&str> = m.key.iter().map(String::as_str).collect();
+            wanted.extend(m.status.as_deref());
+            wanted.extend(m.fields.iter().map(|f| f.column.as_str()));
+            let mut index = std::collections::HashMap::new();
+            for w in wanted {
+                index.insert(w, cols.index(w)?);
+            }
+            let mut row: u64 = if d.has_header { 1 } else { 0 };
+            let mut n = 0;
+            let mut pending = !d.has_header;
+            loop {
+                if !pending
+                    && !rdr
+                        .read_byte_record(&mut rec)
+                        .map_err(|e| csv_err(&e, row + 1))?
+                {
+                    break;
+                }
+                pending = false;
+                row += 1;
+                // A blank line at the end of a file is not an order.
+                if rec.len() == 1 && rec.get(0).is_some_and(|c| c.is_empty()) {
+                    continue;
+                }
+                let mut bad_enc = false;
+                let order = vendor.remote_order(|c| {
+                    let i = *index.get(c)?;
+                    let b = rec.get(i)?;
+                    let s = decode(b, d.encoding);
+                    bad_enc |= s.is_none();
+                    s
+                });
+                if bad_enc {
+                    return Err(KeyFrameError::Encoding {
+                        row,
+                        encoding: enc_name(d.encoding),
+                    });
+                }
+                if let Some(o) = order.map_err(|source| KeyFrameError::BadValue { row, source })? {
+                    n += 1;
+                    f(o);
+                }
+            }
+            Ok(n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_match_skips_partial_and_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "orders-1.csv",
+            "orders-2.csv",
+            ".orders-3.csv",
+            "orders-4.csv.part",
+            "other.csv",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let p = newest_match(dir.path(), "orders-*.csv").unwrap();
+        assert_eq!(p.file_name().unwrap(), "orders-2.csv");
+        assert!(matches!(
+            newest_match(dir.path(), "none-*.csv"),
+            Err(FetchError::NoMatch { .. })
+        ));
+    }
+
+    #[test]
+    fn headerless_csv_uses_column_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.tsv");
+        std::fs::write(&f, "A1\tscheduled\nA2\tcompleted\n").unwrap();
+        let mut v = VendorSettings::minimal("v");
+        v.csv.has_header = false;
+        v.csv.delimiter = b'\t';
+        v.mapping.key = vec!["1".into()];
+        v.mapping.status = Some("2".into());
+        let export = from_file(&f, &v).unwrap();
+        let mut got = vec![];
+        let n = for_each_row(&export, &v, &mut |o| got.push((o.order_ref, o.status))).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            got[1],
+            ("A2".to_string(), Some(crate::model::Status::Completed))
+        );
+    }
+}
