@@ -56,6 +56,15 @@ pub fn spawn_logged(cfg: &TestConfig, args: &[&str], level: &str) -> (Child, Pat
 /// Message locations committed so far, read from outside the process (0
 /// before the database exists or while it cannot be opened).
 pub async fn committed(db_path: &Path) -> i64 {
+    progress(db_path, COMMITTED).await
+}
+
+/// The progress measure of an ingest: fetch locations committed.
+pub const COMMITTED: &str = "SELECT count(*) FROM message_locations";
+
+/// A count (`sql`) read from outside the process; 0 before the database
+/// exists, while it cannot be opened, or before the table exists.
+pub async fn progress(db_path: &Path, sql: &str) -> i64 {
     if !db_path.exists() {
         return 0;
     }
@@ -65,7 +74,7 @@ pub async fn committed(db_path: &Path) -> i64 {
     let Ok(mut conn) = sqlx::ConnectOptions::connect(&opts).await else {
         return 0;
     };
-    sqlx::query_scalar("SELECT count(*) FROM message_locations")
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_one(&mut conn)
         .await
         .unwrap_or(0)
@@ -74,9 +83,21 @@ pub async fn committed(db_path: &Path) -> i64 {
 /// Polls (every 5 ms, bounded) until `committed >= n`, or the child exits.
 /// Returns the count reached.
 pub async fn wait_committed(db_path: &Path, n: i64, child: &mut Child, limit: Duration) -> i64 {
+    wait_progress(db_path, COMMITTED, n, child, limit).await
+}
+
+/// Polls (every 5 ms, bounded) until the count `sql` reaches `n`, or the
+/// child exits. Returns the count reached.
+pub async fn wait_progress(
+    db_path: &Path,
+    sql: &str,
+    n: i64,
+    child: &mut Child,
+    limit: Duration,
+) -> i64 {
     let deadline = Instant::now() + limit;
     loop {
-        let done = committed(db_path).await;
+        let done = progress(db_path, sql).await;
         if done >= n || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             return done;
         }
