@@ -274,6 +274,7 @@ struct RawMailbox {
     flag: Option<String>,
     move_to: Option<String>,
     connect_timeout_secs: Option<u64>,
+    op_timeout_secs: Option<u64>,
     // maildir
     path: Option<PathBuf>,
     // both
@@ -380,6 +381,10 @@ pub struct ImapSettings {
     pub idle_refresh: Duration,
     pub poll_interval: Duration,
     pub connect_timeout: Duration,
+    /// How long one IMAP command (or one batch fetch) may take before the
+    /// connection is presumed dead and reopened: a stalled server or a
+    /// half-open TCP connection must not hang a source.
+    pub op_timeout: Duration,
     pub after_processing: AfterAction,
 }
 
@@ -593,6 +598,7 @@ impl Config {
                         idle_refresh,
                         poll_interval,
                         connect_timeout: Duration::from_secs(m.connect_timeout_secs.unwrap_or(30)),
+                        op_timeout: Duration::from_secs(m.op_timeout_secs.unwrap_or(120).max(1)),
                         after_processing,
                     })
                 }

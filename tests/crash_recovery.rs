@@ -4,60 +4,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::app::{TestConfig, imap_config};
+use support::app::imap_config;
+use support::bin::{committed, driftwatch, kill, run_to_completion, terminate};
 use support::dovecot::Dovecot;
 use support::{db, vendor_mail};
-
-fn driftwatch(cfg: &TestConfig, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_driftwatch"));
-    c.arg("--config")
-        .arg(&cfg.path)
-        .args(args)
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    c
-}
-
-fn run_to_completion(cfg: &TestConfig) {
-    let out = driftwatch(cfg, &["ingest", "--once"])
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ingest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Messages committed so far, read from outside the process (0 before the
-/// database exists).
-async fn committed(db_path: &Path) -> i64 {
-    if !db_path.exists() {
-        return 0;
-    }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db_path)
-        .read_only(true);
-    let Ok(mut conn) = sqlx::ConnectOptions::connect(&opts).await else {
-        return 0;
-    };
-    sqlx::query_scalar("SELECT count(*) FROM message_locations")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(0)
-}
-
-fn kill(child: &mut Child) {
-    // SIGKILL: no destructor, no rollback handler, no flush runs.
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_ingest_then_restart_equals_an_uninterrupted_run() {
@@ -161,12 +114,7 @@ async fn sigkill_during_serve_then_restart_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGTERM: a clean stop.
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(status.success(), "serve exits 0 on SIGTERM, got {status}");
     let db_path = cfg.database();
     assert_eq!(

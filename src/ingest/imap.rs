@@ -28,9 +28,6 @@ use crate::store::{BatchOutcome, Checkpoint};
 type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 type Session = async_imap::Session<Stream>;
 
-/// How long one IMAP round trip (or one batch fetch) may take before the
-/// connection is presumed dead.
-const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// UIDs per `UID FETCH (RFC822.SIZE)` command: keeps command lines short.
 const SIZE_CHUNK: usize = 2000;
 
@@ -137,23 +134,29 @@ impl ImapSource {
                 }
             }
         };
-        let mut session = match tokio::time::timeout(OP_TIMEOUT, login).await {
+        let mut session = match tokio::time::timeout(s.op_timeout, login).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(IngestError::Timeout {
                     what: "login".into(),
-                    secs: OP_TIMEOUT.as_secs(),
+                    secs: s.op_timeout.as_secs(),
                 });
             }
         };
         if let AfterAction::Move(target) = &s.after_processing {
             // MOVE into a missing folder fails with TRYCREATE; make sure it
             // exists. "Already exists" is the usual answer and is fine.
-            if let Err(e) = timed("CREATE", OP_TIMEOUT, session.create(target)).await {
+            if let Err(e) = timed("CREATE", self.settings.op_timeout, session.create(target)).await
+            {
                 debug!(folder = %target, error = %e, "CREATE of the move target did not succeed (usually: it exists)");
             }
         }
-        let caps = timed("CAPABILITY", OP_TIMEOUT, session.capabilities()).await?;
+        let caps = timed(
+            "CAPABILITY",
+            self.settings.op_timeout,
+            session.capabilities(),
+        )
+        .await?;
         self.can_idle = caps.has_str("IDLE");
         self.can_move = caps.has_str("MOVE");
         self.can_uidplus = caps.has_str("UIDPLUS");
@@ -179,21 +182,51 @@ impl ImapSource {
                     let stream = session
                         .uid_store(&set, format!("+FLAGS.SILENT ({keyword})"))
                         .await?;
-                    timed("UID STORE", OP_TIMEOUT, stream.try_collect::<Vec<_>>()).await?;
+                    timed(
+                        "UID STORE",
+                        self.settings.op_timeout,
+                        stream.try_collect::<Vec<_>>(),
+                    )
+                    .await?;
                 }
                 AfterAction::Move(target) if self.can_move => {
-                    timed("UID MOVE", OP_TIMEOUT, session.uid_mv(&set, target)).await?;
+                    timed(
+                        "UID MOVE",
+                        self.settings.op_timeout,
+                        session.uid_mv(&set, target),
+                    )
+                    .await?;
                 }
                 AfterAction::Move(target) => {
-                    timed("UID COPY", OP_TIMEOUT, session.uid_copy(&set, target)).await?;
+                    timed(
+                        "UID COPY",
+                        self.settings.op_timeout,
+                        session.uid_copy(&set, target),
+                    )
+                    .await?;
                     let stream = session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)").await?;
-                    timed("UID STORE", OP_TIMEOUT, stream.try_collect::<Vec<_>>()).await?;
+                    timed(
+                        "UID STORE",
+                        self.settings.op_timeout,
+                        stream.try_collect::<Vec<_>>(),
+                    )
+                    .await?;
                     if self.can_uidplus {
                         let stream = session.uid_expunge(&set).await?;
-                        timed("UID EXPUNGE", OP_TIMEOUT, stream.try_collect::<Vec<_>>()).await?;
+                        timed(
+                            "UID EXPUNGE",
+                            self.settings.op_timeout,
+                            stream.try_collect::<Vec<_>>(),
+                        )
+                        .await?;
                     } else {
                         let stream = session.expunge().await?;
-                        timed("EXPUNGE", OP_TIMEOUT, stream.try_collect::<Vec<_>>()).await?;
+                        timed(
+                            "EXPUNGE",
+                            self.settings.op_timeout,
+                            stream.try_collect::<Vec<_>>(),
+                        )
+                        .await?;
                     }
                 }
             }
@@ -269,12 +302,13 @@ async fn fetch_all(
     session: &mut Session,
     set: &str,
     query: &str,
+    limit: Duration,
 ) -> Result<Vec<Fetch>, IngestError> {
     let fut = async {
         let stream = session.uid_fetch(set, query).await?;
         stream.try_collect::<Vec<_>>().await
     };
-    timed(&format!("UID FETCH {query}"), OP_TIMEOUT, fut).await
+    timed(&format!("UID FETCH {query}"), limit, fut).await
 }
 
 impl MailSource for ImapSource {
@@ -316,7 +350,7 @@ impl MailSource for ImapSource {
             return Ok(());
         }
         let mut idle = session.idle();
-        timed("IDLE", OP_TIMEOUT, idle.init()).await?;
+        timed("IDLE", self.settings.op_timeout, idle.init()).await?;
         let refresh = self.settings.idle_refresh;
         let (wait, interrupt) = idle.wait_with_timeout(refresh);
         // A hard deadline as well: the inner timeout restarts on every
@@ -327,7 +361,7 @@ impl MailSource for ImapSource {
             _ = shutdown.cancelled() => None,
         };
         drop(interrupt);
-        let session = timed("IDLE DONE", OP_TIMEOUT, idle.done()).await?;
+        let session = timed("IDLE DONE", self.settings.op_timeout, idle.done()).await?;
         self.session = Some(session);
         match response {
             Some(IdleResponse::NewData(_)) => {
@@ -355,7 +389,7 @@ impl ImapSource {
     ) -> Result<BatchOutcome, IngestError> {
         let source = self.settings.name.clone();
         let folder = self.folder.clone();
-        let mailbox = timed("SELECT", OP_TIMEOUT, session.select(&folder)).await?;
+        let mailbox = timed("SELECT", self.settings.op_timeout, session.select(&folder)).await?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| {
             IngestError::Unsupported(format!("folder {folder} has no UIDVALIDITY"))
         })?;
@@ -379,11 +413,15 @@ impl ImapSource {
             return Ok(total);
         }
         let query = format!("UID {}:*", last_uid.saturating_add(1));
-        let mut uids: Vec<u32> = timed("UID SEARCH", OP_TIMEOUT, session.uid_search(&query))
-            .await?
-            .into_iter()
-            .filter(|&u| u > last_uid)
-            .collect();
+        let mut uids: Vec<u32> = timed(
+            "UID SEARCH",
+            self.settings.op_timeout,
+            session.uid_search(&query),
+        )
+        .await?
+        .into_iter()
+        .filter(|&u| u > last_uid)
+        .collect();
         uids.sort_unstable();
         if uids.is_empty() {
             return Ok(total);
@@ -392,7 +430,14 @@ impl ImapSource {
 
         let mut sizes: Vec<(u32, u64)> = Vec::with_capacity(uids.len());
         for chunk in uids.chunks(SIZE_CHUNK) {
-            for f in fetch_all(session, &uid_set(chunk), "(UID RFC822.SIZE)").await? {
+            for f in fetch_all(
+                session,
+                &uid_set(chunk),
+                "(UID RFC822.SIZE)",
+                self.settings.op_timeout,
+            )
+            .await?
+            {
                 if let (Some(uid), Some(size)) = (f.uid, f.size) {
                     sizes.push((uid, u64::from(size)));
                 }
@@ -427,8 +472,14 @@ impl ImapSource {
                 let end = batch_end(&sizes, start, &limits);
                 let batch = &sizes[start..end];
                 start = end;
-                let messages =
-                    fetch_batch(session, batch, uidvalidity, limits.max_message_bytes).await?;
+                let messages = fetch_batch(
+                    session,
+                    batch,
+                    uidvalidity,
+                    limits.max_message_bytes,
+                    this.settings.op_timeout,
+                )
+                .await?;
                 // A UID missing from the answer was expunged meanwhile: nothing
                 // to archive, and the checkpoint may pass it.
                 let last = batch.last().map_or(last_uid, |(u, _)| *u);
@@ -487,6 +538,7 @@ async fn fetch_batch(
     batch: &[(u32, u64)],
     uidvalidity: u32,
     max_message_bytes: u64,
+    op_timeout: Duration,
 ) -> Result<Vec<RawMessage>, IngestError> {
     let (full, large): (Vec<_>, Vec<_>) = batch
         .iter()
@@ -494,7 +546,7 @@ async fn fetch_batch(
     let mut messages: Vec<RawMessage> = Vec::with_capacity(batch.len());
     if !full.is_empty() {
         let set = uid_set(&full.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-        for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[])").await? {
+        for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[])", op_timeout).await? {
             let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                 continue;
             };
@@ -508,7 +560,14 @@ async fn fetch_batch(
     }
     if !large.is_empty() {
         let set = uid_set(&large.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-        for f in fetch_all(session, &set, "(UID INTERNALDATE BODY.PEEK[HEADER])").await? {
+        for f in fetch_all(
+            session,
+            &set,
+            "(UID INTERNALDATE BODY.PEEK[HEADER])",
+            op_timeout,
+        )
+        .await?
+        {
             let Some(uid) = f.uid else { continue };
             let Some(&(_, size)) = large.iter().find(|(u, _)| *u == uid) else {
                 continue;

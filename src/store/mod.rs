@@ -92,6 +92,22 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            // SQLite rolls a transaction back by itself on some errors
+            // (SQLITE_FULL on a full disk, SQLITE_IOERR); sqlx 0.9 still counts
+            // it as open, its ROLLBACK then fails, and the connection refuses
+            // every later BEGIN ("attempted to call begin_with at non-zero
+            // transaction depth"), so ingest could never resume. Retire such a
+            // connection instead of pooling it. The ping first lets a queued
+            // rollback from a dropped transaction finish.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if !sqlx::Connection::is_in_transaction(conn) {
+                        return Ok(true);
+                    }
+                    sqlx::Connection::ping(conn).await?;
+                    Ok(!sqlx::Connection::is_in_transaction(conn))
+                })
+            })
             .connect_with(opts)
             .await?;
         let store = Store { pool };

@@ -3,9 +3,11 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: panicking with a message is the error handling
 
 pub mod app;
+pub mod bin;
 pub mod db;
 pub mod dovecot;
 pub mod postfix;
+pub mod proxy;
 pub mod vendor_http;
 pub mod vendor_mail;
 

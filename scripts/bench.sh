@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the benchmark harness and prints the performance table (README, "Performance").
+# Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
+# memory), and the Python side (pandas + datacompy, in a venv under target/).
+#   ./scripts/bench.sh                              # everything: ~15 minutes on 2 cores
+#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,parse,reconcile,backlog
+#   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
+#   DRIFTWATCH_BENCH_ORDERS=1000000 DRIFTWATCH_BENCH_RUNS=3 ./scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+apt_install() {
+  echo "installing $*" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+[ -x /usr/bin/time ] || apt_install time
+command -v python3 >/dev/null 2>&1 || apt_install python3
+
+# The comparison scripts: ingest.py needs only the standard library;
+# reconcile_datacompy.py needs pandas + datacompy.
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c "import pandas, datacompy" 2>/dev/null; then
+  venv=target/bench-venv
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+  fi
+  PYTHON="$venv/bin/python"
+  "$PYTHON" -c "import pandas, datacompy" 2>/dev/null \
+    || "$PYTHON" -m pip install --quiet --disable-pip-version-check pandas datacompy
+fi
+export PYTHON
+
+# Dovecot's Maildirs (one file per message) on tmpfs when it has room: the
+# bare-fetch limit should measure IMAP, not this machine's disk.
+if [ -z "${DRIFTWATCH_TEST_TMPDIR:-}" ] && [ -d /dev/shm ]; then
+  free_kb=$(df -Pk /dev/shm | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -gt $((6 * 1024 * 1024)) ]; then
+    export DRIFTWATCH_TEST_TMPDIR=/dev/shm
+  fi
+fi
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB RAM" >&2
+cargo bench --locked --bench harness
