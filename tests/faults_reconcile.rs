@@ -1,0 +1,193 @@
+//! SIGKILL at random points during a reconcile that fixes thousands of
+//! orders, then a rerun, ends in the same database as an uninterrupted run:
+//! a fix is applied whole or not at all.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::store::Store;
+use support::app::TestConfig;
+use support::bin::{Rng, assert_same_dump, driftwatch, kill};
+use support::db;
+
+const ORDERS: usize = 8_000;
+const KILLS: usize = 24;
+
+fn config(dir: &Path) -> TestConfig {
+    let parsers = Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers");
+    let text = format!(
+        r#"data_dir = "data"
+parsers_dir = "{}"
+
+[[vendor]]
+name = "acme"
+policy = "fix"
+[vendor.export]
+kind = "file"
+path = "export.csv"
+as_of = "modified"
+[vendor.mapping]
+key = "Order No"
+status = "Status"
+[vendor.mapping.fields.fee]
+column = "Fee"
+type = "money"
+tolerance = 0.01
+[vendor.status_map]
+"Inspection Scheduled" = "scheduled"
+"Report Delivered" = "completed"
+[vendor.guard]
+max_drift_pct = 50
+max_fixes = 100000
+"#,
+        parsers.display()
+    );
+    let path = dir.join("driftwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    TestConfig {
+        dir: tempfile::tempdir_in(dir).unwrap(),
+        path,
+    }
+}
+
+/// 8,000 scheduled orders told by email; the export moves 14% of them on
+/// and changes the fee of 5%: about 1,500 fixes in one run.
+async fn seed(db_path: &Path, export: &Path) {
+    let store = Store::open(db_path).await.unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+    let items: Vec<_> = (0..ORDERS)
+        .map(|i| {
+            (
+                DeltaDraft {
+                    vendor: "acme".into(),
+                    order_ref: format!("{}", 100_000 + i),
+                    status: Some(Status::Scheduled),
+                    vendor_status: Some("Inspection Scheduled".into()),
+                    fields: [("fee".to_string(), serde_json::json!(500.0))].into(),
+                    event_time: t0,
+                    time_source: TimeSource::Vendor,
+                },
+                t0,
+            )
+        })
+        .collect();
+    store
+        .append_deltas_at(DeltaSource::Email, &items)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut csv = String::from("Order No,Status,Fee\n");
+    for i in 0..ORDERS {
+        let status = if i % 7 == 0 {
+            "Report Delivered"
+        } else {
+            "Inspection Scheduled"
+        };
+        let fee = if i % 20 == 3 { 525.0 } else { 500.0 };
+        csv.push_str(&format!("{},{status},{fee:.2}\n", 100_000 + i));
+    }
+    std::fs::write(export, csv).unwrap();
+}
+
+fn reset(db_path: &Path, base: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    std::fs::copy(base, db_path).unwrap();
+}
+
+async fn reconcile_tables(db_path: &Path) -> Vec<i64> {
+    let mut v = Vec::new();
+    for sql in [
+        "SELECT count(*) FROM reconcile_runs WHERE outcome = 'ok'",
+        "SELECT count(*) FROM reconcile_runs",
+        "SELECT count(*) FROM key_frames",
+        "SELECT count(*) FROM drifts",
+        "SELECT count(*) FROM drifts WHERE closed_reason = 'fixed'",
+    ] {
+        v.push(db::count(db_path, sql).await);
+    }
+    v
+}
+
+fn reconcile_to_completion(cfg: &TestConfig) {
+    let out = driftwatch(cfg, &["reconcile", "--vendor", "acme"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reconcile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_reconcile_fix_then_rerun_equals_an_uninterrupted_run() {
+    let (mut rng, seed_value) = Rng::from_env();
+    eprintln!("DRIFTWATCH_FAULT_SEED={seed_value}");
+    let root = tempfile::tempdir().unwrap();
+    let cfg = config(root.path());
+    let db_path = root.path().join("data/driftwatch.db");
+    std::fs::create_dir_all(db_path.parent().unwrap()).unwrap();
+    seed(&db_path, &root.path().join("export.csv")).await;
+    let base = root.path().join("base.db");
+    std::fs::copy(&db_path, &base).unwrap();
+
+    let started = Instant::now();
+    reconcile_to_completion(&cfg);
+    let full = started.elapsed();
+    let expected = db::dump(&db_path).await;
+    let expected_runs = reconcile_tables(&db_path).await;
+    let fixes = db::count(
+        &db_path,
+        "SELECT count(*) FROM deltas WHERE source = 'reconcile'",
+    )
+    .await;
+    assert!(fixes > 1_000, "the reference run fixed only {fixes} orders");
+    assert_eq!(expected_runs[0], 1);
+
+    let mut before_commit = 0;
+    let mut after_commit = 0;
+    for _ in 0..KILLS {
+        reset(&db_path, &base);
+        let mut child = driftwatch(&cfg, &["reconcile", "--vendor", "acme"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_micros(rng.range(0, full.as_micros() as u64 + 1));
+        tokio::time::sleep(wait).await;
+        kill(&mut child);
+        // Applied whole or not at all: never part of the fixes.
+        let landed = db::count(
+            &db_path,
+            "SELECT count(*) FROM deltas WHERE source = 'reconcile'",
+        )
+        .await;
+        assert!(
+            landed == 0 || landed == fixes,
+            "a killed run left {landed} of {fixes} fixes"
+        );
+        if landed == 0 {
+            before_commit += 1;
+            reconcile_to_completion(&cfg);
+        } else {
+            after_commit += 1;
+        }
+        assert_same_dump(
+            &db::dump(&db_path).await,
+            &expected,
+            "after SIGKILL during reconcile",
+        );
+        assert_eq!(reconcile_tables(&db_path).await, expected_runs);
+    }
+    eprintln!(
+        "{KILLS} kills over a {full:?} run: {before_commit} before the commit, {after_commit} after"
+    );
+}
