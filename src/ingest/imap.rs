@@ -20,7 +20,7 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{IngestError, MailSource, Pipeline, timed, tls};
+use super::{IngestError, MailSource, Pipeline, Prepared, timed, tls};
 use crate::config::{AfterAction, ImapAuth, ImapSettings, TlsMode};
 use crate::model::{MessageBody, RawMessage};
 use crate::store::{BatchOutcome, Checkpoint};
@@ -446,17 +446,28 @@ impl ImapSource {
         sizes.sort_unstable();
         sizes.dedup_by_key(|(u, _)| *u);
 
-        // Fetch and commit overlap: while batch N is parsed and committed,
-        // batch N+1 is already on the wire. Commits stay strictly in order and
-        // stop at the first failure, so the checkpoint never skips a batch.
-        let (to_commit, mut queue) = tokio::sync::mpsc::channel::<(Checkpoint, Vec<RawMessage>)>(1);
+        // Three stages overlap: while batch N commits (SQLite's thread),
+        // batch N+1 is parsed (the blocking pool) and batch N+2 is on the
+        // wire. Commits stay strictly in order and stop at the first failure,
+        // so the checkpoint never skips a batch.
+        type Batch = (Checkpoint, Vec<u32>);
+        let (to_parse, mut parse_queue) = tokio::sync::mpsc::channel::<(Batch, Vec<RawMessage>)>(1);
+        let (to_commit, mut commit_queue) = tokio::sync::mpsc::channel::<(Batch, Prepared)>(1);
         let (committed_tx, mut committed_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u32>>();
+        let parser = async move {
+            while let Some((batch, messages)) = parse_queue.recv().await {
+                let prepared = pipeline.prepare(messages).await?;
+                if to_commit.send((batch, prepared)).await.is_err() {
+                    break; // the committer failed; its error is returned below
+                }
+            }
+            Ok::<_, IngestError>(())
+        };
         let committer = async move {
             let mut total = BatchOutcome::default();
-            while let Some((checkpoint, messages)) = queue.recv().await {
-                let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+            while let Some(((checkpoint, uids), prepared)) = commit_queue.recv().await {
                 let outcome = pipeline
-                    .commit(&source, &folder, Some(checkpoint), messages)
+                    .commit_prepared(&source, &folder, Some(checkpoint), prepared)
                     .await?;
                 total.add(&outcome);
                 // The receiver lives as long as the fetcher; a send error only means it is done.
@@ -483,18 +494,13 @@ impl ImapSource {
                 // A UID missing from the answer was expunged meanwhile: nothing
                 // to archive, and the checkpoint may pass it.
                 let last = batch.last().map_or(last_uid, |(u, _)| *u);
-                if to_commit
-                    .send((
-                        Checkpoint {
-                            uidvalidity,
-                            last_uid: last,
-                        },
-                        messages,
-                    ))
-                    .await
-                    .is_err()
-                {
-                    break; // the committer failed; its error is returned below
+                let uids = messages.iter().map(|m| m.uid).collect();
+                let checkpoint = Checkpoint {
+                    uidvalidity,
+                    last_uid: last,
+                };
+                if to_parse.send(((checkpoint, uids), messages)).await.is_err() {
+                    break; // a later stage failed; its error is returned below
                 }
                 while let Ok(uids) = committed_rx.try_recv() {
                     this.after_processing(session, &uids).await;
@@ -503,11 +509,12 @@ impl ImapSource {
                     break;
                 }
             }
-            drop(to_commit);
+            drop(to_parse);
             Ok::<_, IngestError>(())
         };
-        let (fetched, total) = tokio::join!(fetcher, committer);
+        let (fetched, parsed, total) = tokio::join!(fetcher, parser, committer);
         let total = total?;
+        parsed?;
         fetched?;
         while let Ok(uids) = committed_rx.try_recv() {
             self.after_processing(session, &uids).await;

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 pub use imap::ImapSource;
 pub use maildir::MaildirSource;
-pub use pipeline::{Pipeline, dedupe_key, prepare};
+pub use pipeline::{Pipeline, Prepared, dedupe_key, prepare};
 
 use crate::config::SecretError;
 use crate::store::{BatchOutcome, StoreError};

@@ -62,8 +62,7 @@ impl Pipeline {
         *slot = Arc::new(registry);
     }
 
-    /// Classifies and commits one batch. Parsing runs on the blocking pool so a
-    /// large batch does not stall other sources' IDLE loops.
+    /// Classifies and commits one batch.
     pub async fn commit(
         &self,
         source: &str,
@@ -71,16 +70,39 @@ impl Pipeline {
         checkpoint: Option<Checkpoint>,
         messages: Vec<RawMessage>,
     ) -> Result<BatchOutcome, StoreError> {
+        let prepared = self.prepare(messages).await?;
+        self.commit_prepared(source, folder, checkpoint, prepared).await
+    }
+
+    /// Classifies a batch on the blocking pool (so a large batch does not
+    /// stall other sources' IDLE loops). Separate from the commit so a source
+    /// can parse the next batch while the previous one commits.
+    pub async fn prepare(&self, messages: Vec<RawMessage>) -> Result<Prepared, StoreError> {
         let registry = self.registry();
-        let registry_for_health = registry.clone();
+        let for_batch = registry.clone();
         let archived = tokio::task::spawn_blocking(move || {
             messages
                 .into_iter()
-                .map(|m| prepare(&registry, m))
+                .map(|m| prepare(&for_batch, m))
                 .collect::<Vec<_>>()
         })
         .await
         .map_err(|e| StoreError::Corrupt(format!("parser task failed: {e}")))?;
+        Ok(Prepared { registry, archived })
+    }
+
+    /// Commits a prepared batch with the source's checkpoint.
+    pub async fn commit_prepared(
+        &self,
+        source: &str,
+        folder: &str,
+        checkpoint: Option<Checkpoint>,
+        prepared: Prepared,
+    ) -> Result<BatchOutcome, StoreError> {
+        let Prepared {
+            registry: registry_for_health,
+            archived,
+        } = prepared;
         for m in &archived {
             debug!(
                 source, folder, location = %m.location, disposition = m.disposition.as_str(),
@@ -144,6 +166,12 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// A classified batch, with the parsers that classified it.
+pub struct Prepared {
+    registry: Arc<Registry>,
+    archived: Vec<ArchivedMessage>,
 }
 
 /// Everything decided about one message, with no IO.
