@@ -13,3 +13,5 @@ CREATE TABLE format_alerts (
 CREATE INDEX format_alerts_vendor ON format_alerts (vendor, detected_at);
 -- Recent deltas per vendor, for the empty-field rate.
 CREATE INDEX deltas_vendor_offset ON deltas (vendor, offset);
+-- A vendor's latest messages without reading their rows (which hold the raw mail).
+CREATE INDEX messages_vendor_id ON messages (vendor, id, disposition);
