@@ -71,7 +71,8 @@ impl Pipeline {
         messages: Vec<RawMessage>,
     ) -> Result<BatchOutcome, StoreError> {
         let prepared = self.prepare(messages).await?;
-        self.commit_prepared(source, folder, checkpoint, prepared).await
+        self.commit_prepared(source, folder, checkpoint, prepared)
+            .await
     }
 
     /// Classifies a batch on the blocking pool (so a large batch does not

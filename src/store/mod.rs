@@ -91,8 +91,8 @@ impl Store {
             // Checkpoint the WAL every 64 MB instead of every 4 MB: the raw
             // archive makes ingest write-heavy, and frequent checkpoints were
             // half of the commit time in the ingest benchmark.
-            .page_size(65536)
-            .pragma("wal_autocheckpoint", "1024")
+            .page_size(16384)
+            .pragma("wal_autocheckpoint", "4096")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
