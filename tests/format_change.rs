@@ -91,9 +91,13 @@ async fn format_change_is_quarantined_flagged_and_recovered_by_reparse() {
     );
 
     // ...and the change is flagged the same day.
+    let now = chrono::Utc::now();
     let alerts = app
         .store
-        .format_alerts(chrono::Utc::now() - chrono::Duration::hours(1))
+        .report_format_alerts(
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::hours(1),
+        )
         .await
         .unwrap();
     assert!(

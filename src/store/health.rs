@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, parse_ts, ts};
+use super::{Result, Store, ts};
 
 /// Recent windows compared with the history before them: a short window
 /// catches a format change within the day, a longer one a slow drift.
@@ -136,30 +136,6 @@ impl Store {
             kept.push(a);
         }
         Ok(kept)
-    }
-
-    /// Format alerts detected at or after `since`, newest first.
-    pub async fn format_alerts(&self, since: DateTime<Utc>) -> Result<Vec<FormatAlert>> {
-        let rows = sqlx::query(
-            "SELECT vendor, detected_at, kind, field, baseline, current, detail FROM format_alerts
-             WHERE detected_at >= ? ORDER BY detected_at DESC",
-        )
-        .bind(ts(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FormatAlert {
-                    vendor: r.try_get(0)?,
-                    detected_at: parse_ts(r.try_get::<&str, _>(1)?)?,
-                    kind: r.try_get(2)?,
-                    field: r.try_get(3)?,
-                    baseline: r.try_get(4)?,
-                    current: r.try_get(5)?,
-                    detail: r.try_get(6)?,
-                })
-            })
-            .collect()
     }
 }
 
