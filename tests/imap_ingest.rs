@@ -6,10 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use driftwatch::model::Status;
-use support::app::imap_config;
+use support::app::{Serving, imap_config};
 use support::dovecot::Dovecot;
 use support::{db, vendor_mail};
-use tokio_util::sync::CancellationToken;
 
 /// Waits (bounded) until the pipeline has committed at least `n` fetched messages.
 async fn wait_fetched(
@@ -162,12 +161,7 @@ async fn idle_ingests_new_mail_within_two_seconds() {
     let cfg = imap_config(&dovecot, "", "poll_interval_secs = 3600\n");
     let app = cfg.app().await;
     let mut rx = app.pipeline.subscribe();
-    let shutdown = CancellationToken::new();
-    let serve = {
-        let shutdown = shutdown.clone();
-        async move { app.serve(shutdown).await }
-    };
-    let serve = tokio::spawn(serve);
+    let serving = Serving::start(&app);
     wait_fetched(&mut rx, 1, Duration::from_secs(20)).await;
 
     for i in 1..=3u32 {
@@ -194,12 +188,7 @@ async fn idle_ingests_new_mail_within_two_seconds() {
         );
         eprintln!("IDLE latency for message {i}: {took:?}");
     }
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), serve)
-        .await
-        .expect("serve stops on shutdown")
-        .unwrap()
-        .unwrap();
+    serving.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,13 +200,8 @@ async fn poller_reconnects_after_server_restart_and_doubles_nothing() {
     let cfg = imap_config(&dovecot, "", "poll_interval_secs = 1\n");
     let app = cfg.app().await;
     let mut rx = app.pipeline.subscribe();
-    let shutdown = CancellationToken::new();
     let db_path = cfg.database();
-    let app = std::sync::Arc::new(app);
-    let serve = tokio::spawn({
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        async move { app.serve(shutdown).await }
-    });
+    let serving = Serving::start(&app);
     wait_fetched(&mut rx, 8, Duration::from_secs(20)).await;
 
     dovecot.stop();
@@ -238,12 +222,7 @@ async fn poller_reconnects_after_server_restart_and_doubles_nothing() {
     dovecot.append("INBOX", &later).await;
     wait_fetched(&mut rx, 13, Duration::from_secs(30)).await;
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), serve)
-        .await
-        .expect("serve stops")
-        .unwrap()
-        .unwrap();
+    serving.stop().await;
     assert_eq!(
         db::count(&db_path, "SELECT count(*) FROM messages").await,
         13
@@ -375,11 +354,7 @@ async fn without_idle_the_poller_falls_back_to_polling() {
     let cfg = imap_config(&dovecot, "", "idle = false\npoll_interval_secs = 1\n");
     let app = cfg.app().await;
     let mut rx = app.pipeline.subscribe();
-    let shutdown = CancellationToken::new();
-    let serve = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { app.serve(shutdown).await }
-    });
+    let serving = Serving::start(&app);
     dovecot
         .append("INBOX", &vendor_mail::acme_batch(3, 0))
         .await;
@@ -388,12 +363,7 @@ async fn without_idle_the_poller_falls_back_to_polling() {
         took < Duration::from_secs(5),
         "polling every second took {took:?}"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), serve)
-        .await
-        .expect("serve stops")
-        .unwrap()
-        .unwrap();
+    serving.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

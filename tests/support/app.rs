@@ -98,3 +98,28 @@ pub fn copy_shipped_parsers(dst: &Path) {
         std::fs::copy(&p, dst.join(p.file_name().expect("name"))).expect("copy parser");
     }
 }
+
+/// `App::serve` running in a task, for tests that need the service alive.
+pub struct Serving {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Serving {
+    pub fn start(app: &App) -> Serving {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (app, token) = (app.clone(), shutdown.clone());
+        let task = tokio::spawn(async move { app.serve(token).await });
+        Serving { shutdown, task }
+    }
+
+    /// Signals shutdown and asserts the service stops cleanly within 10 s.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .expect("serve stops within 10 s of shutdown")
+            .expect("serve task did not panic")
+            .expect("serve returns Ok");
+    }
+}
