@@ -6,10 +6,12 @@
 //! Only drifted orders keep their full remote row.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use hashbrown::hash_table::{Entry, HashTable};
 use tracing::{debug, info, warn};
 
 use super::attribute::{self, Facts, Target};
@@ -25,49 +27,94 @@ use crate::store::{
 };
 use crate::view;
 
-/// FxHash-style word-at-a-time hashing with a final mix: several times faster than SipHash on short
-/// keys. Keys come from our view and the vendor's export, not from an
-/// anonymous attacker, so HashDoS resistance buys nothing here.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
+/// Our side of the diff, for a million orders in a handful of allocations:
+/// keys packed in one string, entries and normalised fields in flat vectors,
+/// and a hash table of indexes into them. A map of boxed keys spent most of
+/// the diff in malloc and in following a pointer per lookup.
+struct LocalSide {
+    keys: String,
+    key_ends: Vec<usize>,
+    entries: Vec<LocalEntry>,
+    /// `width` normalised fields per entry, in the order of `mapping.fields`.
+    fields: Vec<Option<Norm>>,
+    width: usize,
+    index: HashTable<usize>,
+    /// Keys come from our view and the vendor's export, not from an
+    /// anonymous attacker: a fast fixed hash buys speed and loses nothing.
+    hasher: foldhash::fast::FixedState,
+}
 
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+/// Our side of one order.
+struct LocalEntry {
+    status: Option<Status>,
+    event_time: DateTime<Utc>,
+    seen: bool,
+}
+
+impl LocalSide {
+    fn with_capacity(orders: usize, width: usize) -> LocalSide {
+        LocalSide {
+            keys: String::with_capacity(orders * 12),
+            key_ends: Vec::with_capacity(orders),
+            entries: Vec::with_capacity(orders),
+            fields: Vec::with_capacity(orders * width),
+            width,
+            index: HashTable::with_capacity(orders),
+            hasher: foldhash::fast::FixedState::default(),
         }
     }
-    fn write_u8(&mut self, i: u8) {
-        self.write(&[i]);
+
+    fn key(&self, i: usize) -> &str {
+        key_at(&self.keys, &self.key_ends, i)
     }
-    fn finish(&self) -> u64 {
-        // A final avalanche (murmur3's fmix64): hashbrown picks buckets from
-        // the low bits, which a multiply alone leaves poorly mixed for keys
-        // that differ only in their leading bytes.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+
+    fn fields(&self, i: usize) -> &[Option<Norm>] {
+        &self.fields[i * self.width..(i + 1) * self.width]
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        let (keys, ends) = (&self.keys, &self.key_ends);
+        self.index
+            .find(self.hasher.hash_one(key), |&i| key_at(keys, ends, i) == key)
+            .copied()
+    }
+
+    /// Adds an order; the view holds each key once, so a repeat replaces.
+    fn insert(&mut self, key: &str, entry: LocalEntry, fields: impl Iterator<Item = Option<Norm>>) {
+        let h = self.hasher.hash_one(key);
+        let LocalSide {
+            keys,
+            key_ends,
+            entries,
+            fields: all,
+            width,
+            index,
+            hasher,
+        } = self;
+        let at = match index.entry(
+            h,
+            |&i| key_at(keys, key_ends, i) == key,
+            |&i| hasher.hash_one(key_at(keys, key_ends, i)),
+        ) {
+            Entry::Occupied(o) => {
+                let i = *o.get();
+                all.splice(i * *width..(i + 1) * *width, fields);
+                entries[i] = entry;
+                return;
+            }
+            Entry::Vacant(v) => v,
+        };
+        at.insert(entries.len());
+        keys.push_str(key);
+        key_ends.push(keys.len());
+        entries.push(entry);
+        all.extend(fields);
     }
 }
 
-type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
-
-/// Our side of one order, as small as it can be for a million of them.
-struct LocalEntry {
-    status: Option<Status>,
-    fields: Box<[Option<Norm>]>,
-    event_time: DateTime<Utc>,
-    seen: bool,
+fn key_at<'a>(keys: &'a str, ends: &[usize], i: usize) -> &'a str {
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &keys[start..ends[i]]
 }
 
 /// A drift before attribution.
@@ -109,37 +156,31 @@ async fn diff(
     changed_since: Option<DateTime<Utc>>,
 ) -> Result<Diff, ReconcileError> {
     let expected = store.order_count(&v.name).await? as usize;
-    let mut local: HashMap<Box<str>, LocalEntry, FxBuild> =
-        HashMap::with_capacity_and_hasher(expected, FxBuild::default());
+    let mut local = LocalSide::with_capacity(expected, v.mapping.fields.len());
     store
         .view_as_of(&v.name, cut, |o| match o.known {
             // Heard of only after the cutoff: not ours as of then. If the
             // vendor lists it, that is `missing_local` (cause: late_email).
             None => {}
-            Some(k) => {
-                let fields = v
-                    .mapping
+            Some(k) => local.insert(
+                &o.order_ref,
+                LocalEntry {
+                    status: k.status,
+                    event_time: k.event_time,
+                    seen: false,
+                },
+                v.mapping
                     .fields
                     .iter()
-                    .map(|f| f.parse_local(k.fields.get(&f.name)))
-                    .collect();
-                local.insert(
-                    o.order_ref.into(),
-                    LocalEntry {
-                        status: k.status,
-                        fields,
-                        event_time: k.event_time,
-                        seen: false,
-                    },
-                );
-            }
+                    .map(|f| f.parse_local(k.fields.get(&f.name))),
+            ),
         })
         .await?;
-    let local_orders = local.len() as u64;
+    let local_orders = local.entries.len() as u64;
     debug!(vendor = %v.name, local_orders, "view as of loaded");
 
     let mut orders = Vec::new();
-    let mut missing_seen: HashSet<String, FxBuild> = HashSet::default();
+    let mut missing_seen: HashSet<String, foldhash::fast::FixedState> = HashSet::default();
     let mut dups: Vec<String> = Vec::new();
     let mut unmapped_status = 0u64;
     let mut email_told = 0u64;
@@ -147,10 +188,11 @@ async fn diff(
         if r.status.is_none() && r.vendor_status.is_some() {
             unmapped_status += 1;
         }
-        match local.get_mut(r.order_ref.as_str()) {
-            Some(e) if e.seen => dups.push(r.order_ref),
-            Some(e) => {
-                e.seen = true;
+        match local.find(&r.order_ref) {
+            Some(i) if local.entries[i].seen => dups.push(r.order_ref),
+            Some(i) => {
+                local.entries[i].seen = true;
+                let e = &local.entries[i];
                 let mut found = Vec::new();
                 if r.status.is_some() && r.status != e.status {
                     found.push(Found {
@@ -160,8 +202,8 @@ async fn diff(
                         remote: status_json(r.status),
                     });
                 }
-                for (i, f) in v.mapping.fields.iter().enumerate() {
-                    let (l, rv) = (e.fields[i].as_ref(), r.fields[i].as_ref());
+                for (i, (f, l)) in v.mapping.fields.iter().zip(local.fields(i)).enumerate() {
+                    let (l, rv) = (l.as_ref(), r.fields[i].as_ref());
                     if !f.agrees(l, rv) {
                         found.push(Found {
                             kind: DriftKind::FieldMismatch,
@@ -219,10 +261,10 @@ async fn diff(
         }
         .into());
     }
-    for (k, e) in &local {
+    for (i, e) in local.entries.iter().enumerate() {
         if !e.seen {
             orders.push(DriftedOrder {
-                order_ref: k.to_string(),
+                order_ref: local.key(i).to_string(),
                 remote: None,
                 local_status: e.status,
                 found: vec![Found {

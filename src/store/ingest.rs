@@ -203,27 +203,21 @@ impl Store {
 
         insert_messages(&mut tx, &new_messages, &now_s).await?;
         let mut deltas = Vec::new();
-        let mut next_offset: i64 = sqlx::query_scalar(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deltas'), 0) + 1",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
         for (id, m) in &new_messages {
             for d in &m.deltas {
                 deltas.push(Delta {
-                    offset: next_offset,
+                    offset: 0,
                     source: DeltaSource::Email,
                     draft: d.clone(),
-                    recorded_at: super::parse_ts(&now_s)?,
+                    recorded_at: now,
                     message: Some(*id),
                     parser: m.parser.clone(),
                     parser_version: m.parser_version.map(i64::from),
                 });
-                next_offset += 1;
             }
         }
         out.deltas = deltas.len() as u64;
-        orders::insert_deltas(&mut tx, &deltas).await?;
+        let deltas = orders::append_deltas(&mut tx, deltas).await?;
         orders::update_views(&mut tx, &deltas).await?;
         insert_locations(
             &mut tx,

@@ -1,12 +1,11 @@
 //! The delta log and the order view derived from it.
 
-use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
-use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, OrderState, Status};
+use crate::model::{Delta, DeltaDraft, Fields, OrderState, Status};
 use crate::view;
 
 pub(super) const DELTA_COLUMNS: &str =
@@ -24,56 +23,30 @@ pub struct DeltaFilter {
     pub order_ref: Option<String>,
 }
 
-pub(super) async fn append_delta(
+/// Appends deltas to the log (the caller holds the write lock): offsets
+/// continue the log in the given order, the record time is rounded to what
+/// the store keeps, so a returned delta equals a reloaded one. Multi-row
+/// statements: each statement is a round trip to SQLite's worker thread,
+/// and thousands of fixes or reparsed messages one by one cost seconds.
+pub(super) async fn append_deltas(
     conn: &mut SqliteConnection,
-    source: DeltaSource,
-    d: &DeltaDraft,
-    message: Option<i64>,
-    parser: Option<&str>,
-    parser_version: Option<u32>,
-    recorded_at: DateTime<Utc>,
-) -> Result<Delta> {
-    let fields = serde_json::to_string(&d.fields)
-        .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
-    let offset: i64 = sqlx::query_scalar(
-        "INSERT INTO deltas (vendor, order_ref, source, status, vendor_status, fields, event_time,
-             time_source, recorded_at, message, parser, parser_version)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING offset",
+    mut deltas: Vec<Delta>,
+) -> Result<Vec<Delta>> {
+    let mut next: i64 = sqlx::query_scalar(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deltas'), 0) + 1",
     )
-    .bind(&d.vendor)
-    .bind(&d.order_ref)
-    .bind(source.as_str())
-    .bind(d.status.map(Status::as_str))
-    .bind(&d.vendor_status)
-    .bind(fields)
-    .bind(ts(d.event_time))
-    .bind(d.time_source.as_str())
-    .bind(ts(recorded_at))
-    .bind(message)
-    .bind(parser)
-    .bind(parser_version.map(i64::from))
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Delta {
-        offset,
-        source,
-        draft: d.clone(),
-        // Round-trip through the stored format so the in-memory delta equals a reloaded one.
-        recorded_at: parse_ts(&ts(recorded_at))?,
-        message,
-        parser: parser.map(str::to_string),
-        parser_version: parser_version.map(i64::from),
-    })
+    for d in &mut deltas {
+        d.offset = next;
+        next += 1;
+        d.recorded_at = parse_ts(&ts(d.recorded_at))?;
+    }
+    insert_deltas(conn, &deltas).await?;
+    Ok(deltas)
 }
 
-/// Brings one order's view up to date with a newly appended delta.
-pub(super) async fn update_view(conn: &mut SqliteConnection, d: &Delta) -> Result<()> {
-    update_views(conn, std::slice::from_ref(d)).await
-}
-
-/// Inserts deltas whose offsets the caller assigned (under the write lock).
-pub(super) async fn insert_deltas(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
+async fn insert_deltas(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
     for chunk in deltas.chunks(200) {
         let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let sql = format!(

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::orders::{DELTA_COLUMNS, append_delta, delta_from_row, update_view};
+use super::orders::{DELTA_COLUMNS, append_deltas, delta_from_row, update_views};
 use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
 use crate::reconcile::drift::{Cause, DriftKind, Outcome};
@@ -248,6 +248,32 @@ fn unpack_orders(mut s: &str, each: &mut impl FnMut(AsOfOrder)) -> Result<()> {
     Ok(())
 }
 
+/// The untouched orders after `after`, a chunk of them packed by SQLite into
+/// one string: a million rows one by one through the driver cost seconds,
+/// packed they cost a fraction of that. Per row:
+/// `<byte length>:<order_ref><status>\x1f<event_time><fields JSON>\x1e`
+/// (JSON escapes control characters; status and event_time are ours).
+async fn packed_view_chunk(
+    conn: &mut sqlx::SqliteConnection,
+    vendor: &str,
+    after: &str,
+    as_of: &str,
+) -> Result<sqlx::sqlite::SqliteRow> {
+    Ok(sqlx::query(
+        "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
+             SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
+                    || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
+             FROM orders WHERE vendor = ? AND order_ref > ? AND updated_at <= ?
+             ORDER BY order_ref LIMIT ?)",
+    )
+    .bind(vendor)
+    .bind(after)
+    .bind(as_of)
+    .bind(VIEW_CHUNK)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// SQLite's default limit on bound parameters is far above this; small
 /// batches keep each statement cheap to prepare.
 const IN_BATCH: usize = 400;
@@ -274,33 +300,26 @@ impl Store {
                 .bind(&as_of)
                 .fetch_all(&mut *conn)
                 .await?;
-        // The untouched orders, a chunk at a time, each chunk packed by SQLite
-        // into one string: a million rows one by one through the driver cost
-        // seconds, packed they cost a fraction of that. Per row:
-        // `<byte length>:<order_ref><status>\x1f<event_time><fields JSON>\x1e`
-        // (JSON escapes control characters; status and event_time are ours).
-        let mut after = String::new();
+        // The untouched orders, a packed chunk at a time. SQLite packs the next chunk while this thread unpacks the current
+        // one: the two halves of the work take about as long as each other.
+        let mut row = packed_view_chunk(&mut conn, vendor, "", &as_of).await?;
         loop {
-            let row = sqlx::query(
-                "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
-                     SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
-                            || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
-                     FROM orders WHERE vendor = ? AND order_ref > ? AND updated_at <= ?
-                     ORDER BY order_ref LIMIT ?)",
-            )
-            .bind(vendor)
-            .bind(&after)
-            .bind(&as_of)
-            .bind(VIEW_CHUNK)
-            .fetch_one(&mut *conn)
-            .await?;
             let n: i64 = row.try_get(2)?;
             if n == 0 {
                 break;
             }
             let packed: &str = row.try_get(0)?;
-            unpack_orders(packed, &mut each)?;
-            after = row.try_get(1)?;
+            if n < VIEW_CHUNK {
+                unpack_orders(packed, &mut each)?;
+                break;
+            }
+            let after: String = row.try_get(1)?;
+            let (next, unpacked) = tokio::join!(
+                packed_view_chunk(&mut conn, vendor, &after, &as_of),
+                async { unpack_orders(packed, &mut each) }
+            );
+            unpacked?;
+            row = next?;
         }
         for chunk in touched.chunks(IN_BATCH) {
             let mut by_order = self.deltas_of(&mut conn, vendor, chunk, false).await?;
@@ -488,12 +507,21 @@ impl Store {
         items: &[(DeltaDraft, DateTime<Utc>)],
     ) -> Result<Vec<i64>> {
         let mut tx = self.write_tx().await?;
-        let mut offsets = Vec::with_capacity(items.len());
-        for (d, at) in items {
-            let delta = append_delta(&mut tx, source, d, None, None, None, *at).await?;
-            update_view(&mut tx, &delta).await?;
-            offsets.push(delta.offset);
-        }
+        let deltas = items
+            .iter()
+            .map(|(d, at)| Delta {
+                offset: 0,
+                source,
+                draft: d.clone(),
+                recorded_at: *at,
+                message: None,
+                parser: None,
+                parser_version: None,
+            })
+            .collect();
+        let deltas = append_deltas(&mut tx, deltas).await?;
+        update_views(&mut tx, &deltas).await?;
+        let offsets = deltas.iter().map(|d| d.offset).collect();
         tx.commit().await?;
         Ok(offsets)
     }
@@ -551,21 +579,25 @@ impl Store {
         .await?;
 
         // Fixes first, so each drift row is written once, already closed when fixed.
-        let mut fix_of: HashMap<&str, i64> = HashMap::with_capacity(run.fixes.len());
-        for draft in &run.fixes {
-            let delta = append_delta(
-                &mut tx,
-                DeltaSource::Reconcile,
-                draft,
-                None,
-                None,
-                None,
-                run.finished_at,
-            )
-            .await?;
-            update_view(&mut tx, &delta).await?;
-            fix_of.insert(draft.order_ref.as_str(), delta.offset);
-        }
+        let fixes = run
+            .fixes
+            .iter()
+            .map(|draft| Delta {
+                offset: 0,
+                source: DeltaSource::Reconcile,
+                draft: draft.clone(),
+                recorded_at: run.finished_at,
+                message: None,
+                parser: None,
+                parser_version: None,
+            })
+            .collect();
+        let fixes = append_deltas(&mut tx, fixes).await?;
+        update_views(&mut tx, &fixes).await?;
+        let fix_of: HashMap<&str, i64> = fixes
+            .iter()
+            .map(|d| (d.draft.order_ref.as_str(), d.offset))
+            .collect();
         let mut fixed = 0i64;
         let mut inserts: Vec<(&NewDrift, Option<i64>)> = Vec::new();
         for d in &run.drifts {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use super::ingest::{Disposition, StoredMessage, stored_from_row};
-use super::orders::{append_delta, delta_from_row, order_deltas_conn, refold_order};
+use super::orders::{append_deltas, delta_from_row, order_deltas_conn, refold_order};
 use super::{Result, Store, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, OrderState};
 use crate::view;
@@ -134,6 +134,7 @@ impl Store {
         let now = Utc::now();
         let mut tx = self.write_tx().await?;
         let affected = affected_orders(&mut tx, changes).await?;
+        let mut fresh = Vec::new();
         for c in changes {
             sqlx::query(
                 "INSERT OR IGNORE INTO superseded_deltas (offset, superseded_at, reason)
@@ -145,18 +146,15 @@ impl Store {
             .bind(c.message)
             .execute(&mut *tx)
             .await?;
-            for d in &c.deltas {
-                append_delta(
-                    &mut tx,
-                    DeltaSource::Email,
-                    d,
-                    Some(c.message),
-                    c.parser.as_deref(),
-                    c.parser_version,
-                    now,
-                )
-                .await?;
-            }
+            fresh.extend(c.deltas.iter().map(|d| Delta {
+                offset: 0,
+                source: DeltaSource::Email,
+                draft: d.clone(),
+                recorded_at: now,
+                message: Some(c.message),
+                parser: c.parser.clone(),
+                parser_version: c.parser_version.map(i64::from),
+            }));
             sqlx::query(
                 "UPDATE messages SET disposition = ?, reason = ?, vendor = ?, parser = ?, parser_version = ? WHERE id = ?",
             )
@@ -169,6 +167,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        append_deltas(&mut tx, fresh).await?;
         for (vendor, order_ref) in affected {
             refold_order(&mut tx, &vendor, &order_ref).await?;
         }
