@@ -293,7 +293,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reconcile(args) => {
             let app = App::build(config).await?;
-            return driftwatch::reconcile::cli::reconcile(&app, args).await;
+            let code = driftwatch::reconcile::cli::reconcile(&app, args).await;
+            // Closing checkpoints the WAL a big fix wrote, here rather than
+            // in whichever command writes next.
+            app.store.close().await;
+            return code;
         }
         Command::Drifts(args) => {
             let app = App::build(config).await?;

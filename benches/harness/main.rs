@@ -10,7 +10,8 @@
 //!
 //! Environment: `DRIFTWATCH_BENCH_MESSAGES` (20000), `DRIFTWATCH_BENCH_BACKLOG`
 //! (100000), `DRIFTWATCH_BENCH_RUNS` (3), `DRIFTWATCH_BENCH_ORDERS` (1000000),
-//! `DRIFTWATCH_BENCH_ONLY` (comma list of section names), `PYTHON` (python3).
+//! `DRIFTWATCH_BENCH_ONLY` (comma list of section names), `DRIFTWATCH_BENCH_DIR`
+//! (keep and reuse the reconcile data there), `PYTHON` (python3).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../tests/support/mod.rs"]
@@ -56,10 +57,10 @@ impl Opts {
             messages: 200,
             backlog: 0,
             runs: 1,
-            orders: 0,
+            orders: 2_000,
             python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
             parse_messages: 100,
-            only: Some(vec!["ingest".into(), "parse".into()]),
+            only: Some(vec!["ingest".into(), "parse".into(), "reconcile".into()]),
         }
     }
 

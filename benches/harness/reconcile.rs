@@ -1,16 +1,21 @@
 //! Reconcile N orders with 1% drift from a CSV export, beside datacompy
 //! (pandas) comparing the same export with the same local rows dumped to CSV.
 //!
-//! The driftwatch side waits for the reconcile library API
-//! (`driftwatch::reconcile::run_once`); it is the one function
-//! [`driftwatch_reconcile`] below. Until then the table shows datacompy's
-//! figures and says the driftwatch figure is pending.
+//! Both sides are whole processes timed from outside, with their peak RSS:
+//! `driftwatch reconcile` as a user types it (opening the database, the run,
+//! the commit) and `python3 reconcile_datacompy.py` (importing pandas,
+//! reading both CSVs, comparing). Both compare the same three columns:
+//! status, updated_at and fee.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::store::Store;
 
 use crate::Opts;
-use crate::measure::{self, median};
+use crate::measure::{self, Measured, median};
 use crate::support::bin::Rng;
 use crate::table::Table;
 
@@ -25,12 +30,7 @@ const STATUSES: [&str; 5] = [
 /// A vendor export of `n` orders and the local view of the same orders with
 /// `drift_per_mille`/1000 of them drifted (a third each: status mismatch,
 /// missing locally, missing at the vendor). Returns (export, local) paths.
-pub fn write_csvs(
-    dir: &Path,
-    n: u64,
-    drift_per_mille: u64,
-    seed: u64,
-) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn write_csvs(dir: &Path, n: u64, drift_per_mille: u64, seed: u64) -> (PathBuf, PathBuf) {
     let export = dir.join(format!("export-{n}.csv"));
     let local = dir.join(format!("local-{n}.csv"));
     let mut e = std::io::BufWriter::new(std::fs::File::create(&export).unwrap());
@@ -63,82 +63,281 @@ pub fn write_csvs(
             (true, _) => writeln!(l, "{row}").unwrap(),
         }
     }
+    e.flush().unwrap();
+    l.flush().unwrap();
     (export, local)
 }
 
-/// driftwatch reconciling `export` against a database holding `local`:
-/// (seconds, peak MB). `None` until the reconcile API lands on this branch.
-fn driftwatch_reconcile(_export: &Path, _local: &Path) -> Option<(f64, f64)> {
-    None
+/// The database a user would have: every local row told by one email delta,
+/// long before the export.
+async fn build_db(db: &Path, local: &Path) {
+    let store = Store::open(db).await.unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut rdr = csv::Reader::from_path(local).unwrap();
+    let mut batch = Vec::with_capacity(50_000);
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        let fee: f64 = rec[3].parse().unwrap();
+        batch.push((
+            DeltaDraft {
+                vendor: "bench".into(),
+                order_ref: rec[0].to_string(),
+                status: Some(rec[1].parse::<Status>().unwrap()),
+                vendor_status: None,
+                fields: [
+                    ("updated_at".to_string(), serde_json::json!(&rec[2])),
+                    ("fee".to_string(), serde_json::json!(fee)),
+                ]
+                .into(),
+                event_time: t0,
+                time_source: TimeSource::Vendor,
+            },
+            t0,
+        ));
+        if batch.len() == 50_000 {
+            store
+                .append_deltas_at(DeltaSource::Email, &batch)
+                .await
+                .unwrap();
+            batch.clear();
+        }
+    }
+    store
+        .append_deltas_at(DeltaSource::Email, &batch)
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+fn write_config(dir: &Path, db: &Path) -> PathBuf {
+    let parsers = Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers");
+    let path = dir.join("driftwatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"data_dir = "{dir}"
+database = "{db}"
+parsers_dir = "{parsers}"
+
+[[vendor]]
+name = "bench"
+policy = "fix"
+[vendor.mapping]
+key = "order_ref"
+status = "status"
+[vendor.mapping.fields.updated_at]
+column = "updated_at"
+type = "datetime"
+[vendor.mapping.fields.fee]
+column = "fee"
+type = "money"
+tolerance = 0.01
+[vendor.status_map]
+ordered = "ordered"
+accepted = "accepted"
+scheduled = "scheduled"
+in_progress = "in_progress"
+completed = "completed"
+[vendor.guard]
+max_drift_pct = 50
+max_fixes = 10000000
+"#,
+            dir = dir.display(),
+            db = db.display(),
+            parsers = parsers.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A fresh copy of the base database at `db`, with no WAL left by a run.
+fn reset(base: &Path, db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(base, db).unwrap();
+}
+
+fn reconcile(cfg: &Path, export: &Path, extra: &[&str]) -> Measured {
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "reconcile",
+        "--vendor",
+        "bench",
+        "--file",
+        export.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    measure::run(
+        env!("CARGO_BIN_EXE_driftwatch"),
+        &args,
+        &[("DRIFTWATCH_LOG", "warn")],
+    )
+}
+
+/// Median seconds and MB of a series, as the table shows it.
+fn figure(ms: &[Measured]) -> (f64, f64) {
+    let secs: Vec<f64> = ms.iter().map(|m| m.secs).collect();
+    let mb: Vec<f64> = ms.iter().map(|m| m.peak_mb).collect();
+    (median(&secs), median(&mb))
+}
+
+fn fmt_time(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// The line of driftwatch's own summary that names what it found, so a wrong
+/// run (refused, or nothing drifted) shows in the log, not only in the timing.
+fn summary_line(m: &Measured) -> String {
+    m.stdout
+        .lines()
+        .filter(|l| l.starts_with("reconcile") || l.contains("drift"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 pub async fn run(opts: &Opts, table: &mut Table) {
-    let dir = tempfile::tempdir().unwrap();
+    // DRIFTWATCH_BENCH_DIR keeps the generated data (and reuses it), for
+    // profiling one side by hand: `perf record target/release/driftwatch
+    // --config DIR/1000000/driftwatch.toml reconcile --vendor bench --file ...`.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::env::var_os("DRIFTWATCH_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/python/reconcile_datacompy.py");
+    let python_ok = std::process::Command::new(&opts.python)
+        .args(["-c", "import pandas, datacompy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_ok {
+        table.note(format!(
+            "Reconcile: `{} -c 'import pandas, datacompy'` failed, so datacompy was not run (./scripts/bench.sh installs it).",
+            opts.python
+        ));
+    }
     let mut sizes = vec![opts.orders];
     if opts.orders > 100_000 {
         sizes.push(100_000);
     }
     for n in sizes {
-        let (export, local) = write_csvs(dir.path(), n, 10, 3);
-        let (mut secs, mut mem) = (vec![], vec![]);
-        for _ in 0..opts.runs {
-            let m = measure::run(
-                &opts.python,
-                &[
-                    script.to_str().unwrap(),
-                    export.to_str().unwrap(),
-                    local.to_str().unwrap(),
-                ],
-                &[],
-            );
-            secs.push(m.secs);
-            mem.push(m.peak_mb);
-            eprintln!(
-                "datacompy {n}: {:.2} s, {:.0} MB: {}",
-                m.secs,
-                m.peak_mb,
-                m.stdout.trim()
-            );
+        let sub = root.join(n.to_string());
+        std::fs::create_dir_all(&sub).unwrap();
+        let (export, local) = write_csvs(&sub, n, 10, 3);
+        let base = sub.join("base.db");
+        if !base.exists() {
+            eprintln!("building a database of {n} orders…");
+            let building = sub.join("building.db");
+            build_db(&building, &local).await;
+            std::fs::rename(&building, &base).unwrap();
         }
-        let py = format!(
-            "datacompy: {:.2} s, peak {:.0} MB",
-            median(&secs),
-            median(&mem)
-        );
-        let (dw, ratio) = match driftwatch_reconcile(&export, &local) {
-            Some((s, m)) => (
-                format!("{s:.2} s, peak {m:.0} MB"),
-                format!("{:.1}x", median(&secs) / s),
-            ),
-            None => (
-                "pending (reconcile API not merged)".to_string(),
-                String::new(),
-            ),
+        let db = sub.join("run.db");
+        let cfg = write_config(&sub, &db);
+
+        let (mut py, mut dry, mut fix, mut unchanged, mut ratios) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..opts.runs {
+            reset(&base, &db);
+            let d = reconcile(&cfg, &export, &["--dry-run"]);
+            eprintln!(
+                "driftwatch --dry-run {n}: {:.2} s, {:.0} MB: {}",
+                d.secs,
+                d.peak_mb,
+                summary_line(&d)
+            );
+            let f = reconcile(&cfg, &export, &[]);
+            eprintln!(
+                "driftwatch fix {n}: {:.2} s, {:.0} MB: {}",
+                f.secs,
+                f.peak_mb,
+                summary_line(&f)
+            );
+            assert!(
+                f.stdout.contains(": ok"),
+                "the fix run did not end ok:\n{}",
+                f.stdout
+            );
+            let u = reconcile(&cfg, &export, &[]);
+            assert!(
+                u.stdout.contains("unchanged"),
+                "the second run on the same export was not `unchanged`:\n{}",
+                u.stdout
+            );
+            eprintln!(
+                "driftwatch unchanged {n}: {:.3} s, {:.0} MB",
+                u.secs, u.peak_mb
+            );
+            if python_ok {
+                let p = measure::run(
+                    &opts.python,
+                    &[
+                        script.to_str().unwrap(),
+                        export.to_str().unwrap(),
+                        local.to_str().unwrap(),
+                    ],
+                    &[],
+                );
+                eprintln!(
+                    "datacompy {n}: {:.2} s, {:.0} MB: {}",
+                    p.secs,
+                    p.peak_mb,
+                    p.stdout.trim()
+                );
+                ratios.push((p.secs / d.secs, p.secs / f.secs));
+                py.push(p);
+            }
+            dry.push(d);
+            fix.push(f);
+            unchanged.push(u);
+        }
+        let (ds, dm) = figure(&dry);
+        let (fs, fm) = figure(&fix);
+        let (us, um) = figure(&unchanged);
+        let (cmp, r_dry, r_fix) = if py.is_empty() {
+            ("not run".to_string(), String::new(), String::new())
+        } else {
+            let (ps, pm) = figure(&py);
+            let rd: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+            let rf: Vec<f64> = ratios.iter().map(|r| r.1).collect();
+            (
+                format!("datacompy (pandas), compare only: {ps:.2} s, peak {pm:.0} MB"),
+                format!("**{:.1}×**", median(&rd)),
+                format!("**{:.1}×**", median(&rf)),
+            )
         };
+        let big = n >= 1_000_000;
         table.row(
-            &format!("Reconcile {n} orders, 1% drift, CSV"),
-            &dw,
-            &py,
-            &ratio,
-            if n >= 1_000_000 {
-                "<= 2 s, <= 256 MB, >= 5x"
+            &format!("Reconcile {n} orders, 1% drift, CSV: compare only (`reconcile --dry-run`)"),
+            &format!("{}, peak {dm:.0} MB", fmt_time(ds)),
+            &cmp,
+            &r_dry,
+            if big {
+                "≤ 2 s, ≤ 256 MB, ≥ 5×"
             } else {
-                "cost growth"
+                "(cost growth)"
             },
         );
-    }
-    if driftwatch_reconcile(Path::new(""), Path::new("")).is_none() {
-        table.note(
-            "Reconcile: driftwatch's figures wait for the reconcile library API; datacompy's are measured now."
-                .to_string(),
+        table.row(
+            &format!(
+                "Reconcile {n} orders, 1% drift, CSV: compare and fix (drifts, fixes, view committed)"
+            ),
+            &format!("{}, peak {fm:.0} MB", fmt_time(fs)),
+            if py.is_empty() { "" } else { "same datacompy run" },
+            &r_fix,
+            if big { "≤ 2 s, ≤ 256 MB" } else { "(cost growth)" },
+        );
+        table.row(
+            &format!("Reconcile an unchanged export ({n} orders)"),
+            &format!("{}, peak {um:.0} MB", fmt_time(us)),
+            "",
+            "",
+            if big { "≤ 100 ms" } else { "" },
         );
     }
-    table.row(
-        &format!("Reconcile an unchanged export ({} orders)", opts.orders),
-        "pending (reconcile API not merged)",
-        "",
-        "",
-        "<= 100 ms",
-    );
 }

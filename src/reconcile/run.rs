@@ -18,12 +18,12 @@ use super::attribute::{self, Facts, Target};
 use super::config::{Policy, VendorSettings};
 use super::drift::{Cause, Drift, DriftKind, Outcome};
 use super::guard::{self, GuardInput};
-use super::mapping::{Norm, RemoteOrder};
+use super::mapping::{self, Norm, RemoteOrder};
 use super::source::{self, Body, Export, KeyFrameError};
 use super::{ReconcileError, RunOptions, RunSummary};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
 use crate::store::{
-    Cutoff, Evidence, KeyFrameRef, NewDrift, NewKeyFrame, RunCounts, RunRecord, Store,
+    Cutoff, Evidence, KeyFrameRef, NewDrift, NewKeyFrame, RunCounts, RunRecord, Store, StoreError,
 };
 use crate::view;
 
@@ -72,15 +72,27 @@ impl LocalSide {
         &self.fields[i * self.width..(i + 1) * self.width]
     }
 
-    fn find(&self, key: &str) -> Option<usize> {
+    /// `hint` is where the caller expects the key: one past the last match.
+    /// Exports are often in key order, as our view is, and then a key
+    /// comparison replaces a hash lookup that would miss the cache.
+    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+        if hint < self.entries.len() && self.key(hint) == key {
+            return Some(hint);
+        }
         let (keys, ends) = (&self.keys, &self.key_ends);
         self.index
             .find(self.hasher.hash_one(key), |&i| key_at(keys, ends, i) == key)
             .copied()
     }
 
-    /// Adds an order; the view holds each key once, so a repeat replaces.
-    fn insert(&mut self, key: &str, entry: LocalEntry, fields: impl Iterator<Item = Option<Norm>>) {
+    /// Adds an order; `fields` appends its normalised fields. The view holds
+    /// each key once, so a repeat replaces.
+    fn insert<E>(
+        &mut self,
+        key: &str,
+        entry: LocalEntry,
+        fields: impl FnOnce(&mut Vec<Option<Norm>>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let h = self.hasher.hash_one(key);
         let LocalSide {
             keys,
@@ -98,17 +110,20 @@ impl LocalSide {
         ) {
             Entry::Occupied(o) => {
                 let i = *o.get();
-                all.splice(i * *width..(i + 1) * *width, fields);
+                let mut new = Vec::with_capacity(*width);
+                fields(&mut new)?;
+                all.splice(i * *width..(i + 1) * *width, new);
                 entries[i] = entry;
-                return;
+                return Ok(());
             }
             Entry::Vacant(v) => v,
         };
+        fields(all)?;
         at.insert(entries.len());
         keys.push_str(key);
         key_ends.push(keys.len());
         entries.push(entry);
-        all.extend(fields);
+        Ok(())
     }
 }
 
@@ -161,19 +176,18 @@ async fn diff(
         .view_as_of(&v.name, cut, |o| match o.known {
             // Heard of only after the cutoff: not ours as of then. If the
             // vendor lists it, that is `missing_local` (cause: late_email).
-            None => {}
-            Some(k) => local.insert(
-                &o.order_ref,
-                LocalEntry {
-                    status: k.status,
-                    event_time: k.event_time,
-                    seen: false,
-                },
-                v.mapping
-                    .fields
-                    .iter()
-                    .map(|f| f.parse_local(k.fields.get(&f.name))),
-            ),
+            None => Ok(()),
+            Some(k) => local
+                .insert(
+                    o.order_ref,
+                    LocalEntry {
+                        status: k.status,
+                        event_time: k.event_time,
+                        seen: false,
+                    },
+                    |out| mapping::local_fields(&v.mapping.fields, k.fields_json, out),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("order `{}` fields: {e}", o.order_ref))),
         })
         .await?;
     let local_orders = local.entries.len() as u64;
@@ -184,13 +198,15 @@ async fn diff(
     let mut dups: Vec<String> = Vec::new();
     let mut unmapped_status = 0u64;
     let mut email_told = 0u64;
+    let mut hint = 0;
     let rows = source::for_each_row(export, v, &mut |r: RemoteOrder| {
         if r.status.is_none() && r.vendor_status.is_some() {
             unmapped_status += 1;
         }
-        match local.find(&r.order_ref) {
+        match local.find(&r.order_ref, hint) {
             Some(i) if local.entries[i].seen => dups.push(r.order_ref),
             Some(i) => {
+                hint = i + 1;
                 local.entries[i].seen = true;
                 let e = &local.entries[i];
                 let mut found = Vec::new();

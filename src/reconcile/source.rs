@@ -799,9 +799,10 @@ pub fn for_each_row(
             let mut wanted: Vec<&str> = m.key.iter().map(String::as_str).collect();
             wanted.extend(m.status.as_deref());
             wanted.extend(m.fields.iter().map(|f| f.column.as_str()));
-            let mut index = std::collections::HashMap::new();
+            // A handful of columns: a scan beats hashing the name on every row.
+            let mut index = Vec::with_capacity(wanted.len());
             for w in wanted {
-                index.insert(w, cols.index(w)?);
+                index.push((w, cols.index(w)?));
             }
             let mut row: u64 = if d.has_header { 1 } else { 0 };
             let mut n = 0;
@@ -822,7 +823,7 @@ pub fn for_each_row(
                 }
                 let mut bad_enc = false;
                 let order = vendor.remote_order(|c| {
-                    let i = *index.get(c)?;
+                    let i = index.iter().find(|(w, _)| *w == c)?.1;
                     let b = rec.get(i)?;
                     let s = decode(b, d.encoding);
                     bad_enc |= s.is_none();
