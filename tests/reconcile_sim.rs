@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
 use driftwatch::reconcile::{Outcome, RunOptions, run_vendor};
-use driftwatch::store::{ArchivedMessage, Disposition, IngestBatch};
+use driftwatch::store::{ArchivedMessage, Disposition, IngestBatch, PackedRaw};
 use reconcile_support::{Env, Rng};
 use sha2::{Digest, Sha256};
 
@@ -502,10 +502,9 @@ fn quarantined_message(seq: u64, order_ref: &str, event: DateTime<Utc>) -> Archi
     ArchivedMessage {
         location: format!("q{seq}"),
         dedupe_key: hash,
-        content_hash: hash,
         message_id: None,
         size: raw.len() as u64,
-        raw,
+        raw: PackedRaw::pack(&raw),
         raw_complete: true,
         sender: Some("status@sim.example".into()),
         subject: Some(subject),

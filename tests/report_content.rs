@@ -294,8 +294,8 @@ async fn busy_day(db: &Path) {
     ];
     for (i, (v, disp, sender, subject, reason, at)) in mail.into_iter().enumerate() {
         sql.push(format!(
-            "INSERT INTO messages (dedupe_key, content_hash, size, raw, raw_complete, sender, subject, archived_at, disposition, reason, vendor)
-             VALUES (x'{i:02x}', x'00', 1, x'00', 1, {}, {}, '{}', '{disp}', {}, {})",
+            "INSERT INTO messages (dedupe_key, size, raw, raw_complete, sender, subject, archived_at, disposition, reason, vendor)
+             VALUES (x'{i:02x}', 1, x'00', 1, {}, {}, '{}', '{disp}', {}, {})",
             q(Some(sender)), q(Some(subject)), t(at), q(reason), q(v)
         ));
     }

@@ -13,7 +13,8 @@ use crate::config::IngestSettings;
 use crate::model::{MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
 use crate::store::{
-    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, Store, StoreError,
+    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, PackedRaw, Store,
+    StoreError,
 };
 
 pub struct Pipeline {
@@ -190,7 +191,6 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
             ArchivedMessage {
                 location: m.location,
                 dedupe_key: key.finalize().into(),
-                content_hash: Sha256::digest(&header).into(),
                 message_id,
                 size,
                 sender: mail.as_ref().and_then(Mail::from_address),
@@ -205,12 +205,11 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 parser: None,
                 parser_version: None,
                 deltas: vec![],
-                raw: header,
+                raw: PackedRaw::pack(&header),
                 raw_complete: false,
             }
         }
         MessageBody::Full(raw) => {
-            let content_hash: [u8; 32] = Sha256::digest(&raw).into();
             let mail = Mail::parse(&raw, m.internal_date);
             let message_id = mail
                 .as_ref()
@@ -252,7 +251,6 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
             ArchivedMessage {
                 location: m.location,
                 dedupe_key,
-                content_hash,
                 message_id,
                 size: raw.len() as u64,
                 sender: mail.as_ref().and_then(Mail::from_address),
@@ -265,7 +263,7 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 parser,
                 parser_version,
                 deltas,
-                raw,
+                raw: PackedRaw::pack(&raw),
                 raw_complete: true,
             }
         }
@@ -325,6 +323,33 @@ fn hash_normalised(h: &mut Sha256, b: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dedupe keys are stored: the streaming hash must give exactly what
+    /// hashing the message with CRLF replaced by LF gives.
+    #[test]
+    fn normalised_hash_equals_hashing_the_normalised_copy() {
+        let mut seed = 7u64;
+        for len in [0usize, 1, 2, 3, 100, 8191, 8192, 8193, 20_000] {
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    [b'\r', b'\n', b'a', b'\r', b'z'][(seed >> 33) as usize % 5]
+                })
+                .collect();
+            let mut copy = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if !(b[i] == b'\r' && b.get(i + 1) == Some(&b'\n')) {
+                    copy.push(b[i]);
+                }
+                i += 1;
+            }
+            let mut h = Sha256::new();
+            hash_normalised(&mut h, &b);
+            let got: [u8; 32] = h.finalize().into();
+            assert_eq!(got, <[u8; 32]>::from(Sha256::digest(&copy)), "len {len}");
+        }
+    }
 
     #[test]
     fn same_message_via_imap_and_maildir_has_one_identity() {

@@ -23,7 +23,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use health::FormatAlert;
 pub use ingest::{
-    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts,
+    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,
 };
 pub use orders::DeltaFilter;

@@ -43,7 +43,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>> {
         let rows = sqlx::query(
-            "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at, internal_date
+            "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at,
+                    internal_date, raw_codec
              FROM messages
              WHERE id > ?1 AND raw_complete = 1 AND disposition IN ('parsed', 'quarantined')
                AND (?2 IS NULL OR archived_at >= ?2)
