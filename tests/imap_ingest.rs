@@ -64,6 +64,26 @@ async fn every_appended_message_is_archived_once_and_accounted_for() {
         "{orders:#?}"
     );
 
+    // The archive gives back each message as fetched (IMAP serves CRLF;
+    // the appended mail may have had LF), though it stores it compressed.
+    let lf = |b: &[u8]| String::from_utf8_lossy(b).replace("\r\n", "\n");
+    let sent: std::collections::HashSet<String> = mail.iter().map(|m| lf(m)).collect();
+    for id in 1..=44 {
+        let m = app.store.message(id).await.unwrap().expect("archived");
+        assert!(
+            sent.contains(&lf(&m.raw)),
+            "message #{id} differs from what was sent"
+        );
+    }
+    let (stored, size) = (
+        db::count(&cfg.database(), "SELECT sum(length(raw)) FROM messages").await,
+        db::count(&cfg.database(), "SELECT sum(size) FROM messages").await,
+    );
+    assert!(
+        stored < size,
+        "archive kept compressed: {stored} of {size} bytes"
+    );
+
     // Quarantine reasons say why, per message.
     let q = app.store.quarantined(10).await.unwrap();
     assert_eq!(
