@@ -175,6 +175,22 @@ pub struct Delta {
     pub parser_version: Option<i64>,
 }
 
+impl Delta {
+    /// A delta from a channel without a message (reconcile, a replay), not
+    /// yet in the log: `offset` is 0 until the store appends it.
+    pub fn unlogged(source: DeltaSource, draft: DeltaDraft, recorded_at: DateTime<Utc>) -> Delta {
+        Delta {
+            offset: 0,
+            source,
+            draft,
+            recorded_at,
+            message: None,
+            parser: None,
+            parser_version: None,
+        }
+    }
+}
+
 /// The local view of one order: a pure function of its deltas (see `view`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderState {

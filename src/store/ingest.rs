@@ -287,13 +287,10 @@ impl Store {
         for (id, m) in &new_messages {
             for d in &m.deltas {
                 deltas.push(Delta {
-                    offset: 0,
-                    source: DeltaSource::Email,
-                    draft: d.clone(),
-                    recorded_at: now,
                     message: Some(*id),
                     parser: m.parser.clone(),
                     parser_version: m.parser_version.map(i64::from),
+                    ..Delta::unlogged(DeltaSource::Email, d.clone(), now)
                 });
             }
         }

@@ -516,15 +516,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let deltas = items
             .iter()
-            .map(|(d, at)| Delta {
-                offset: 0,
-                source,
-                draft: d.clone(),
-                recorded_at: *at,
-                message: None,
-                parser: None,
-                parser_version: None,
-            })
+            .map(|(d, at)| Delta::unlogged(source, d.clone(), *at))
             .collect();
         let deltas = append_deltas(&mut tx, deltas).await?;
         update_views(&mut tx, &deltas).await?;
@@ -589,15 +581,7 @@ impl Store {
         let fixes = run
             .fixes
             .iter()
-            .map(|draft| Delta {
-                offset: 0,
-                source: DeltaSource::Reconcile,
-                draft: draft.clone(),
-                recorded_at: run.finished_at,
-                message: None,
-                parser: None,
-                parser_version: None,
-            })
+            .map(|draft| Delta::unlogged(DeltaSource::Reconcile, draft.clone(), run.finished_at))
             .collect();
         let fixes = append_deltas(&mut tx, fixes).await?;
         update_views(&mut tx, &fixes).await?;

@@ -24,6 +24,18 @@ pub struct Reparsed {
     pub deltas: Vec<DeltaDraft>,
 }
 
+impl Reparsed {
+    /// One of the new deltas, not yet in the log, as this message's parser gave it.
+    fn delta(&self, d: &DeltaDraft, now: DateTime<Utc>) -> Delta {
+        Delta {
+            message: Some(self.message),
+            parser: self.parser.clone(),
+            parser_version: self.parser_version.map(i64::from),
+            ..Delta::unlogged(DeltaSource::Email, d.clone(), now)
+        }
+    }
+}
+
 /// An order whose view a reparse changes: before and after.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OrderChange {
@@ -107,12 +119,7 @@ impl Store {
                     next += 1;
                     ds.push(Delta {
                         offset: next,
-                        source: DeltaSource::Email,
-                        draft: d.clone(),
-                        recorded_at: now,
-                        message: Some(c.message),
-                        parser: c.parser.clone(),
-                        parser_version: c.parser_version.map(i64::from),
+                        ..c.delta(d, now)
                     });
                 }
             }
@@ -147,15 +154,7 @@ impl Store {
             .bind(c.message)
             .execute(&mut *tx)
             .await?;
-            fresh.extend(c.deltas.iter().map(|d| Delta {
-                offset: 0,
-                source: DeltaSource::Email,
-                draft: d.clone(),
-                recorded_at: now,
-                message: Some(c.message),
-                parser: c.parser.clone(),
-                parser_version: c.parser_version.map(i64::from),
-            }));
+            fresh.extend(c.deltas.iter().map(|d| c.delta(d, now)));
             sqlx::query(
                 "UPDATE messages SET disposition = ?, reason = ?, vendor = ?, parser = ?, parser_version = ? WHERE id = ?",
             )
