@@ -2,7 +2,7 @@
 # Runs the benchmark harness and prints the performance table (README, "Performance").
 # Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
 # memory), and the Python side (pandas + datacompy, in a venv under target/).
-#   ./scripts/bench.sh                              # everything: ~20 minutes on 2 cores
+#   ./scripts/bench.sh                              # everything: ~10 minutes on 2 cores
 #   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,parse,reconcile,backlog
 #   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
 #   DRIFTWATCH_BENCH_ORDERS=1000000 DRIFTWATCH_BENCH_RUNS=3 ./scripts/bench.sh
