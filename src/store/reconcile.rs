@@ -293,7 +293,12 @@ impl Store {
         cut: Cutoff,
         mut each: impl FnMut(AsOfOrder) -> Result<()>,
     ) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        // One read transaction: every chunk and the touched list come from the
+        // same snapshot. Without it, an order that ingest updates while the
+        // view is being read (in `serve` they run side by side) would be in
+        // neither the untouched chunks nor the touched list, and show up as
+        // a false `missing_local`.
+        let mut conn = self.pool.begin().await?;
         let as_of = ts(cut.as_of);
         let touched: Vec<String> =
             sqlx::query_scalar("SELECT order_ref FROM orders WHERE vendor = ? AND updated_at > ?")
@@ -349,6 +354,7 @@ impl Store {
                 })?;
             }
         }
+        conn.commit().await?;
         Ok(())
     }
 
