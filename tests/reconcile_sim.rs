@@ -504,7 +504,7 @@ fn quarantined_message(seq: u64, order_ref: &str, event: DateTime<Utc>) -> Archi
         dedupe_key: hash,
         message_id: None,
         size: raw.len() as u64,
-        raw: PackedRaw::pack(&raw),
+        raw: PackedRaw::pack(raw),
         raw_complete: true,
         sender: Some("status@sim.example".into()),
         subject: Some(subject),

@@ -205,7 +205,7 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 parser: None,
                 parser_version: None,
                 deltas: vec![],
-                raw: PackedRaw::pack(&header),
+                raw: PackedRaw::pack(header),
                 raw_complete: false,
             }
         }
@@ -263,7 +263,7 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 parser,
                 parser_version,
                 deltas,
-                raw: PackedRaw::pack(&raw),
+                raw: PackedRaw::pack(raw),
                 raw_complete: true,
             }
         }

@@ -75,7 +75,8 @@ impl RawCodec {
 const ZSTD_LEVEL: i32 = 1;
 
 impl PackedRaw {
-    pub fn pack(raw: &[u8]) -> PackedRaw {
+    /// Takes the bytes so that mail that does not compress is kept without a copy.
+    pub fn pack(raw: Vec<u8>) -> PackedRaw {
         thread_local! {
             // Setting up a compression context costs about as much as
             // compressing a 10 KB message: one per thread, reused.
@@ -88,7 +89,7 @@ impl PackedRaw {
                     .and_then(|mut c| c.include_checksum(true).map(|_| c))
                     .ok();
             }
-            c.as_mut().map(|c| c.compress(raw))
+            c.as_mut().map(|c| c.compress(&raw))
         });
         match packed.unwrap_or_else(|| Err(std::io::Error::other("no zstd context"))) {
             Ok(bytes) if bytes.len() < raw.len() => PackedRaw {
@@ -98,7 +99,7 @@ impl PackedRaw {
             // Already compressed (or tiny): keep it as it is.
             _ => PackedRaw {
                 codec: RawCodec::None,
-                bytes: raw.to_vec(),
+                bytes: raw,
             },
         }
     }
@@ -574,11 +575,11 @@ mod tests {
             *b = x as u8;
         }
         for raw in [mail.clone(), noise, Vec::new()] {
-            let packed = PackedRaw::pack(&raw);
+            let packed = PackedRaw::pack(raw.clone());
             assert!(packed.bytes.len() <= raw.len(), "never stored larger");
             assert_eq!(packed.unpack().unwrap(), raw);
         }
-        assert_eq!(PackedRaw::pack(&mail).codec, RawCodec::Zstd);
+        assert_eq!(PackedRaw::pack(mail).codec, RawCodec::Zstd);
         let broken = PackedRaw::from_row("zstd", b"not zstd".to_vec()).unwrap();
         assert!(
             broken.unpack().is_err(),
