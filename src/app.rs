@@ -79,8 +79,10 @@ impl App {
                 Mailbox::Imap(s) => {
                     let s = Arc::new(s.clone());
                     for folder in &s.folders {
+                        let held = self.folder_lease(&s.name, folder).await?;
                         let mut src = ImapSource::new(s.clone(), folder.clone());
                         let out = src.sync(&self.pipeline, &never).await;
+                        held.release().await?;
                         src.reset().await;
                         let out =
                             out.with_context(|| format!("failed to ingest {}/{folder}", s.name))?;
@@ -89,7 +91,10 @@ impl App {
                 }
                 Mailbox::Maildir(s) => {
                     let mut src = MaildirSource::new(s.clone());
-                    let out = src.sync(&self.pipeline, &never).await.with_context(|| {
+                    let held = self.folder_lease(&s.name, src.folder()).await?;
+                    let out = src.sync(&self.pipeline, &never).await;
+                    held.release().await?;
+                    let out = out.with_context(|| {
                         format!("failed to ingest Maildir {}", s.path.display())
                     })?;
                     results.push((s.name.clone(), src.folder().to_string(), out));
@@ -97,6 +102,14 @@ impl App {
             }
         }
         Ok(results)
+    }
+
+    /// The folder's ingest lease for `ingest --once`: waits (bounded) for a
+    /// `serve` that is syncing the same folder, then refuses.
+    async fn folder_lease(&self, mailbox: &str, folder: &str) -> Result<crate::store::Held> {
+        crate::ingest::lease_folder(&self.pipeline, mailbox, folder, crate::store::LEASE_TTL)
+            .await?
+            .with_context(|| format!("another process kept syncing {mailbox}/{folder}; try again"))
     }
 
     /// Runs every mail source until `shutdown`, then waits (bounded) for each

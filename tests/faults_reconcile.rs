@@ -191,3 +191,57 @@ async fn sigkill_during_a_reconcile_fix_then_rerun_equals_an_uninterrupted_run()
         "{KILLS} kills over a {full:?} run: {before_commit} before the commit, {after_commit} after"
     );
 }
+
+/// Two `driftwatch reconcile` processes on one data dir and one export at
+/// once (a second `serve`, or a hand run during the schedule): the same
+/// database as one run after the other. No doubled fixes or drift rows, no
+/// UNIQUE failure, and the order missing from the export is not cancelled
+/// after that single export (`missing_remote_after = 2`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_reconciling_one_export_at_once_equal_one_after_the_other() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = config(root.path());
+    let db_path = root.path().join("data/driftwatch.db");
+    std::fs::create_dir_all(db_path.parent().unwrap()).unwrap();
+    let export = root.path().join("export.csv");
+    seed(&db_path, &export).await;
+    // Drop the last order from the export: it is `missing_remote` once.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&export, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let base = root.path().join("base.db");
+    std::fs::copy(&db_path, &base).unwrap();
+
+    reconcile_to_completion(&cfg);
+    reconcile_to_completion(&cfg);
+    let expected = db::dump(&db_path).await;
+    let expected_runs = reconcile_tables(&db_path).await;
+    let cancelled = "SELECT count(*) FROM orders WHERE status = 'cancelled'";
+    assert_eq!(db::count(&db_path, cancelled).await, 0);
+
+    for attempt in 0..3 {
+        reset(&db_path, &base);
+        let spawn = || {
+            driftwatch(&cfg, &["reconcile", "--vendor", "acme", "--wait", "120"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "try {attempt}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(db::count(&db_path, cancelled).await, 0, "try {attempt}");
+        assert_same_dump(&db::dump(&db_path).await, &expected, "concurrent reconcile");
+        assert_eq!(
+            reconcile_tables(&db_path).await,
+            expected_runs,
+            "try {attempt}"
+        );
+    }
+}

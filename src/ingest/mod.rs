@@ -120,7 +120,14 @@ pub async fn run_source<S: MailSource>(
     let mut failing = false;
     while !shutdown.is_cancelled() {
         let step = async {
-            src.sync(pipeline, &shutdown).await?;
+            // One syncer per folder across processes; if another holds it, it does the work.
+            if let Some(held) =
+                lease_folder(pipeline, src.source(), src.folder(), Duration::ZERO).await?
+            {
+                let synced = src.sync(pipeline, &shutdown).await;
+                held.release().await?;
+                synced?;
+            }
             src.wait(&shutdown).await
         };
         match step.await {
@@ -157,6 +164,25 @@ pub async fn run_source<S: MailSource>(
         folder = src.folder(),
         "mail source stopped"
     );
+}
+
+/// Takes the lease on one mailbox folder (`ingest:<mailbox>/<folder>`) for
+/// a sync, waiting up to `wait`; `None` while another process (a second
+/// `serve` on the same data dir) syncs it. See [`crate::store::Held`].
+pub async fn lease_folder(
+    pipeline: &Pipeline,
+    source: &str,
+    folder: &str,
+    wait: Duration,
+) -> Result<Option<crate::store::Held>, StoreError> {
+    let name = format!("ingest:{source}/{folder}");
+    Ok(match pipeline.store().hold_lease(&name, wait).await? {
+        Ok(held) => Some(held),
+        Err(busy) => {
+            info!(source, holder = %busy.holder, "another process is syncing this folder; skipping");
+            None
+        }
+    })
 }
 
 /// Awaits `fut` for at most `limit`, naming the operation on timeout: a

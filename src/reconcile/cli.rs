@@ -19,6 +19,10 @@ pub struct ReconcileArgs {
     /// Show what would change; write nothing (no run row, no drifts, no fixes).
     #[arg(long)]
     pub dry_run: bool,
+    /// When another run of this vendor holds its lease (e.g. `serve`'s
+    /// schedule), wait up to this many seconds for it instead of giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,10 +45,17 @@ pub async fn reconcile(app: &App, args: ReconcileArgs) -> anyhow::Result<ExitCod
             file: args.file,
             dry_run: args.dry_run,
             now: None,
+            lease_wait: std::time::Duration::from_secs(args.wait),
         },
     )
-    .await
-    .with_context(|| format!("reconcile of vendor `{}` failed", args.vendor))?;
+    .await;
+    // Busy is not a failure of the export: its own exit code (75, EX_TEMPFAIL).
+    if let Err(e @ super::ReconcileError::Busy { .. }) = &summary {
+        eprintln!("driftwatch: {e}");
+        return Ok(ExitCode::from(75));
+    }
+    let summary =
+        summary.with_context(|| format!("reconcile of vendor `{}` failed", args.vendor))?;
     print!("{}", render_summary(&summary));
     Ok(match summary.outcome {
         Outcome::Refused => ExitCode::from(2),

@@ -25,13 +25,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::app::App;
-use crate::store::{RunCounts, Store, StoreError};
+use crate::store::{Fence, RunCounts, Store, StoreError};
 pub use config::{Policy, VendorSettings};
 pub use drift::{Cause, Drift, DriftKind, Outcome};
-pub use run::run_file;
 pub use source::{FetchError, KeyFrameError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +45,16 @@ pub enum ReconcileError {
     /// The export is unusable as a key frame; retrying the same export won't help.
     #[error("the export is not a usable key frame: {0}")]
     KeyFrame(#[from] KeyFrameError),
+    /// Another run of this vendor holds its lease (a `serve` schedule, or
+    /// another hand-started run): nothing was read or written.
+    #[error(
+        "another reconcile of vendor `{vendor}` is running ({holder}, lease until {until}); nothing done. Try again when it finishes, or pass --wait SECONDS"
+    )]
+    Busy {
+        vendor: String,
+        holder: String,
+        until: DateTime<Utc>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -60,6 +69,10 @@ pub struct RunOptions {
     /// The clock for run and fix timestamps; `None` is the wall clock. A
     /// simulator replaying days of a vendor passes its own time.
     pub now: Option<DateTime<Utc>>,
+    /// How long to wait for the vendor's lease when another run holds it;
+    /// zero (the default, and the schedule's) gives up at once with
+    /// [`ReconcileError::Busy`].
+    pub lease_wait: Duration,
 }
 
 /// What one run did.
@@ -148,15 +161,63 @@ fn work_dir(app: &App) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("exports"))
 }
 
+/// The lease name that serialises reconcile runs of one vendor.
+pub fn lease_name(vendor: &str) -> String {
+    format!("reconcile:{vendor}")
+}
+
 /// [`run_once`] without an `App`: a store and one vendor's settings.
+///
+/// A run that writes holds the vendor's lease from before it reads anything
+/// (the last key frame, open drifts, the view) until its one write commits,
+/// and that write checks the lease's fencing token: two runs, in one
+/// process or two, give the result of running them one after the other.
+/// A dry run writes nothing and takes no lease.
 pub async fn run_vendor(
     store: &Store,
     v: &VendorSettings,
     work_dir: &std::path::Path,
     opts: RunOptions,
 ) -> Result<RunSummary, ReconcileError> {
+    let held = if opts.dry_run {
+        None
+    } else {
+        match store
+            .hold_lease(&lease_name(&v.name), opts.lease_wait)
+            .await?
+        {
+            Ok(h) => Some(h),
+            Err(busy) => {
+                return Err(ReconcileError::Busy {
+                    vendor: v.name.clone(),
+                    holder: busy.holder,
+                    until: busy.expires_at,
+                });
+            }
+        }
+    };
+    let fence = held.as_ref().map(|h| h.fence().clone());
+    let result = run_leased(store, v, work_dir, &opts, fence).await;
+    if let Some(h) = held
+        && let Err(e) = h.release().await
+    {
+        // It expires by itself within the TTL.
+        warn!(vendor = %v.name, error = %e, "could not release the reconcile lease");
+    }
+    result
+}
+
+async fn run_leased(
+    store: &Store,
+    v: &VendorSettings,
+    work_dir: &std::path::Path,
+    opts: &RunOptions,
+    fence: Option<Fence>,
+) -> Result<RunSummary, ReconcileError> {
     if let Some(f) = &opts.file {
-        return run::run_file(store, v, f, &opts).await;
+        let started_at = opts.now.unwrap_or_else(Utc::now);
+        let export = source::from_file(f, v);
+        return run::finish(store, v, export.map(Some), opts, started_at, fence).await;
     }
     let started_at = opts.now.unwrap_or_else(Utc::now);
     let prev = store.last_key_frame(&v.name).await?;
@@ -169,7 +230,7 @@ pub async fn run_vendor(
         })
         .unwrap_or_default();
     let export = source::fetch(v, &previous, work_dir).await;
-    run::finish(store, v, export, &opts, started_at).await
+    run::finish(store, v, export, opts, started_at, fence).await
 }
 
 /// The next scheduled run strictly after `now`: a run that took past its next
@@ -204,6 +265,8 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
                     _ = tokio::time::sleep(wait) => {}
                 }
                 match run_once(&app, &v.name, RunOptions::default()).await {
+                    // Another process (a second `serve`, a hand-started run) is on it.
+                    Err(ReconcileError::Busy { holder, .. }) => info!(vendor = %v.name, holder, "scheduled reconcile skipped: another run holds the vendor's lease"),
                     Ok(s) => info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "scheduled reconcile done"),
                     Err(e) => error!(vendor = %v.name, error = %e, "scheduled reconcile failed"),
                 }

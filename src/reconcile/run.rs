@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::path::Path;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +22,8 @@ use super::source::{self, Body, Export, KeyFrameError};
 use super::{ReconcileError, RunOptions, RunSummary};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
 use crate::store::{
-    Cutoff, Evidence, KeyFrameRef, NewDrift, NewKeyFrame, RunCounts, RunRecord, Store, StoreError,
+    Cutoff, Evidence, Fence, KeyFrameRef, NewDrift, NewKeyFrame, RunCounts, RunRecord, Store,
+    StoreError,
 };
 use crate::view;
 
@@ -320,6 +320,7 @@ pub(super) async fn reconcile_export(
     mut export: Export,
     opts: &RunOptions,
     started_at: DateTime<Utc>,
+    fence: Option<Fence>,
 ) -> Result<RunSummary, ReconcileError> {
     let clock = Instant::now();
     let now = || opts.now.unwrap_or_else(Utc::now);
@@ -358,6 +359,7 @@ pub(super) async fn reconcile_export(
                     close_unseen: false,
                     close_agreed: close,
                     fixes: vec![],
+                    fence: fence.clone(),
                 })
                 .await?;
             summary.run_id = Some(w.run_id);
@@ -591,6 +593,7 @@ pub(super) async fn reconcile_export(
                 close_unseen: !refused,
                 close_agreed: vec![],
                 fixes: if refused { vec![] } else { fixes },
+                fence,
             })
             .await?;
         summary.run_id = Some(w.run_id);
@@ -643,19 +646,6 @@ async fn agreed_by_delta(store: &Store, v: &VendorSettings) -> Result<Vec<i64>, 
     Ok(out)
 }
 
-/// Reconciles `vendor` from the file at `path`: what `--file` and the
-/// benchmarks call.
-pub async fn run_file(
-    store: &Store,
-    v: &VendorSettings,
-    path: &Path,
-    opts: &RunOptions,
-) -> Result<RunSummary, ReconcileError> {
-    let started_at = opts.now.unwrap_or_else(Utc::now);
-    let export = source::from_file(path, v);
-    finish(store, v, export.map(Some), opts, started_at).await
-}
-
 /// Records a failed run (unless dry) and passes the error on.
 pub(super) async fn finish(
     store: &Store,
@@ -663,13 +653,14 @@ pub(super) async fn finish(
     export: Result<Option<Export>, source::FetchError>,
     opts: &RunOptions,
     started_at: DateTime<Utc>,
+    fence: Option<Fence>,
 ) -> Result<RunSummary, ReconcileError> {
     let source_name = match &export {
         Ok(Some(e)) => Some(e.meta.source.clone()),
         _ => None,
     };
     let result = match export {
-        Ok(Some(e)) => reconcile_export(store, v, e, opts, started_at).await,
+        Ok(Some(e)) => reconcile_export(store, v, e, opts, started_at, fence.clone()).await,
         Ok(None) => Err(ReconcileError::NoExport(v.name.clone())),
         Err(e) => Err(e.into()),
     };
@@ -693,6 +684,7 @@ pub(super) async fn finish(
                 close_unseen: false,
                 close_agreed: vec![],
                 fixes: vec![],
+                fence,
             })
             .await?;
     }

@@ -8,6 +8,7 @@
 
 mod health;
 mod ingest;
+mod lease;
 mod orders;
 mod reconcile;
 mod reparse;
@@ -26,6 +27,7 @@ pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,
 };
+pub use lease::{Fence, Held, LEASE_TTL, LeaseHolder};
 pub use orders::DeltaFilter;
 pub use reconcile::{
     AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
@@ -47,6 +49,10 @@ pub enum StoreError {
         "database holds a value it cannot read back ({0}); was it written by a newer driftwatch?"
     )]
     Corrupt(String),
+    /// The write's lease expired and was granted to another holder: its
+    /// work was read under a lease it no longer has, so it must not commit.
+    #[error("lease `{0}` was lost before the write committed; another process took over")]
+    LeaseLost(String),
 }
 
 impl StoreError {

@@ -131,6 +131,9 @@ pub struct RunRecord {
     pub close_agreed: Vec<i64>,
     /// Reconcile deltas to append; this run's drifts on their orders are closed as fixed.
     pub fixes: Vec<DeltaDraft>,
+    /// The vendor's reconcile lease this run was planned under: checked in
+    /// the write transaction, so a run that lost its lease writes nothing.
+    pub fence: Option<super::Fence>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -534,6 +537,9 @@ impl Store {
     /// Writes one run whole: key frame, run row, drifts, closes, fixes.
     pub async fn record_run(&self, run: &RunRecord) -> Result<RunWritten> {
         let mut tx = self.write_tx().await?;
+        if let Some(f) = &run.fence {
+            super::lease::fence(&mut tx, f).await?;
+        }
         let finished = ts(run.finished_at);
         let key_frame = match &run.key_frame {
             KeyFrameRef::None => None,
