@@ -552,10 +552,7 @@ impl RuleParser {
                 n.into()
             }
             FieldType::Decimal | FieldType::Money => {
-                let n = parse_number(value).ok_or_else(|| bad("a number"))?;
-                serde_json::Number::from_f64(n)
-                    .map(serde_json::Value::Number)
-                    .ok_or_else(|| bad("a finite number"))?
+                crate::number::to_json(parse_number(value).ok_or_else(|| bad("a number"))?)
             }
             FieldType::Date => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
@@ -638,42 +635,13 @@ fn normalise_space(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Reads `$1,234.50`, `USD 99`, `(12.00)`, `-12`: `.` is the decimal point,
-/// `,` separates thousands (groups of exactly three digits). Anything
-/// ambiguous, such as a European `1.234,50` or `12,5`, is refused rather than
-/// misread: a wrong amount is worse than a quarantined message.
-fn parse_number(s: &str) -> Option<f64> {
-    let t = s.trim();
-    let negative = (t.starts_with('(') && t.ends_with(')')) || t.contains('-');
-    let body: String = t
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
-        .collect();
-    let letters = t.chars().filter(|c| c.is_alphabetic()).count();
-    if body.is_empty() || letters > 3 || body.matches('.').count() > 1 {
-        return None;
-    }
-    let (int_part, frac) = match body.split_once('.') {
-        Some((i, f)) if !f.contains(',') => (i, Some(f)),
-        Some(_) => return None,
-        None => (body.as_str(), None),
-    };
-    let mut groups = int_part.split(',');
-    let first = groups.next()?;
-    if first.is_empty() && frac.is_none() {
-        return None;
-    }
-    if groups.any(|g| g.len() != 3) {
-        return None;
-    }
-    let digits: String = int_part.chars().filter(char::is_ascii_digit).collect();
-    let n: f64 = match frac {
-        Some(f) => format!("{}.{f}", if digits.is_empty() { "0" } else { &digits })
-            .parse()
-            .ok()?,
-        None => digits.parse().ok()?,
-    };
-    Some(if negative { -n } else { n })
+/// Reads `$1,234.50`, `USD 99`, `(12.00)`, `-12` as an exact decimal: `.` is
+/// the decimal point, `,` separates thousands (groups of exactly three
+/// digits). Anything ambiguous, such as a European `1.234,50` or `12,5`, is
+/// refused rather than misread: a wrong amount is worse than a quarantined
+/// message. The same reader as the export side ([`crate::number`]).
+fn parse_number(s: &str) -> Option<crate::number::Decimal> {
+    crate::number::parse(s, crate::number::NumberFormat::DOT_COMMA).ok()
 }
 
 impl Parser for RuleParser {
@@ -837,13 +805,14 @@ mod tests {
 
     #[test]
     fn numbers_are_read_or_refused_never_misread() {
-        assert_eq!(parse_number("$1,234.50"), Some(1234.5));
-        assert_eq!(parse_number("USD 99"), Some(99.0));
-        assert_eq!(parse_number("(12.00)"), Some(-12.0));
-        assert_eq!(parse_number("1.234,50"), None);
-        assert_eq!(parse_number("12,50"), None);
-        assert_eq!(parse_number("n/a"), None);
-        assert_eq!(parse_number("1,234"), Some(1234.0));
-        assert_eq!(parse_number("-0.5"), Some(-0.5));
+        let n = |s: &str| parse_number(s).map(|d| d.to_string());
+        assert_eq!(n("$1,234.50").as_deref(), Some("1234.50"));
+        assert_eq!(n("USD 99").as_deref(), Some("99"));
+        assert_eq!(n("(12.00)").as_deref(), Some("-12.00"));
+        assert_eq!(n("1.234,50"), None);
+        assert_eq!(n("12,50"), None);
+        assert_eq!(n("n/a"), None);
+        assert_eq!(n("1,234").as_deref(), Some("1234"));
+        assert_eq!(n("-0.5").as_deref(), Some("-0.5"));
     }
 }

@@ -121,6 +121,10 @@ impl Policy {
 struct RawMapping {
     key: Option<KeySpec>,
     status: Option<String>,
+    /// The export's decimal separator: "." (default) or ",".
+    decimal: Option<String>,
+    /// The export's thousands separator: "none" (default), ",", ".", " " or "'".
+    thousands: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, RawField>,
 }
@@ -173,6 +177,7 @@ struct RawGuard {
     max_row_drop_pct: Option<f64>,
     max_drift_pct: Option<f64>,
     max_fixes: Option<u64>,
+    unknown_status: Option<UnknownStatus>,
 }
 
 // ---------------------------------------------------------------------------
@@ -287,8 +292,11 @@ pub struct FieldMapping {
     pub case: Case,
     /// chrono format for dates/datetimes in the export; RFC 3339 / ISO when absent.
     pub format: Option<String>,
-    pub tolerance: f64,
-    pub relative_tolerance: f64,
+    /// How the export writes numbers (the vendor's `mapping.decimal` and
+    /// `mapping.thousands`): what it does not settle is a row error.
+    pub number: crate::number::NumberFormat,
+    pub tolerance: crate::number::Decimal,
+    pub relative_tolerance: crate::number::Decimal,
     pub tolerance_secs: i64,
 }
 
@@ -298,6 +306,20 @@ pub struct GuardSettings {
     pub max_row_drop_pct: f64,
     pub max_drift_pct: f64,
     pub max_fixes: u64,
+    /// What an export status word outside the status map does to the key frame.
+    pub unknown_status: UnknownStatus,
+}
+
+/// `guard.unknown_status`: a status word we cannot map means we cannot say
+/// what the vendor claims for that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownStatus {
+    /// The guard refuses the key frame (the default).
+    #[default]
+    Refuse,
+    /// The key frame is used to flag drifts, and fixes nothing.
+    Flag,
 }
 
 impl Default for GuardSettings {
@@ -307,6 +329,7 @@ impl Default for GuardSettings {
             max_row_drop_pct: 20.0,
             max_drift_pct: 10.0,
             max_fixes: 10_000,
+            unknown_status: UnknownStatus::Refuse,
         }
     }
 }
@@ -369,6 +392,37 @@ fn exact_words(configured: &[(String, Status)]) -> std::collections::HashMap<Str
         .collect();
     m.extend(configured.iter().cloned());
     m
+}
+
+/// The mapping's declared separators; anything unusual is a config error.
+fn number_format(
+    src: &TomlSource,
+    key: &dyn Fn(&str) -> String,
+    decimal: Option<&str>,
+    thousands: Option<&str>,
+) -> Result<crate::number::NumberFormat, ConfigError> {
+    let decimal = match decimal.unwrap_or(".") {
+        "." => '.',
+        "," => ',',
+        _ => return Err(src.error(&key("mapping.decimal"), "must be \".\" or \",\"")),
+    };
+    let thousands = match thousands.unwrap_or("none") {
+        "none" | "" => None,
+        t @ ("," | "." | " " | "'") => t.chars().next(),
+        _ => {
+            return Err(src.error(
+                &key("mapping.thousands"),
+                "must be \"none\", \",\", \".\", \" \" or \"'\"",
+            ));
+        }
+    };
+    if thousands == Some(decimal) {
+        return Err(src.error(
+            &key("mapping.thousands"),
+            "must differ from the decimal separator",
+        ));
+    }
+    Ok(crate::number::NumberFormat { decimal, thousands })
 }
 
 /// Validates `vendor[index]`; `base` is the config file's directory, for relative paths.
@@ -529,6 +583,7 @@ pub fn validate(
             if keycols.is_empty() || keycols.iter().any(|k| k.trim().is_empty()) {
                 return Err(src.error(&key("mapping.key"), "must name at least one column"));
             }
+            let number = number_format(src, &key, m.decimal.as_deref(), m.thousands.as_deref())?;
             let mut fields = Vec::new();
             for (name, f) in m.fields {
                 let fk = |k: &str| key(&format!("mapping.fields.{name}.{k}"));
@@ -563,8 +618,11 @@ pub fn validate(
                     kind,
                     case: f.case.unwrap_or_default(),
                     format: f.format,
-                    tolerance: f.tolerance.unwrap_or(0.0),
-                    relative_tolerance: f.relative_tolerance.unwrap_or(0.0),
+                    number,
+                    tolerance: crate::number::tolerance(f.tolerance.unwrap_or(0.0)),
+                    relative_tolerance: crate::number::tolerance(
+                        f.relative_tolerance.unwrap_or(0.0),
+                    ),
                     tolerance_secs: f.tolerance_secs.unwrap_or(0).max(0),
                 });
             }
@@ -603,6 +661,7 @@ pub fn validate(
         max_row_drop_pct: raw.guard.max_row_drop_pct.unwrap_or(g.max_row_drop_pct),
         max_drift_pct: raw.guard.max_drift_pct.unwrap_or(g.max_drift_pct),
         max_fixes: raw.guard.max_fixes.unwrap_or(g.max_fixes),
+        unknown_status: raw.guard.unknown_status.unwrap_or(g.unknown_status),
     };
     for (v, k) in [
         (guard.max_row_drop_pct, "guard.max_row_drop_pct"),

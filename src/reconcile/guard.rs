@@ -4,7 +4,7 @@
 //! vanished), so the checks look at the shape of the key frame before anything
 //! is recorded or fixed.
 
-use super::config::GuardSettings;
+use super::config::{GuardSettings, UnknownStatus};
 
 #[derive(Debug, Clone, Default)]
 pub struct GuardInput {
@@ -18,6 +18,12 @@ pub struct GuardInput {
     pub drifted_orders: u64,
     /// Fixes the run would apply (0 under `flag`).
     pub fixes: u64,
+    /// Rows whose values could not be read, and the first reasons.
+    pub row_errors: u64,
+    pub row_error_examples: Vec<String>,
+    /// Rows whose status word is not in the vendor's status map, and some of the words.
+    pub unknown_status: u64,
+    pub unknown_words: Vec<String>,
 }
 
 /// `Some(reason)` when the key frame must not be acted on.
@@ -28,6 +34,24 @@ pub fn check(g: &GuardSettings, i: &GuardInput) -> Option<String> {
             i.incomplete_reason
                 .as_deref()
                 .unwrap_or("the last page was not reached")
+        ));
+    }
+    if i.row_errors > 0 {
+        return Some(format!(
+            "{} row(s) could not be read, so the key frame is not used ({})",
+            i.row_errors,
+            i.row_error_examples.join("; ")
+        ));
+    }
+    if i.unknown_status > 0 && g.unknown_status == UnknownStatus::Refuse {
+        return Some(format!(
+            "{} row(s) have a status word not in the status map ({}); add them to [vendor.status_map], or set guard.unknown_status = \"flag\"",
+            i.unknown_status,
+            i.unknown_words
+                .iter()
+                .map(|w| format!("`{w}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if i.rows < g.min_rows {
@@ -107,6 +131,22 @@ mod tests {
                     ..ok()
                 },
                 "cap",
+            ),
+            (
+                GuardInput {
+                    row_errors: 1,
+                    row_error_examples: vec!["row 3: column `Fee`: `1,234` is not a number".into()],
+                    ..ok()
+                },
+                "1 row(s) could not be read",
+            ),
+            (
+                GuardInput {
+                    unknown_status: 2,
+                    unknown_words: vec!["Awaiting QA".into()],
+                    ..ok()
+                },
+                "`Awaiting QA`",
             ),
         ] {
             let r = check(&g, &i).unwrap_or_default();

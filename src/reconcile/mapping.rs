@@ -9,12 +9,14 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::config::{Case, FieldKind, FieldMapping, VendorSettings};
 use crate::model::Status;
+use crate::number::{self, Decimal, NumberFormat};
 
 /// A normalised field value, small enough to keep a million of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Norm {
     Text(Box<str>),
-    Num(f64),
+    /// Exact: read under the vendor's declared separators, compared exactly.
+    Num(Decimal),
     /// Days since 1970-01-01.
     Date(i32),
     /// Seconds since the epoch.
@@ -48,24 +50,6 @@ const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
 
 fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `$1,234.50`, `1 234.50`, `(12.00)` → numbers.
-fn parse_number(s: &str) -> Option<f64> {
-    // Most values are plain numbers: no copy for them.
-    if let Ok(n) = s.parse::<f64>() {
-        return n.is_finite().then_some(n);
-    }
-    let t: String = s
-        .chars()
-        .filter(|c| !matches!(c, '$' | '€' | '£' | ',' | ' ' | '\u{a0}'))
-        .collect();
-    let (neg, t) = match t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
-        Some(inner) => (true, inner.to_string()),
-        None => (false, t),
-    };
-    let n: f64 = t.parse().ok()?;
-    n.is_finite().then_some(if neg { -n } else { n })
 }
 
 impl FieldMapping {
@@ -129,9 +113,10 @@ impl FieldMapping {
         }
         Ok(Some(match self.kind {
             FieldKind::String => self.text(s),
-            FieldKind::Number | FieldKind::Money => {
-                Norm::Num(parse_number(s).ok_or_else(|| self.bad(s, "a number"))?)
-            }
+            FieldKind::Number | FieldKind::Money => Norm::Num(
+                number::parse(s, self.number)
+                    .map_err(|e| self.bad(s, &format!("a number ({e})")))?,
+            ),
             FieldKind::Date => self.date(s).ok_or_else(|| self.bad(s, "a date"))?,
             FieldKind::Datetime => self
                 .datetime(s)
@@ -144,7 +129,7 @@ impl FieldMapping {
         match v {
             serde_json::Value::Null => Ok(None),
             serde_json::Value::Number(n) => match self.kind {
-                FieldKind::Number | FieldKind::Money => Ok(n.as_f64().map(Norm::Num)),
+                FieldKind::Number | FieldKind::Money => Ok(number::from_json(v).map(Norm::Num)),
                 _ => self.parse_remote(&n.to_string()),
             },
             serde_json::Value::String(s) => self.parse_remote(s),
@@ -164,7 +149,16 @@ impl FieldMapping {
         }
     }
 
+    /// A string in our view. Numbers we stored as text (too long for a JSON
+    /// number, see [`number::to_json`]) are in our own plain format, not the
+    /// vendor's.
     fn local_str(&self, s: &str) -> Option<Norm> {
+        if matches!(self.kind, FieldKind::Number | FieldKind::Money) {
+            return Some(match number::parse(s, NumberFormat::PLAIN) {
+                Ok(d) => Norm::Num(d),
+                Err(_) => Norm::Text(s.into()),
+            });
+        }
         self.parse_remote(s)
             .unwrap_or_else(|_| Some(Norm::Text(s.into())))
     }
@@ -174,10 +168,10 @@ impl FieldMapping {
         match (local, remote) {
             (None, None) => true,
             (Some(Norm::Num(a)), Some(Norm::Num(b))) => {
-                let diff = (a - b).abs();
+                let diff = (*a - *b).abs();
                 diff <= self.tolerance
-                    || diff <= self.relative_tolerance * a.abs().max(b.abs())
-                    || diff < 1e-9
+                    || (!self.relative_tolerance.is_zero()
+                        && diff <= self.relative_tolerance * a.abs().max(b.abs()))
             }
             (Some(Norm::Time(a)), Some(Norm::Time(b))) => (a - b).abs() <= self.tolerance_secs,
             (Some(Norm::Text(a)), Some(Norm::Text(b))) if self.case == Case::Insensitive => {
@@ -191,9 +185,7 @@ impl FieldMapping {
     pub fn to_json(&self, n: &Norm) -> serde_json::Value {
         match n {
             Norm::Text(s) => serde_json::Value::String(s.to_string()),
-            Norm::Num(x) => serde_json::Number::from_f64(*x)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+            Norm::Num(x) => number::to_json(*x),
             Norm::Date(d) => serde_json::Value::String(
                 (EPOCH + chrono::Days::new(u64::try_from(*d).unwrap_or(0)))
                     .format("%Y-%m-%d")
@@ -368,6 +360,11 @@ impl<'de> serde::de::Visitor<'de> for LocalValue<'_> {
         Ok(self.0.local_str(s))
     }
     fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Option<Norm>, E> {
+        if matches!(self.0.kind, FieldKind::Number | FieldKind::Money)
+            && let Some(d) = number::from_f64(x)
+        {
+            return Ok(Some(Norm::Num(d)));
+        }
         Ok(self.0.parse_local(Some(&serde_json::Value::from(x))))
     }
     fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<Option<Norm>, E> {
@@ -403,8 +400,9 @@ mod tests {
             kind,
             case: Case::Preserve,
             format: None,
-            tolerance: 0.0,
-            relative_tolerance: 0.0,
+            number: NumberFormat::PLAIN,
+            tolerance: Decimal::ZERO,
+            relative_tolerance: Decimal::ZERO,
             tolerance_secs: 0,
         }
     }
@@ -437,11 +435,11 @@ mod tests {
                 .iter()
                 .map(|f| f.parse_local(value.get(&f.name)))
                 .collect();
-            let mut got = vec![Some(Norm::Num(99.0))];
+            let mut got = vec![Some(Norm::Num(Decimal::from(99)))];
             local_fields(&fields, json, &mut got).unwrap();
             assert_eq!(
                 got[0],
-                Some(Norm::Num(99.0)),
+                Some(Norm::Num(Decimal::from(99))),
                 "appends, keeps what was there"
             );
             assert_eq!(got[1..], expected[..], "{json}");
@@ -461,7 +459,8 @@ mod tests {
     #[test]
     fn money_tolerance_and_local_json_agree() {
         let mut f = field(FieldKind::Money);
-        f.tolerance = 0.01;
+        f.tolerance = number::tolerance(0.01);
+        f.number = NumberFormat::DOT_COMMA;
         let remote = f.parse_remote("$1,234.50").unwrap();
         let local = f.parse_local(Some(&serde_json::json!(1234.5)));
         assert!(f.agrees(local.as_ref(), remote.as_ref()));

@@ -154,6 +154,9 @@ struct Diff {
     rows: u64,
     local_orders: u64,
     unmapped_status: u64,
+    /// A few of the unmapped status words, for the reason and the report.
+    unknown_words: Vec<String>,
+    bad_rows: source::RowErrors,
     /// Drifted orders with their remote row (None for missing_remote) and drifts.
     orders: Vec<DriftedOrder>,
     email_told: u64,
@@ -197,11 +200,17 @@ async fn diff(
     let mut missing_seen: HashSet<String, foldhash::fast::FixedState> = HashSet::default();
     let mut dups: Vec<String> = Vec::new();
     let mut unmapped_status = 0u64;
+    let mut unknown_words: Vec<String> = Vec::new();
     let mut email_told = 0u64;
     let mut hint = 0;
-    let rows = source::for_each_row(export, v, &mut |r: RemoteOrder| {
-        if r.status.is_none() && r.vendor_status.is_some() {
+    let read = source::for_each_row(export, v, &mut |r: RemoteOrder| {
+        if r.status.is_none()
+            && let Some(w) = &r.vendor_status
+        {
             unmapped_status += 1;
+            if unknown_words.len() < 5 && !unknown_words.contains(w) {
+                unknown_words.push(w.clone());
+            }
         }
         match local.find(&r.order_ref, hint) {
             Some(i) if local.entries[i].seen => dups.push(r.order_ref),
@@ -294,9 +303,11 @@ async fn diff(
     }
     orders.sort_by(|a, b| a.order_ref.cmp(&b.order_ref));
     Ok(Diff {
-        rows,
+        rows: read.rows,
         local_orders,
         unmapped_status,
+        unknown_words,
+        bad_rows: read.bad,
         orders,
         email_told,
     })
@@ -534,15 +545,30 @@ pub(super) async fn reconcile_export(
             local_orders: d.local_orders,
             drifted_orders: d.orders.len() as u64,
             fixes: fixes.len() as u64,
+            row_errors: d.bad_rows.count,
+            row_error_examples: d.bad_rows.examples.clone(),
+            unknown_status: d.unmapped_status,
+            unknown_words: d.unknown_words.clone(),
         },
     );
+    // Allowed past the guard with unknown status words: flag only.
+    let mut note = None;
+    if refusal.is_none() && d.unmapped_status > 0 && !fixes.is_empty() {
+        note = Some(format!(
+            "{} row(s) have a status word not in the status map; guard.unknown_status = \"flag\": drifts flagged, {} fix(es) not applied",
+            d.unmapped_status,
+            fixes.len()
+        ));
+        fixes.clear();
+        summary.fixes = 0;
+    }
     let outcome = if refusal.is_some() {
         Outcome::Refused
     } else {
         Outcome::Ok
     };
     summary.outcome = outcome;
-    summary.reason = refusal.clone();
+    summary.reason = refusal.clone().or(note.clone());
     summary.counts = counts.clone();
     summary.sample = drifts.iter().take(20).cloned().collect();
     if let Some(r) = &refusal {
@@ -558,7 +584,7 @@ pub(super) async fn reconcile_export(
                 started_at,
                 finished_at: now(),
                 outcome,
-                reason: refusal,
+                reason: refusal.or(note),
                 key_frame: KeyFrameRef::New(NewKeyFrame {
                     source: export.meta.source.clone(),
                     as_of,

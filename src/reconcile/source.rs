@@ -733,11 +733,40 @@ fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
     }
 }
 
+/// Rows of a key frame that could not be read (a number ambiguous under the
+/// declared separators, a date that is not one). Counted, with the first few
+/// reasons, so the guard refuses the whole key frame and says why, instead
+/// of the run stopping at the first or applying the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowErrors {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl RowErrors {
+    const EXAMPLES: usize = 3;
+
+    fn push(&mut self, row: u64, e: BadValue) {
+        self.count += 1;
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(format!("row {row}: {e}"));
+        }
+    }
+}
+
+/// What streaming a key frame's rows found besides the orders.
+#[derive(Debug, Clone, Default)]
+pub struct RowsRead {
+    /// Order rows read (rows with an empty key are not orders).
+    pub rows: u64,
+    pub bad: RowErrors,
+}
+
 fn for_each_json(
     records: &[serde_json::Value],
     vendor: &VendorSettings,
     f: &mut dyn FnMut(RemoteOrder),
-) -> Result<u64, KeyFrameError> {
+) -> Result<RowsRead, KeyFrameError> {
     if let Some(first) = records.first() {
         for col in vendor.mapping.key.iter() {
             if json_get(first, col).is_none() && !first.get(col).is_some_and(|v| v.is_null()) {
@@ -751,29 +780,32 @@ fn for_each_json(
             }
         }
     }
-    let mut n = 0;
+    let mut read = RowsRead::default();
     for (i, rec) in records.iter().enumerate() {
         let row = i as u64 + 1;
-        if let Some(o) = vendor
-            .remote_order(|c| json_get(rec, c))
-            .map_err(|source| KeyFrameError::BadValue { row, source })?
-        {
-            n += 1;
-            f(o);
+        match vendor.remote_order(|c| json_get(rec, c)) {
+            Ok(Some(o)) => {
+                read.rows += 1;
+                f(o);
+            }
+            Ok(None) => {}
+            Err(e) => read.bad.push(row, e),
         }
     }
-    Ok(n)
+    Ok(read)
 }
 
-/// Streams every order of the export to `f`; returns the number of rows.
-/// Stops at the first row it cannot read: a key frame is used whole or not at all.
+/// Streams every order of the export to `f`. A structural fault (a cut
+/// file, a missing column) stops the read with an error; a row whose values
+/// cannot be read is counted in [`RowsRead::bad`] for the guard, which then
+/// refuses the key frame: it is used whole or not at all.
 pub fn for_each_row(
     export: &Export,
     vendor: &VendorSettings,
     f: &mut dyn FnMut(RemoteOrder),
-) -> Result<u64, KeyFrameError> {
+) -> Result<RowsRead, KeyFrameError> {
     match &export.body {
-        Body::NotModified => Ok(0),
+        Body::NotModified => Ok(RowsRead::default()),
         Body::Records(r) => for_each_json(r, vendor, f),
         Body::File {
             path,
@@ -792,7 +824,7 @@ pub fn for_each_row(
             let mut rdr = csv_reader(path, d)?;
             let mut rec = csv::ByteRecord::new();
             let Some(cols) = read_header(&mut rdr, d, &mut rec)? else {
-                return Ok(0);
+                return Ok(RowsRead::default());
             };
             // Resolve every mapped column once, so a wrong export fails on its header.
             let m = &vendor.mapping;
@@ -805,7 +837,7 @@ pub fn for_each_row(
                 index.push((w, cols.index(w)?));
             }
             let mut row: u64 = if d.has_header { 1 } else { 0 };
-            let mut n = 0;
+            let mut read = RowsRead::default();
             let mut pending = !d.has_header;
             loop {
                 if !pending
@@ -835,12 +867,16 @@ pub fn for_each_row(
                         encoding: enc_name(d.encoding),
                     });
                 }
-                if let Some(o) = order.map_err(|source| KeyFrameError::BadValue { row, source })? {
-                    n += 1;
-                    f(o);
+                match order {
+                    Ok(Some(o)) => {
+                        read.rows += 1;
+                        f(o);
+                    }
+                    Ok(None) => {}
+                    Err(e) => read.bad.push(row, e),
                 }
             }
-            Ok(n)
+            Ok(read)
         }
     }
 }
@@ -883,7 +919,7 @@ mod tests {
         let export = from_file(&f, &v).unwrap();
         let mut got = vec![];
         let n = for_each_row(&export, &v, &mut |o| got.push((o.order_ref, o.status))).unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n.rows, 2);
         assert_eq!(
             got[1],
             ("A2".to_string(), Some(crate::model::Status::Completed))

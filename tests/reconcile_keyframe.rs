@@ -1,0 +1,222 @@
+//! Key frames that can never write a wrong truth: each test is one rule of
+//! issue 10, tried the way it went wrong (decimal commas, ambiguous numbers,
+//! unknown status words, cut files, stale exports, partial exports).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod reconcile_support;
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::reconcile::{Outcome, ReconcileError, RunOptions, RunSummary, run_vendor};
+use reconcile_support::Env;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap()
+}
+
+/// The export's time: a day after the orders were told by email.
+fn export_time() -> DateTime<Utc> {
+    t0() + Duration::days(1)
+}
+
+struct Case {
+    env: Env,
+    app: driftwatch::app::App,
+}
+
+impl Case {
+    /// A vendor `acme` (policy fix unless `extra` says otherwise) whose
+    /// `[[vendor]]` table ends with `extra`, and orders 1..=n scheduled at
+    /// fee 500 told by email.
+    async fn new(top: &str, extra: &str, n: usize) -> Case {
+        let toml = format!(
+            r#"[[vendor]]
+name = "acme"
+{top}
+[vendor.export]
+kind = "file"
+path = "export.csv"
+{extra}
+[vendor.status_map]
+"Inspection Scheduled" = "scheduled"
+"Report Delivered" = "completed"
+"Open" = "scheduled"
+[vendor.guard]
+max_drift_pct = 100
+"#
+        );
+        let env = Env::new(&toml);
+        let app = env.app().await;
+        let items: Vec<_> = (1..=n)
+            .map(|i| {
+                (
+                    DeltaDraft {
+                        vendor: "acme".into(),
+                        order_ref: i.to_string(),
+                        status: Some(Status::Scheduled),
+                        vendor_status: Some("Inspection Scheduled".into()),
+                        fields: [("fee".to_string(), serde_json::json!(500.0))].into(),
+                        event_time: t0(),
+                        time_source: TimeSource::Vendor,
+                    },
+                    t0(),
+                )
+            })
+            .collect();
+        app.store
+            .append_deltas_at(DeltaSource::Email, &items)
+            .await
+            .unwrap();
+        Case { env, app }
+    }
+
+    /// Writes the export (mtime `export_time()`) and reconciles it.
+    async fn run(&self, csv: &str) -> Result<RunSummary, ReconcileError> {
+        self.run_at(csv, export_time()).await
+    }
+
+    async fn run_at(&self, csv: &str, mtime: DateTime<Utc>) -> Result<RunSummary, ReconcileError> {
+        let path = self.env.path("export.csv");
+        std::fs::write(&path, csv).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime.into())
+            .unwrap();
+        let v = self.env.vendor(&self.app, "acme");
+        let opts = RunOptions {
+            now: Some(Utc::now()),
+            ..Default::default()
+        };
+        run_vendor(&self.app.store, &v, &self.env.path("work"), opts).await
+    }
+
+    async fn order(&self, r: &str) -> (Option<Status>, serde_json::Value) {
+        let o = self.app.store.order("acme", r).await.unwrap().unwrap();
+        (o.status, serde_json::json!(o.fields.get("fee")))
+    }
+
+    async fn fixes(&self) -> i64 {
+        support::db::count(
+            &self.env.database(),
+            "SELECT count(*) FROM deltas WHERE source = 'reconcile'",
+        )
+        .await
+    }
+}
+
+const MAPPING: &str = r#"[vendor.mapping]
+key = "Order No"
+status = "Status"
+[vendor.mapping.fields.fee]
+column = "Fee"
+type = "money"
+"#;
+
+#[tokio::test]
+async fn decimal_comma_export_is_read_exactly_under_its_declared_separators() {
+    let mapping = MAPPING.replace(
+        "status = \"Status\"\n",
+        "status = \"Status\"\ndecimal = \",\"\nthousands = \".\"\n",
+    );
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{mapping}"),
+        3,
+    )
+    .await;
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,\"380,00\"\n2,Open,\"1.234,50\"\n3,Open,\"500,00\"\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(c.order("1").await.1, serde_json::json!(380.0));
+    assert_eq!(c.order("2").await.1, serde_json::json!(1234.5));
+    // 500,00 is what we hold: no drift, no fix.
+    assert_eq!(c.fixes().await, 2);
+}
+
+#[tokio::test]
+async fn ambiguous_number_refuses_the_whole_key_frame_and_fixes_nothing() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    // No thousands separator declared: `1,234` could be 1234 or 1.234.
+    let s = c
+        .run("Order No,Status,Fee\n1,Report Delivered,600.00\n2,Open,\"1,234\"\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused);
+    let reason = s.reason.unwrap_or_default();
+    assert!(reason.contains("1 row(s) could not be read"), "{reason}");
+    assert!(
+        reason.contains("row 3") && reason.contains("`1,234`"),
+        "{reason}"
+    );
+    // Not even the good row's fix: the key frame is used whole or not at all.
+    assert_eq!(c.fixes().await, 0);
+    assert_eq!(c.order("1").await.0, Some(Status::Scheduled));
+    // `1.234,50` under the (default) dot decimal is refused too.
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,\"1.234,50\"\n2,Open,500\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused);
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn unknown_status_word_refuses_the_key_frame_by_default() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    let s = c
+        .run("Order No,Status,Fee\n1,Awaiting QA,500\n2,Report Delivered,500\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused);
+    assert!(s.reason.unwrap_or_default().contains("`Awaiting QA`"));
+    assert_eq!(s.unmapped_status, 1);
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn unknown_status_word_with_flag_setting_flags_and_fixes_nothing() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    // The same export with guard.unknown_status = "flag".
+    let cfg = std::fs::read_to_string(&c.env.config).unwrap();
+    std::fs::write(
+        &c.env.config,
+        cfg.replace(
+            "max_drift_pct = 100",
+            "max_drift_pct = 100\nunknown_status = \"flag\"",
+        ),
+    )
+    .unwrap();
+    let c = Case {
+        app: c.env.app().await,
+        env: c.env,
+    };
+    let s = c
+        .run("Order No,Status,Fee\n1,Awaiting QA,500\n2,Report Delivered,500\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok);
+    assert!(s.reason.unwrap_or_default().contains("not applied"));
+    assert_eq!(s.counts.status_mismatch, 1);
+    assert_eq!(c.fixes().await, 0);
+    assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
+}
