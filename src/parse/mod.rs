@@ -11,6 +11,7 @@ mod builtin;
 mod html;
 mod mail;
 mod rules;
+mod time;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub enum ExtractError {
     Csv(String),
     #[error("{0}")]
     Engine(String),
+    #[error("`{field}`: {reason}")]
+    Time { field: String, reason: String },
     #[error("field `{field}`: cannot read `{value}` as {expected}")]
     BadValue {
         field: String,

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::time::TimeFormat;
 use super::{ExtractError, Mail, Parser, glob_match};
 use crate::config::{ConfigError, TomlSource};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
@@ -39,6 +40,10 @@ struct RuleFile {
     fields: BTreeMap<String, FieldSpec>,
     status_map: BTreeMap<String, String>,
     csv: Option<CsvSpec>,
+    /// Zone abbreviation → IANA zone (the vendor's wall clock there) or
+    /// fixed offset, for times read with `%Z`: `CST = "America/Chicago"`.
+    #[serde(default)]
+    zones: BTreeMap<String, String>,
     /// How Authentication-Results are treated for this vendor.
     #[serde(default)]
     sender_auth: super::AuthPolicy,
@@ -174,57 +179,6 @@ struct Pattern {
     optional: bool,
 }
 
-/// How a text becomes a point in time.
-#[derive(Debug, Clone)]
-struct TimeFormat {
-    formats: Vec<String>,
-    tz: chrono_tz::Tz,
-}
-
-impl TimeFormat {
-    fn describe(&self) -> String {
-        self.formats.join(" or ")
-    }
-
-    fn parse(&self, s: &str) -> Option<DateTime<Utc>> {
-        self.formats
-            .iter()
-            .find_map(|f| self.parse_with(f, s.trim()))
-    }
-
-    fn parse_date(&self, s: &str) -> Option<NaiveDate> {
-        self.formats
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
-            .or_else(|| {
-                self.parse(s)
-                    .map(|t| t.with_timezone(&self.tz).date_naive())
-            })
-    }
-
-    fn parse_with(&self, format: &str, s: &str) -> Option<DateTime<Utc>> {
-        match format {
-            "rfc3339" => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
-            "rfc2822" => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
-            f if f.contains("%z") || f.contains("%:z") => {
-                DateTime::parse_from_str(s, f).ok().map(|d| d.to_utc())
-            }
-            f => {
-                let naive = NaiveDateTime::parse_from_str(s, f).ok().or_else(|| {
-                    NaiveDate::parse_from_str(s, f)
-                        .ok()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                })?;
-                // In a DST gap or overlap, take the earliest reading: stable and documented.
-                self.tz
-                    .from_local_datetime(&naive)
-                    .earliest()
-                    .map(|d| d.to_utc())
-            }
-        }
-    }
-}
-
 struct Csv {
     attachment: Regex,
     delimiter: u8,
@@ -313,18 +267,18 @@ impl RuleParser {
             .map(|p| compile("match.body", p))
             .transpose()?;
 
-        let tz_of = |key: &str, tz: Option<&str>| -> Result<chrono_tz::Tz, ConfigError> {
-            match tz {
-                None => Ok(chrono_tz::UTC),
-                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-                    src.error(
-                        key,
-                        format!(
-                            "unknown time zone `{name}` (use an IANA name like America/Chicago)"
-                        ),
-                    )
-                }),
-            }
+        let time_format = |prefix: &str,
+                           formats: Vec<String>,
+                           tz: Option<&str>|
+         -> Result<TimeFormat, ConfigError> {
+            TimeFormat::new(formats, tz, &raw.zones).map_err(|(key, message)| {
+                let key = if key == "zones" {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                src.error(&key, message)
+            })
         };
 
         let mut fields = BTreeMap::new();
@@ -337,15 +291,16 @@ impl RuleParser {
                 ));
             }
             let time = match spec.kind {
-                FieldType::Date | FieldType::Datetime => Some(TimeFormat {
-                    formats: spec.format.clone().map(Formats::into_vec).unwrap_or_else(
+                FieldType::Date | FieldType::Datetime => Some(time_format(
+                    &key,
+                    spec.format.clone().map(Formats::into_vec).unwrap_or_else(
                         || match spec.kind {
                             FieldType::Date => vec!["%Y-%m-%d".into()],
                             _ => vec!["rfc3339".into()],
                         },
                     ),
-                    tz: tz_of(&format!("{key}.timezone"), spec.timezone.as_deref())?,
-                }),
+                    spec.timezone.as_deref(),
+                )?),
                 _ => {
                     if spec.format.is_some() || spec.timezone.is_some() {
                         return Err(src.error(
@@ -369,10 +324,11 @@ impl RuleParser {
             .event_time
             .as_ref()
             .map(|t| {
-                Ok::<_, ConfigError>(TimeFormat {
-                    formats: t.format.clone().into_vec(),
-                    tz: tz_of("event_time.timezone", t.timezone.as_deref())?,
-                })
+                time_format(
+                    "event_time",
+                    t.format.clone().into_vec(),
+                    t.timezone.as_deref(),
+                )
             })
             .transpose()?;
 
@@ -559,16 +515,12 @@ impl RuleParser {
             }
             FieldType::Date => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
-                let d = tf
-                    .parse_date(value)
-                    .ok_or_else(|| bad(&format!("a date in format {}", tf.describe())))?;
+                let d = tf.parse_date(value).map_err(|e| time_error(name, e))?;
                 serde_json::Value::String(d.format("%Y-%m-%d").to_string())
             }
             FieldType::Datetime => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date and time"))?;
-                let t = tf
-                    .parse(value)
-                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.describe())))?;
+                let t = tf.parse(value).map_err(|e| time_error(name, e))?;
                 serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             }
         })
@@ -600,11 +552,7 @@ impl RuleParser {
         };
         let (event_time, time_source) = match (row.get("event_time"), &self.event_time) {
             (Some(raw), Some(tf)) if !raw.trim().is_empty() => {
-                let t = tf.parse(raw).ok_or_else(|| ExtractError::BadValue {
-                    field: "event_time".into(),
-                    value: raw.trim().chars().take(80).collect(),
-                    expected: format!("a time in format {}", tf.describe()),
-                })?;
+                let t = tf.parse(raw).map_err(|e| time_error("event_time", e))?;
                 (t, TimeSource::Vendor)
             }
             _ => match (mail.date(), mail.received) {
@@ -631,6 +579,13 @@ impl RuleParser {
             event_time,
             time_source,
         })
+    }
+}
+
+fn time_error(field: &str, e: super::time::TimeError) -> ExtractError {
+    ExtractError::Time {
+        field: field.to_string(),
+        reason: e.to_string(),
     }
 }
 
