@@ -35,6 +35,10 @@ struct RuleFile {
     matcher: MatchSpec,
     #[serde(default)]
     extract: Vec<ExtractSpec>,
+    /// This vendor's mail that is not status mail (marketing, one-time
+    /// codes): archived as ignored with the rule as the reason.
+    #[serde(default)]
+    ignore: Vec<IgnoreSpec>,
     event_time: Option<TimeSpec>,
     #[serde(default)]
     fields: BTreeMap<String, FieldSpec>,
@@ -44,6 +48,13 @@ struct RuleFile {
     /// fixed offset, for times read with `%Z`: `CST = "America/Chicago"`.
     #[serde(default)]
     zones: BTreeMap<String, String>,
+    /// Orders among rule files whose senders overlap: the higher is tried
+    /// first. Overlapping files without distinct priorities do not load.
+    priority: Option<i32>,
+    /// This vendor's mail may carry field updates without a status; without
+    /// it, a message that yields no status is quarantined.
+    #[serde(default)]
+    field_updates_only: bool,
     /// How Authentication-Results are treated for this vendor.
     #[serde(default)]
     sender_auth: super::AuthPolicy,
@@ -66,8 +77,23 @@ struct CsvSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct IgnoreSpec {
+    #[serde(rename = "in")]
+    source: String,
+    pattern: String,
+    /// Said in the archive; defaults to the pattern.
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MatchSpec {
     senders: Vec<String>,
+    /// People or systems that forward this vendor's mail to us: a forward
+    /// from one of them whose original is from `senders` is parsed as the
+    /// vendor's mail.
+    #[serde(default)]
+    forwarders: Vec<String>,
     subject: Option<String>,
     body: Option<String>,
 }
@@ -84,6 +110,9 @@ struct ExtractSpec {
     /// A pattern that may legitimately be absent.
     #[serde(default)]
     optional: bool,
+    /// When two patterns capture different values for one name, the higher
+    /// priority wins; without one, the message is quarantined.
+    priority: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +206,49 @@ struct Pattern {
     regex: Regex,
     repeat: bool,
     optional: bool,
+    priority: Option<i32>,
+}
+
+/// One captured value and where it came from, so two patterns that disagree
+/// can be named in the quarantine reason.
+#[derive(Debug, Clone)]
+struct Capture {
+    value: String,
+    priority: Option<i32>,
+    from: String,
+}
+
+type CaptureRow = BTreeMap<String, Capture>;
+
+/// Adds a capture to a row: an equal value (ignoring case and spacing) is
+/// the same; a different one is resolved by priority or refused.
+fn merge(row: &mut CaptureRow, name: &str, c: Capture) -> Result<(), ExtractError> {
+    let Some(old) = row.get(name) else {
+        row.insert(name.to_string(), c);
+        return Ok(());
+    };
+    if normalise_word(&old.value) == normalise_word(&c.value) {
+        return Ok(());
+    }
+    match (old.priority, c.priority) {
+        (Some(a), Some(b)) if a > b => Ok(()),
+        (Some(_), None) => Ok(()),
+        (Some(a), Some(b)) if b > a => {
+            row.insert(name.to_string(), c);
+            Ok(())
+        }
+        (None, Some(_)) => {
+            row.insert(name.to_string(), c);
+            Ok(())
+        }
+        _ => Err(ExtractError::Conflict {
+            name: name.to_string(),
+            first: old.value.chars().take(80).collect(),
+            first_from: old.from.clone(),
+            second: c.value.chars().take(80).collect(),
+            second_from: c.from,
+        }),
+    }
 }
 
 struct Csv {
@@ -190,11 +262,20 @@ struct Field {
     time: Option<TimeFormat>,
 }
 
+/// A compiled `[[ignore]]` rule.
+struct Ignore {
+    source: Source,
+    regex: Regex,
+    reason: String,
+}
+
 pub struct RuleParser {
     vendor: String,
     name: String,
     version: u32,
     senders: Vec<String>,
+    forwarders: Vec<String>,
+    ignores: Vec<Ignore>,
     subject: Option<Regex>,
     body: Option<Regex>,
     patterns: Vec<Pattern>,
@@ -205,6 +286,8 @@ pub struct RuleParser {
     auth: super::AuthPolicy,
     /// Every capture name other than order_ref/status/event_time.
     field_names: Vec<String>,
+    priority: Option<i32>,
+    field_updates_only: bool,
     /// Normalised vendor word (lower case, single spaces) → canonical status.
     status_map: BTreeMap<String, Status>,
 }
@@ -240,12 +323,17 @@ impl RuleParser {
                 "must list at least one sender address or `*@domain` pattern",
             ));
         }
-        for (i, s) in raw.matcher.senders.iter().enumerate() {
-            if !s.contains('@') || s == "*" || s.starts_with("*@*") && !s.contains('.') {
-                return Err(src.error(
-                    &format!("match.senders[{i}]"),
-                    format!("`{s}` is not an address or `*@domain` pattern"),
-                ));
+        for (list, key) in [
+            (&raw.matcher.senders, "senders"),
+            (&raw.matcher.forwarders, "forwarders"),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                if !s.contains('@') || s == "*" || s.starts_with("*@*") && !s.contains('.') {
+                    return Err(src.error(
+                        &format!("match.{key}[{i}]"),
+                        format!("`{s}` is not an address or `*@domain` pattern"),
+                    ));
+                }
             }
         }
         let compile = |key: &str, pattern: &str| -> Result<Regex, ConfigError> {
@@ -386,6 +474,28 @@ impl RuleParser {
                 regex,
                 repeat: e.repeat,
                 optional: e.optional,
+                priority: e.priority,
+            });
+        }
+        let mut ignores = Vec::new();
+        for (i, g) in raw.ignore.iter().enumerate() {
+            let key = format!("ignore[{i}]");
+            let source = Source::parse(&g.source).ok_or_else(|| {
+                src.error(
+                    &format!("{key}.in"),
+                    format!(
+                        "`{}` is not a place to look: use subject, text, html or header:NAME",
+                        g.source
+                    ),
+                )
+            })?;
+            let regex = compile(&format!("{key}.pattern"), &g.pattern)?;
+            ignores.push(Ignore {
+                reason: g.reason.clone().unwrap_or_else(|| {
+                    format!("{} matches `{}`", source.describe(), g.pattern)
+                }),
+                source,
+                regex,
             });
         }
         let csv = match &raw.csv {
@@ -429,6 +539,12 @@ impl RuleParser {
         if !captured.contains("order_ref") {
             return Err(src.error("extract", "no pattern or CSV column captures order_ref"));
         }
+        if !captured.contains("status") && !raw.field_updates_only {
+            return Err(src.error(
+                "extract",
+                "no pattern or CSV column captures status, so every message would be quarantined; if this vendor's mail carries field updates only, say so with field_updates_only = true",
+            ));
+        }
         if captured.contains("event_time") && event_time.is_none() {
             return Err(src.error(
                 "event_time",
@@ -467,6 +583,13 @@ impl RuleParser {
                 .iter()
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
+            forwarders: raw
+                .matcher
+                .forwarders
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            ignores,
             subject,
             body,
             patterns,
@@ -480,6 +603,8 @@ impl RuleParser {
                 .into_iter()
                 .filter(|c| !SPECIAL.contains(&c.as_str()))
                 .collect(),
+            priority: raw.priority,
+            field_updates_only: raw.field_updates_only,
         })
     }
 
@@ -548,7 +673,8 @@ impl RuleParser {
                     .ok_or_else(|| ExtractError::UnmappedStatus(word.clone()))?;
                 (Some(st), Some(word))
             }
-            _ => (None, None),
+            _ if self.field_updates_only => (None, None),
+            _ => return Err(ExtractError::MissingStatus),
         };
         let (event_time, time_source) = match (row.get("event_time"), &self.event_time) {
             (Some(raw), Some(tf)) if !raw.trim().is_empty() => {
@@ -659,23 +785,44 @@ impl Parser for RuleParser {
         self.field_names.clone()
     }
 
+    fn senders(&self) -> &[String] {
+        &self.senders
+    }
+
+    fn accepts_forwarder(&self, sender: &str) -> bool {
+        self.forwarders.iter().any(|p| glob_match(p, sender))
+    }
+
+    fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
+        self.ignores
+            .iter()
+            .enumerate()
+            .find(|(_, g)| g.regex.is_match(&g.source.read(mail)))
+            .map(|(i, g)| format!("ignore rule {i}: {}", g.reason))
+    }
+
+    fn priority(&self) -> Option<i32> {
+        self.priority
+    }
+
     fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError> {
-        let mut common: BTreeMap<String, String> = BTreeMap::new();
-        let mut rows: Vec<BTreeMap<String, String>> = Vec::new();
+        let mut common = CaptureRow::new();
+        let mut rows: Vec<CaptureRow> = Vec::new();
         let mut has_repeat = false;
         for (index, p) in self.patterns.iter().enumerate() {
             let hay = p.source.read(mail);
+            let from = || format!("pattern {index} over {}", p.source.describe());
             if p.repeat {
                 has_repeat = true;
                 for caps in p.regex.captures_iter(&hay) {
-                    rows.push(captures_to_map(&p.regex, &caps));
+                    rows.push(captures_to_row(&p.regex, &caps, p.priority, &from()));
                 }
                 continue;
             }
             match p.regex.captures(&hay) {
                 Some(caps) => {
-                    for (k, v) in captures_to_map(&p.regex, &caps) {
-                        common.entry(k).or_insert(v);
+                    for (k, v) in captures_to_row(&p.regex, &caps, p.priority, &from()) {
+                        merge(&mut common, &k, v)?;
                     }
                 }
                 None if p.optional => {}
@@ -697,7 +844,22 @@ impl Parser for RuleParser {
                     || (a.name.is_none() && a.content_type == "text/csv")
                 {
                     csv_seen = true;
-                    rows.extend(csv_rows(csv, a.bytes)?);
+                    let from = format!(
+                        "CSV attachment {}",
+                        a.name.as_deref().unwrap_or("(unnamed)")
+                    );
+                    rows.extend(csv_rows(csv, a.bytes)?.into_iter().map(|r| {
+                        r.into_iter()
+                            .map(|(k, value)| {
+                                let c = Capture {
+                                    value,
+                                    priority: None,
+                                    from: from.clone(),
+                                };
+                                (k, c)
+                            })
+                            .collect()
+                    }));
                 }
             }
             if !csv_seen && self.patterns.iter().all(|p| !p.repeat) {
@@ -718,13 +880,21 @@ impl Parser for RuleParser {
             }
             for row in &mut rows {
                 for (k, v) in &common {
-                    row.entry(k.clone()).or_insert_with(|| v.clone());
+                    merge(row, k, v.clone())?;
                 }
             }
         } else {
             rows.push(common);
         }
-        rows.iter().map(|r| self.row_to_delta(mail, r)).collect()
+        rows.iter()
+            .map(|r| {
+                let plain: BTreeMap<String, String> = r
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.value.clone()))
+                    .collect();
+                self.row_to_delta(mail, &plain)
+            })
+            .collect()
     }
 }
 
@@ -774,14 +944,26 @@ fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, Ex
     Ok(rows)
 }
 
-fn captures_to_map(re: &Regex, caps: &regex::Captures<'_>) -> BTreeMap<String, String> {
+fn captures_to_row(
+    re: &Regex,
+    caps: &regex::Captures<'_>,
+    priority: Option<i32>,
+    from: &str,
+) -> CaptureRow {
     re.capture_names()
         .flatten()
         .filter_map(|n| {
             caps.name(n)
                 .map(|m| m.as_str().trim())
                 .filter(|s| !s.is_empty())
-                .map(|s| (n.to_string(), s.to_string()))
+                .map(|s| {
+                    let c = Capture {
+                        value: s.to_string(),
+                        priority,
+                        from: from.to_string(),
+                    };
+                    (n.to_string(), c)
+                })
         })
         .collect()
 }
