@@ -95,6 +95,18 @@ impl Parser for CodeParser {
     fn declared_fields(&self) -> Vec<String> {
         self.rules.declared_fields()
     }
+    fn senders(&self) -> &[String] {
+        self.rules.senders()
+    }
+    fn accepts_forwarder(&self, sender: &str) -> bool {
+        self.rules.accepts_forwarder(sender)
+    }
+    fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
+        self.rules.ignores(mail)
+    }
+    fn priority(&self) -> Option<i32> {
+        self.rules.priority()
+    }
     fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError> {
         let rows = (self.engine.rows)(mail)?;
         if rows.is_empty() {

@@ -143,6 +143,75 @@ impl<'a> Mail<'a> {
     }
 }
 
+impl Mail<'_> {
+    /// The original inside a forward, as the bytes of a message: an attached
+    /// `message/rfc822` part as sent, or an inline forward block (`----------
+    /// Forwarded message ---------`, `-----Original Message-----`, `Begin
+    /// forwarded message:`) rebuilt as a plain-text message from its From,
+    /// Subject and Date lines and the text after them.
+    pub fn forwarded_original(&self) -> Option<Vec<u8>> {
+        if let Some(m) = self.msg.parts.iter().find_map(|p| p.message()) {
+            return Some(m.raw_message().to_vec());
+        }
+        inline_forward(self.text())
+    }
+}
+
+fn is_forward_marker(line: &str) -> bool {
+    let l = line.trim().to_ascii_lowercase();
+    (l.starts_with("---")
+        && (l.contains("forwarded message") || l.contains("original message")))
+        || l == "begin forwarded message:"
+}
+
+fn inline_forward(text: &str) -> Option<Vec<u8>> {
+    let mut lines = text.lines().skip_while(|l| !is_forward_marker(l)).skip(1);
+    let unquote = |l: &str| -> String {
+        let l = l.strip_prefix('>').unwrap_or(l);
+        l.strip_prefix(' ').unwrap_or(l).to_string()
+    };
+    let mut header = String::new();
+    let mut from = false;
+    let mut started = false;
+    for line in lines.by_ref() {
+        let line = unquote(line);
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            if started {
+                break;
+            }
+            continue;
+        }
+        started = true;
+        let Some((name, value)) = trimmed.split_once(':') else {
+            break;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "from" => {
+                from = true;
+                header.push_str(&format!("From: {value}\r\n"));
+            }
+            "subject" => header.push_str(&format!("Subject: {value}\r\n")),
+            // Forward blocks write dates for people ("Tue, Nov 24, 2026 at
+            // 3:12 PM"); only a real RFC 2822 date becomes the Date header.
+            "date" | "sent" if chrono::DateTime::parse_from_rfc2822(value).is_ok() => {
+                header.push_str(&format!("Date: {value}\r\n"));
+            }
+            _ => {}
+        }
+    }
+    if !from {
+        return None;
+    }
+    header.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    for line in lines {
+        header.push_str(&unquote(line));
+        header.push_str("\r\n");
+    }
+    Some(header.into_bytes())
+}
+
 fn header_text(v: &mail_parser::HeaderValue<'_>) -> String {
     use mail_parser::HeaderValue as H;
     match v {

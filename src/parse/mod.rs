@@ -11,8 +11,9 @@ mod builtin;
 mod html;
 mod mail;
 mod rules;
+mod time;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use auth::AuthPolicy;
@@ -33,12 +34,28 @@ pub enum ExtractError {
     NoRows,
     #[error("no order_ref captured")]
     MissingOrderRef,
+    #[error(
+        "no status captured (the rule file does not declare field_updates_only, so a delta without a status would be a guess)"
+    )]
+    MissingStatus,
+    #[error(
+        "`{name}` captured twice with different values: `{first}` ({first_from}) and `{second}` ({second_from}); give one pattern a higher priority if one is to win"
+    )]
+    Conflict {
+        name: String,
+        first: String,
+        first_from: String,
+        second: String,
+        second_from: String,
+    },
     #[error("vendor status `{0}` is not in the status map")]
     UnmappedStatus(String),
     #[error("attachment: {0}")]
     Csv(String),
     #[error("{0}")]
     Engine(String),
+    #[error("`{field}`: {reason}")]
+    Time { field: String, reason: String },
     #[error("field `{field}`: cannot read `{value}` as {expected}")]
     BadValue {
         field: String,
@@ -69,6 +86,24 @@ pub trait Parser: Send + Sync {
     /// watches how often each comes back empty.
     fn declared_fields(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The sender patterns this parser claims; two parsers whose patterns
+    /// can match one address must declare distinct priorities.
+    fn senders(&self) -> &[String] {
+        &[]
+    }
+    /// Whether this address forwards the vendor's mail to us (the forwarded
+    /// original must still come from the vendor's senders).
+    fn accepts_forwarder(&self, _sender: &str) -> bool {
+        false
+    }
+    /// The vendor's non-status mail: `Some(reason)` archives it as ignored.
+    fn ignores(&self, _mail: &Mail<'_>) -> Option<String> {
+        None
+    }
+    /// Higher is tried first among parsers claiming the same sender.
+    fn priority(&self) -> Option<i32> {
+        None
     }
 }
 
@@ -130,6 +165,7 @@ impl Registry {
         };
         files.sort();
         let mut parsers: Vec<Arc<dyn Parser>> = Vec::new();
+        let mut paths = Vec::new();
         let mut errors = Vec::new();
         for f in files {
             match RuleParser::load(&f).map(builtin::wrap) {
@@ -147,11 +183,15 @@ impl Registry {
                         });
                     } else {
                         parsers.push(p);
+                        paths.push(f.clone());
                     }
                 }
                 Err(e) => errors.push(e),
             }
         }
+        errors.extend(overlap_errors(&parsers, &paths));
+        // Higher priority first; equal priorities keep file-name order.
+        parsers.sort_by_key(|p| std::cmp::Reverse(p.priority().unwrap_or(0)));
         if errors.is_empty() {
             Ok(Registry::new(parsers, options))
         } else {
@@ -188,26 +228,85 @@ impl Registry {
             .iter()
             .filter(|p| p.accepts_sender(&sender))
             .collect();
-        let Some(first) = candidates.first() else {
+        if candidates.is_empty() {
+            if let Some(outcome) = self.classify_forward(mail, &sender) {
+                return outcome;
+            }
             return Outcome::Quarantined {
                 vendor: None,
                 reason: format!("unknown sender {sender}: no vendor parser accepts it"),
             };
-        };
-        let Some(parser) = candidates.iter().find(|p| p.recognises(mail)) else {
+        }
+        self.decide(mail, &sender, &candidates, mail, domain_of(&sender))
+    }
+
+    /// A message from a listed forwarder: its forwarded original (an attached
+    /// message, or an inline "Forwarded message" block) is parsed as the
+    /// vendor's mail when the original's sender is the vendor's. The
+    /// Authentication-Results checked are the outer message's, for the
+    /// forwarder's domain: that is what our server actually verified.
+    /// `None` (an ordinary unknown sender) when the message holds no original
+    /// from a vendor that lists this forwarder.
+    fn classify_forward(&self, mail: &Mail<'_>, forwarder: &str) -> Option<Outcome> {
+        let vendors: Vec<&Arc<dyn Parser>> = self
+            .parsers
+            .iter()
+            .filter(|p| p.accepts_forwarder(forwarder))
+            .collect();
+        if vendors.is_empty() {
+            return None;
+        }
+        let raw = mail.forwarded_original()?;
+        // The forward's own time bounds the original's when it has no Date.
+        let original = Mail::parse(&raw, mail.received.or_else(|| mail.date()))?;
+        let sender = original.from_address()?;
+        let candidates: Vec<&Arc<dyn Parser>> = vendors
+            .into_iter()
+            .filter(|p| p.accepts_sender(&sender))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(self.decide(&original, &sender, &candidates, mail, domain_of(forwarder)))
+    }
+
+    /// Among the vendors that claim the sender (priority order), the first
+    /// whose ignore rule matches archives the mail as ignored; otherwise the
+    /// first whose subject/body checks pass extracts, after the sender check
+    /// on `auth_mail`'s Authentication-Results for `auth_domain`.
+    fn decide(
+        &self,
+        mail: &Mail<'_>,
+        sender: &str,
+        candidates: &[&Arc<dyn Parser>],
+        auth_mail: &Mail<'_>,
+        auth_domain: &str,
+    ) -> Outcome {
+        let mut chosen = None;
+        for p in candidates {
+            if let Some(reason) = p.ignores(mail) {
+                return Outcome::Ignored {
+                    reason: format!("{}: {reason}", p.vendor()),
+                };
+            }
+            if p.recognises(mail) {
+                chosen = Some(*p);
+                break;
+            }
+        }
+        let Some(parser) = chosen else {
+            let first = candidates.first().map_or("", |p| p.vendor());
             return Outcome::Quarantined {
-                vendor: Some(first.vendor().to_string()),
+                vendor: Some(first.to_string()),
                 reason: format!(
-                    "sender {sender} belongs to vendor {} but the message does not look like its status mail (subject/body patterns did not match)",
-                    first.vendor()
+                    "sender {sender} belongs to vendor {first} but the message does not look like its status mail (subject/body patterns did not match)"
                 ),
             };
         };
-        let domain = sender.rsplit('@').next().unwrap_or(&sender);
         if let auth::Verdict::Reject(reason) = auth::check(
             parser.auth_policy(),
-            &mail.header_raw_all("Authentication-Results"),
-            domain,
+            &auth_mail.header_raw_all("Authentication-Results"),
+            auth_domain,
             &self.options.authserv_ids,
         ) {
             return Outcome::Quarantined {
@@ -228,6 +327,79 @@ impl Registry {
             },
         }
     }
+}
+
+fn domain_of(address: &str) -> &str {
+    address.rsplit('@').next().unwrap_or(address)
+}
+
+/// Two rule files whose sender patterns can match one address must say which
+/// is tried first (distinct `priority`); otherwise which file takes a message
+/// would depend on file names, silently.
+fn overlap_errors(parsers: &[Arc<dyn Parser>], paths: &[PathBuf]) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (i, a) in parsers.iter().enumerate() {
+        for (j, b) in parsers.iter().enumerate().skip(i + 1) {
+            let Some((pa, pb)) = a.senders().iter().find_map(|pa| {
+                b.senders()
+                    .iter()
+                    .find(|pb| globs_overlap(pa, pb))
+                    .map(|pb| (pa, pb))
+            }) else {
+                continue;
+            };
+            if a.priority().is_some() && b.priority().is_some() && a.priority() != b.priority() {
+                continue;
+            }
+            errors.push(ConfigError {
+                file: paths[j].clone(),
+                line: None,
+                key: Some("match.senders".into()),
+                message: format!(
+                    "sender `{pb}` of {} overlaps `{pa}` of {}: give the files different `priority` values (the higher is tried first)",
+                    b.name(),
+                    a.name()
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// Whether some address matches both globs (`*` = any run of characters).
+fn globs_overlap(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.to_ascii_lowercase().chars().collect();
+    let b: Vec<char> = b.to_ascii_lowercase().chars().collect();
+    // reach[i][j]: some string takes a[..i] and b[..j] to the same point.
+    let mut reach = vec![vec![false; b.len() + 1]; a.len() + 1];
+    reach[0][0] = true;
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            if !reach[i][j] {
+                continue;
+            }
+            let (ca, cb) = (a.get(i), b.get(j));
+            if ca == Some(&'*') {
+                reach[i + 1][j] = true;
+                if cb.is_some() {
+                    reach[i][j + 1] = true;
+                }
+            }
+            if cb == Some(&'*') {
+                reach[i][j + 1] = true;
+                if ca.is_some() {
+                    reach[i + 1][j] = true;
+                }
+            }
+            if let (Some(x), Some(y)) = (ca, cb)
+                && x == y
+                && *x != '*'
+            {
+                reach[i + 1][j + 1] = true;
+            }
+        }
+    }
+    reach[a.len()][b.len()]
 }
 
 /// Case-insensitive glob over an address: `*` matches any run of characters.
@@ -262,7 +434,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, globs_overlap};
+
+    #[test]
+    fn sender_globs_overlap_when_one_address_fits_both() {
+        assert!(globs_overlap("*@acme.example", "status@acme.example"));
+        assert!(globs_overlap("a*@x.example", "*b@x.example"));
+        assert!(globs_overlap("*@*.acme.example", "*@notify.acme.example"));
+        assert!(!globs_overlap("*@acme.example", "*@other.example"));
+        assert!(!globs_overlap("*@*.acme.example", "*@acme.example"));
+        assert!(!globs_overlap("a@x.example", "b@x.example"));
+    }
 
     #[test]
     fn sender_globs() {

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::time::TimeFormat;
 use super::{ExtractError, Mail, Parser, glob_match};
 use crate::config::{ConfigError, TomlSource};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
@@ -34,11 +35,26 @@ struct RuleFile {
     matcher: MatchSpec,
     #[serde(default)]
     extract: Vec<ExtractSpec>,
+    /// This vendor's mail that is not status mail (marketing, one-time
+    /// codes): archived as ignored with the rule as the reason.
+    #[serde(default)]
+    ignore: Vec<IgnoreSpec>,
     event_time: Option<TimeSpec>,
     #[serde(default)]
     fields: BTreeMap<String, FieldSpec>,
     status_map: BTreeMap<String, String>,
     csv: Option<CsvSpec>,
+    /// Zone abbreviation → IANA zone (the vendor's wall clock there) or
+    /// fixed offset, for times read with `%Z`: `CST = "America/Chicago"`.
+    #[serde(default)]
+    zones: BTreeMap<String, String>,
+    /// Orders among rule files whose senders overlap: the higher is tried
+    /// first. Overlapping files without distinct priorities do not load.
+    priority: Option<i32>,
+    /// This vendor's mail may carry field updates without a status; without
+    /// it, a message that yields no status is quarantined.
+    #[serde(default)]
+    field_updates_only: bool,
     /// How Authentication-Results are treated for this vendor.
     #[serde(default)]
     sender_auth: super::AuthPolicy,
@@ -61,8 +77,23 @@ struct CsvSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct IgnoreSpec {
+    #[serde(rename = "in")]
+    source: String,
+    pattern: String,
+    /// Said in the archive; defaults to the pattern.
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MatchSpec {
     senders: Vec<String>,
+    /// People or systems that forward this vendor's mail to us: a forward
+    /// from one of them whose original is from `senders` is parsed as the
+    /// vendor's mail.
+    #[serde(default)]
+    forwarders: Vec<String>,
     subject: Option<String>,
     body: Option<String>,
 }
@@ -79,6 +110,9 @@ struct ExtractSpec {
     /// A pattern that may legitimately be absent.
     #[serde(default)]
     optional: bool,
+    /// When two patterns capture different values for one name, the higher
+    /// priority wins; without one, the message is quarantined.
+    priority: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,56 +206,48 @@ struct Pattern {
     regex: Regex,
     repeat: bool,
     optional: bool,
+    priority: Option<i32>,
 }
 
-/// How a text becomes a point in time.
+/// One captured value and where it came from, so two patterns that disagree
+/// can be named in the quarantine reason.
 #[derive(Debug, Clone)]
-struct TimeFormat {
-    formats: Vec<String>,
-    tz: chrono_tz::Tz,
+struct Capture {
+    value: String,
+    priority: Option<i32>,
+    from: String,
 }
 
-impl TimeFormat {
-    fn describe(&self) -> String {
-        self.formats.join(" or ")
-    }
+type CaptureRow = BTreeMap<String, Capture>;
 
-    fn parse(&self, s: &str) -> Option<DateTime<Utc>> {
-        self.formats
-            .iter()
-            .find_map(|f| self.parse_with(f, s.trim()))
+/// Adds a capture to a row: an equal value (ignoring case and spacing) is
+/// the same; a different one is resolved by priority or refused.
+fn merge(row: &mut CaptureRow, name: &str, c: Capture) -> Result<(), ExtractError> {
+    let Some(old) = row.get(name) else {
+        row.insert(name.to_string(), c);
+        return Ok(());
+    };
+    if normalise_word(&old.value) == normalise_word(&c.value) {
+        return Ok(());
     }
-
-    fn parse_date(&self, s: &str) -> Option<NaiveDate> {
-        self.formats
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
-            .or_else(|| {
-                self.parse(s)
-                    .map(|t| t.with_timezone(&self.tz).date_naive())
-            })
-    }
-
-    fn parse_with(&self, format: &str, s: &str) -> Option<DateTime<Utc>> {
-        match format {
-            "rfc3339" => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
-            "rfc2822" => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
-            f if f.contains("%z") || f.contains("%:z") => {
-                DateTime::parse_from_str(s, f).ok().map(|d| d.to_utc())
-            }
-            f => {
-                let naive = NaiveDateTime::parse_from_str(s, f).ok().or_else(|| {
-                    NaiveDate::parse_from_str(s, f)
-                        .ok()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                })?;
-                // In a DST gap or overlap, take the earliest reading: stable and documented.
-                self.tz
-                    .from_local_datetime(&naive)
-                    .earliest()
-                    .map(|d| d.to_utc())
-            }
+    match (old.priority, c.priority) {
+        (Some(a), Some(b)) if a > b => Ok(()),
+        (Some(_), None) => Ok(()),
+        (Some(a), Some(b)) if b > a => {
+            row.insert(name.to_string(), c);
+            Ok(())
         }
+        (None, Some(_)) => {
+            row.insert(name.to_string(), c);
+            Ok(())
+        }
+        _ => Err(ExtractError::Conflict {
+            name: name.to_string(),
+            first: old.value.chars().take(80).collect(),
+            first_from: old.from.clone(),
+            second: c.value.chars().take(80).collect(),
+            second_from: c.from,
+        }),
     }
 }
 
@@ -236,11 +262,20 @@ struct Field {
     time: Option<TimeFormat>,
 }
 
+/// A compiled `[[ignore]]` rule.
+struct Ignore {
+    source: Source,
+    regex: Regex,
+    reason: String,
+}
+
 pub struct RuleParser {
     vendor: String,
     name: String,
     version: u32,
     senders: Vec<String>,
+    forwarders: Vec<String>,
+    ignores: Vec<Ignore>,
     subject: Option<Regex>,
     body: Option<Regex>,
     patterns: Vec<Pattern>,
@@ -251,6 +286,8 @@ pub struct RuleParser {
     auth: super::AuthPolicy,
     /// Every capture name other than order_ref/status/event_time.
     field_names: Vec<String>,
+    priority: Option<i32>,
+    field_updates_only: bool,
     /// Normalised vendor word (lower case, single spaces) → canonical status.
     status_map: BTreeMap<String, Status>,
 }
@@ -286,12 +323,17 @@ impl RuleParser {
                 "must list at least one sender address or `*@domain` pattern",
             ));
         }
-        for (i, s) in raw.matcher.senders.iter().enumerate() {
-            if !s.contains('@') || s == "*" || s.starts_with("*@*") && !s.contains('.') {
-                return Err(src.error(
-                    &format!("match.senders[{i}]"),
-                    format!("`{s}` is not an address or `*@domain` pattern"),
-                ));
+        for (list, key) in [
+            (&raw.matcher.senders, "senders"),
+            (&raw.matcher.forwarders, "forwarders"),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                if !s.contains('@') || s == "*" || s.starts_with("*@*") && !s.contains('.') {
+                    return Err(src.error(
+                        &format!("match.{key}[{i}]"),
+                        format!("`{s}` is not an address or `*@domain` pattern"),
+                    ));
+                }
             }
         }
         let compile = |key: &str, pattern: &str| -> Result<Regex, ConfigError> {
@@ -313,18 +355,18 @@ impl RuleParser {
             .map(|p| compile("match.body", p))
             .transpose()?;
 
-        let tz_of = |key: &str, tz: Option<&str>| -> Result<chrono_tz::Tz, ConfigError> {
-            match tz {
-                None => Ok(chrono_tz::UTC),
-                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-                    src.error(
-                        key,
-                        format!(
-                            "unknown time zone `{name}` (use an IANA name like America/Chicago)"
-                        ),
-                    )
-                }),
-            }
+        let time_format = |prefix: &str,
+                           formats: Vec<String>,
+                           tz: Option<&str>|
+         -> Result<TimeFormat, ConfigError> {
+            TimeFormat::new(formats, tz, &raw.zones).map_err(|(key, message)| {
+                let key = if key == "zones" {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                src.error(&key, message)
+            })
         };
 
         let mut fields = BTreeMap::new();
@@ -337,15 +379,16 @@ impl RuleParser {
                 ));
             }
             let time = match spec.kind {
-                FieldType::Date | FieldType::Datetime => Some(TimeFormat {
-                    formats: spec.format.clone().map(Formats::into_vec).unwrap_or_else(
+                FieldType::Date | FieldType::Datetime => Some(time_format(
+                    &key,
+                    spec.format.clone().map(Formats::into_vec).unwrap_or_else(
                         || match spec.kind {
                             FieldType::Date => vec!["%Y-%m-%d".into()],
                             _ => vec!["rfc3339".into()],
                         },
                     ),
-                    tz: tz_of(&format!("{key}.timezone"), spec.timezone.as_deref())?,
-                }),
+                    spec.timezone.as_deref(),
+                )?),
                 _ => {
                     if spec.format.is_some() || spec.timezone.is_some() {
                         return Err(src.error(
@@ -369,10 +412,11 @@ impl RuleParser {
             .event_time
             .as_ref()
             .map(|t| {
-                Ok::<_, ConfigError>(TimeFormat {
-                    formats: t.format.clone().into_vec(),
-                    tz: tz_of("event_time.timezone", t.timezone.as_deref())?,
-                })
+                time_format(
+                    "event_time",
+                    t.format.clone().into_vec(),
+                    t.timezone.as_deref(),
+                )
             })
             .transpose()?;
 
@@ -430,6 +474,28 @@ impl RuleParser {
                 regex,
                 repeat: e.repeat,
                 optional: e.optional,
+                priority: e.priority,
+            });
+        }
+        let mut ignores = Vec::new();
+        for (i, g) in raw.ignore.iter().enumerate() {
+            let key = format!("ignore[{i}]");
+            let source = Source::parse(&g.source).ok_or_else(|| {
+                src.error(
+                    &format!("{key}.in"),
+                    format!(
+                        "`{}` is not a place to look: use subject, text, html or header:NAME",
+                        g.source
+                    ),
+                )
+            })?;
+            let regex = compile(&format!("{key}.pattern"), &g.pattern)?;
+            ignores.push(Ignore {
+                reason: g.reason.clone().unwrap_or_else(|| {
+                    format!("{} matches `{}`", source.describe(), g.pattern)
+                }),
+                source,
+                regex,
             });
         }
         let csv = match &raw.csv {
@@ -473,6 +539,12 @@ impl RuleParser {
         if !captured.contains("order_ref") {
             return Err(src.error("extract", "no pattern or CSV column captures order_ref"));
         }
+        if !captured.contains("status") && !raw.field_updates_only {
+            return Err(src.error(
+                "extract",
+                "no pattern or CSV column captures status, so every message would be quarantined; if this vendor's mail carries field updates only, say so with field_updates_only = true",
+            ));
+        }
         if captured.contains("event_time") && event_time.is_none() {
             return Err(src.error(
                 "event_time",
@@ -511,6 +583,13 @@ impl RuleParser {
                 .iter()
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
+            forwarders: raw
+                .matcher
+                .forwarders
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            ignores,
             subject,
             body,
             patterns,
@@ -524,6 +603,8 @@ impl RuleParser {
                 .into_iter()
                 .filter(|c| !SPECIAL.contains(&c.as_str()))
                 .collect(),
+            priority: raw.priority,
+            field_updates_only: raw.field_updates_only,
         })
     }
 
@@ -556,16 +637,12 @@ impl RuleParser {
             }
             FieldType::Date => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date"))?;
-                let d = tf
-                    .parse_date(value)
-                    .ok_or_else(|| bad(&format!("a date in format {}", tf.describe())))?;
+                let d = tf.parse_date(value).map_err(|e| time_error(name, e))?;
                 serde_json::Value::String(d.format("%Y-%m-%d").to_string())
             }
             FieldType::Datetime => {
                 let tf = field.time.as_ref().ok_or_else(|| bad("a date and time"))?;
-                let t = tf
-                    .parse(value)
-                    .ok_or_else(|| bad(&format!("a date and time in format {}", tf.describe())))?;
+                let t = tf.parse(value).map_err(|e| time_error(name, e))?;
                 serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             }
         })
@@ -593,15 +670,12 @@ impl RuleParser {
                     .ok_or_else(|| ExtractError::UnmappedStatus(word.clone()))?;
                 (Some(st), Some(word))
             }
-            _ => (None, None),
+            _ if self.field_updates_only => (None, None),
+            _ => return Err(ExtractError::MissingStatus),
         };
         let (event_time, time_source) = match (row.get("event_time"), &self.event_time) {
             (Some(raw), Some(tf)) if !raw.trim().is_empty() => {
-                let t = tf.parse(raw).ok_or_else(|| ExtractError::BadValue {
-                    field: "event_time".into(),
-                    value: raw.trim().chars().take(80).collect(),
-                    expected: format!("a time in format {}", tf.describe()),
-                })?;
+                let t = tf.parse(raw).map_err(|e| time_error("event_time", e))?;
                 (t, TimeSource::Vendor)
             }
             _ => match (mail.date(), mail.received) {
@@ -628,6 +702,13 @@ impl RuleParser {
             event_time,
             time_source,
         })
+    }
+}
+
+fn time_error(field: &str, e: super::time::TimeError) -> ExtractError {
+    ExtractError::Time {
+        field: field.to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -672,23 +753,44 @@ impl Parser for RuleParser {
         self.field_names.clone()
     }
 
+    fn senders(&self) -> &[String] {
+        &self.senders
+    }
+
+    fn accepts_forwarder(&self, sender: &str) -> bool {
+        self.forwarders.iter().any(|p| glob_match(p, sender))
+    }
+
+    fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
+        self.ignores
+            .iter()
+            .enumerate()
+            .find(|(_, g)| g.regex.is_match(&g.source.read(mail)))
+            .map(|(i, g)| format!("ignore rule {i}: {}", g.reason))
+    }
+
+    fn priority(&self) -> Option<i32> {
+        self.priority
+    }
+
     fn extract(&self, mail: &Mail<'_>) -> Result<Vec<DeltaDraft>, ExtractError> {
-        let mut common: BTreeMap<String, String> = BTreeMap::new();
-        let mut rows: Vec<BTreeMap<String, String>> = Vec::new();
+        let mut common = CaptureRow::new();
+        let mut rows: Vec<CaptureRow> = Vec::new();
         let mut has_repeat = false;
         for (index, p) in self.patterns.iter().enumerate() {
             let hay = p.source.read(mail);
+            let from = || format!("pattern {index} over {}", p.source.describe());
             if p.repeat {
                 has_repeat = true;
                 for caps in p.regex.captures_iter(&hay) {
-                    rows.push(captures_to_map(&p.regex, &caps));
+                    rows.push(captures_to_row(&p.regex, &caps, p.priority, &from()));
                 }
                 continue;
             }
             match p.regex.captures(&hay) {
                 Some(caps) => {
-                    for (k, v) in captures_to_map(&p.regex, &caps) {
-                        common.entry(k).or_insert(v);
+                    for (k, v) in captures_to_row(&p.regex, &caps, p.priority, &from()) {
+                        merge(&mut common, &k, v)?;
                     }
                 }
                 None if p.optional => {}
@@ -710,7 +812,22 @@ impl Parser for RuleParser {
                     || (a.name.is_none() && a.content_type == "text/csv")
                 {
                     csv_seen = true;
-                    rows.extend(csv_rows(csv, a.bytes)?);
+                    let from = format!(
+                        "CSV attachment {}",
+                        a.name.as_deref().unwrap_or("(unnamed)")
+                    );
+                    rows.extend(csv_rows(csv, a.bytes)?.into_iter().map(|r| {
+                        r.into_iter()
+                            .map(|(k, value)| {
+                                let c = Capture {
+                                    value,
+                                    priority: None,
+                                    from: from.clone(),
+                                };
+                                (k, c)
+                            })
+                            .collect()
+                    }));
                 }
             }
             if !csv_seen && self.patterns.iter().all(|p| !p.repeat) {
@@ -731,13 +848,21 @@ impl Parser for RuleParser {
             }
             for row in &mut rows {
                 for (k, v) in &common {
-                    row.entry(k.clone()).or_insert_with(|| v.clone());
+                    merge(row, k, v.clone())?;
                 }
             }
         } else {
             rows.push(common);
         }
-        rows.iter().map(|r| self.row_to_delta(mail, r)).collect()
+        rows.iter()
+            .map(|r| {
+                let plain: BTreeMap<String, String> = r
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.value.clone()))
+                    .collect();
+                self.row_to_delta(mail, &plain)
+            })
+            .collect()
     }
 }
 
@@ -787,14 +912,26 @@ fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, Ex
     Ok(rows)
 }
 
-fn captures_to_map(re: &Regex, caps: &regex::Captures<'_>) -> BTreeMap<String, String> {
+fn captures_to_row(
+    re: &Regex,
+    caps: &regex::Captures<'_>,
+    priority: Option<i32>,
+    from: &str,
+) -> CaptureRow {
     re.capture_names()
         .flatten()
         .filter_map(|n| {
             caps.name(n)
                 .map(|m| m.as_str().trim())
                 .filter(|s| !s.is_empty())
-                .map(|s| (n.to_string(), s.to_string()))
+                .map(|s| {
+                    let c = Capture {
+                        value: s.to_string(),
+                        priority,
+                        from: from.to_string(),
+                    };
+                    (n.to_string(), c)
+                })
         })
         .collect()
 }
