@@ -26,6 +26,7 @@ pub mod demo;
 pub mod fixtures;
 pub mod ingest;
 pub mod model;
+pub mod out;
 pub mod parse;
 pub mod reconcile;
 pub mod reparse;
