@@ -1,13 +1,20 @@
 //! Human-readable output shared by the command line and the demo.
+//!
+//! Everything printed goes through [`crate::out`]: sanitised, and a closed
+//! pipe comes back as an error that ends the command quietly.
 
 use anyhow::Result;
 
+use crate::out::{clean, table, truncate, write_text};
+use crate::outln;
 use crate::store::Store;
 
-pub fn print_ingest(results: &[(String, String, crate::store::BatchOutcome)]) {
+pub fn print_ingest(results: &[(String, String, crate::store::BatchOutcome)]) -> Result<()> {
     for (source, folder, o) in results {
-        println!(
-            "{source}/{folder}: fetched {}, archived {} (parsed {}, quarantined {}, ignored {}, skipped {}), duplicates {}, deltas {}",
+        outln!(
+            "{}/{}: fetched {}, archived {} (parsed {}, quarantined {}, ignored {}, skipped {}), duplicates {}, deltas {}",
+            clean(source),
+            clean(folder),
             o.fetched(),
             o.archived,
             o.parsed,
@@ -16,9 +23,14 @@ pub fn print_ingest(results: &[(String, String, crate::store::BatchOutcome)]) {
             o.skipped,
             o.duplicates,
             o.deltas
-        );
+        )?;
     }
+    Ok(())
 }
+
+/// Widest a vendor-supplied value gets in a table before it is cut with `…`
+/// (`orders VENDOR ORDER` and `--json` show it whole).
+const CELL_MAX: usize = 60;
 
 pub async fn orders(
     store: &Store,
@@ -29,25 +41,37 @@ pub async fn orders(
     let all = store.orders(vendor).await?;
     let Some(order_ref) = order_ref else {
         if json {
-            println!("{}", serde_json::to_string_pretty(&all)?);
+            outln!("{}", serde_json::to_string_pretty(&all)?)?;
             return Ok(());
         }
-        println!(
-            "{:<18} {:<14} {:<12} {:<26} {:<21} FIELDS",
-            "VENDOR", "ORDER", "STATUS", "VENDOR STATUS", "AS OF (UTC)"
-        );
+        let mut rows = Vec::with_capacity(all.len());
         for o in &all {
-            println!(
-                "{:<18} {:<14} {:<12} {:<26} {:<21} {}",
-                o.vendor,
-                o.order_ref,
-                o.status.map(|s| s.as_str()).unwrap_or("-"),
-                o.vendor_status.as_deref().unwrap_or("-"),
-                o.event_time.format("%Y-%m-%d %H:%M"),
-                serde_json::to_string(&o.fields)?
-            );
+            rows.push(vec![
+                o.vendor.clone(),
+                o.order_ref.clone(),
+                o.status.map(|s| s.as_str()).unwrap_or("-").to_string(),
+                o.vendor_status.as_deref().unwrap_or("-").to_string(),
+                o.event_time.format("%Y-%m-%d %H:%M").to_string(),
+                serde_json::to_string(&o.fields)?,
+            ]);
         }
-        println!("{} order(s)", all.len());
+        let rows = rows.into_iter().map(|r| {
+            r.iter()
+                .map(|c| truncate(c, CELL_MAX).into_owned())
+                .collect()
+        });
+        write_text(&table(
+            &[
+                "VENDOR",
+                "ORDER",
+                "STATUS",
+                "VENDOR STATUS",
+                "AS OF (UTC)",
+                "FIELDS",
+            ],
+            rows,
+        ))?;
+        outln!("{} order(s)", all.len())?;
         return Ok(());
     };
     let matches: Vec<_> = all.iter().filter(|o| o.order_ref == order_ref).collect();
@@ -63,31 +87,45 @@ pub async fn orders(
     };
     let history = store.order_deltas(&order.vendor, &order.order_ref).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"order": order, "deltas": history}))?
-        );
+        )?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{} {}: {}",
-        order.vendor,
-        order.order_ref,
+        clean(&order.vendor),
+        clean(&order.order_ref),
         order.status.map(|s| s.as_str()).unwrap_or("-")
-    );
-    println!("fields: {}", serde_json::to_string(&order.fields)?);
-    println!("history (event order):");
-    for d in history {
-        println!(
-            "  #{:<6} {} ({})  {:<8} {:<12} {}  recorded {}",
-            d.offset,
-            d.draft.event_time.format("%Y-%m-%d %H:%M"),
-            d.draft.time_source.as_str(),
-            d.source.as_str(),
-            d.draft.status.map(|s| s.as_str()).unwrap_or("-"),
-            d.draft.vendor_status.as_deref().unwrap_or(""),
-            d.recorded_at.format("%Y-%m-%d %H:%M:%S")
-        );
-    }
+    )?;
+    outln!("fields: {}", serde_json::to_string(&order.fields)?)?;
+    outln!("history (event order):")?;
+    write_text(&table(
+        &[
+            "OFFSET",
+            "EVENT TIME (UTC)",
+            "TIME FROM",
+            "SOURCE",
+            "STATUS",
+            "VENDOR STATUS",
+            "RECORDED (UTC)",
+        ],
+        history.iter().map(|d| {
+            vec![
+                format!("#{}", d.offset),
+                d.draft.event_time.format("%Y-%m-%d %H:%M").to_string(),
+                d.draft.time_source.as_str().to_string(),
+                d.source.as_str().to_string(),
+                d.draft
+                    .status
+                    .map(|s| s.as_str())
+                    .unwrap_or("-")
+                    .to_string(),
+                d.draft.vendor_status.as_deref().unwrap_or("").to_string(),
+                d.recorded_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ]
+        }),
+    ))?;
     Ok(())
 }

@@ -4,18 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{out, outln};
+
 macro_rules! embed {
     ($($dest:literal => $src:literal),* $(,)?) => {
         &[$(($dest, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $src)) as &[u8])),*]
     };
 }
 
+/// The demo's own files: its config, sample mail and export.
 const FILES: &[(&str, &[u8])] = embed! {
     "driftwatch.toml" => "demo/driftwatch.toml",
-    "parsers/acme-appraisal.toml" => "parsers/acme-appraisal.toml",
-    "parsers/keystone-title.toml" => "parsers/keystone-title.toml",
-    "parsers/pinnacle-credit.toml" => "parsers/pinnacle-credit.toml",
-    "parsers/rivergate-flood.toml" => "parsers/rivergate-flood.toml",
     "Maildir/new/01-acme-48213-accepted" => "demo/mail/01-acme-48213-accepted.eml",
     "Maildir/new/02-acme-48213-scheduled" => "demo/mail/02-acme-48213-scheduled.eml",
     "Maildir/new/03-acme-48214-delivered" => "demo/mail/03-acme-48214-delivered.eml",
@@ -31,9 +30,29 @@ const FILES: &[(&str, &[u8])] = embed! {
     "exports/acme-orders-20261125.csv" => "demo/exports/acme-orders-20261125.csv",
 };
 
-/// Writes the demo into `dir` (keeping any database already there, so a second
-/// run shows that nothing is ingested twice) and returns the config path.
+/// Every shipped parser (`parsers/*.toml`) and fixture (`fixtures/<vendor>/…`),
+/// listed by build.rs, so `parsers test` works in the demo directory.
+const SHIPPED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/shipped.rs"));
+
+/// What [`materialize`] did with the files that were already there.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub config: PathBuf,
+    /// Files that existed with different content: the user's edits, kept.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Writes the demo into `dir` (see [`write`]) and returns the config path.
 pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
+    Ok(write(dir)?.config)
+}
+
+/// Writes the demo into `dir` and says where the config is. Keeps any
+/// database already there (a second run shows that nothing is ingested
+/// twice), and never overwrites a file whose content differs from the
+/// shipped one: a config or parser the user edited stays as they left it,
+/// and is listed in [`Written::kept`].
+pub fn write(dir: &Path) -> std::io::Result<Written> {
     for sub in [
         "Maildir/tmp",
         "Maildir/new",
@@ -43,57 +62,79 @@ pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
     ] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    for (dest, bytes) in FILES {
+    let mut written = Written {
+        config: dir.join("driftwatch.toml"),
+        kept: Vec::new(),
+    };
+    for (dest, bytes) in FILES.iter().chain(SHIPPED) {
         let path = dir.join(dest);
-        // Mail files are written once: rewriting would change their mtime, the
-        // Maildir's arrival order.
-        if dest.starts_with("Maildir/") && path.exists() {
-            continue;
+        match std::fs::read(&path) {
+            Ok(existing) if existing == *bytes => continue,
+            // Mail files are written once (rewriting would change their mtime,
+            // the Maildir's arrival order); other files are kept if edited.
+            Ok(_) => {
+                if !dest.starts_with("Maildir/") {
+                    written.kept.push(path);
+                }
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, bytes)?;
     }
-    Ok(dir.join("driftwatch.toml"))
+    Ok(written)
 }
 
 /// `driftwatch demo`: write the demo, ingest its mail, show what came of it.
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
-    let config_path = materialize(dir)
-        .with_context(|| format!("failed to write the demo into {}", dir.display()))?;
+    let written =
+        write(dir).with_context(|| format!("failed to write the demo into {}", dir.display()))?;
+    let config_path = written.config;
+    for p in &written.kept {
+        outln!(
+            "kept your edited {} (delete it to get the shipped version back)",
+            p.display()
+        )?;
+    }
     let config = crate::config::Config::load(&config_path)?;
-    println!("demo config: {}\n", config_path.display());
+    outln!("demo config: {}\n", config_path.display())?;
     let app = crate::app::App::build(config).await?;
 
-    println!("== ingest: the demo Maildir");
-    crate::cli::print_ingest(&app.ingest_once().await?);
-    println!();
+    outln!("== ingest: the demo Maildir")?;
+    crate::cli::print_ingest(&app.ingest_once().await?)?;
+    outln!()?;
     crate::cli::orders(&app.store, None, None, false).await?;
     let q = app.store.quarantined(20).await?;
     if !q.is_empty() {
-        println!("\nquarantined ({}):", q.len());
+        outln!("\nquarantined ({}):", q.len())?;
         for m in q {
-            println!(
+            outln!(
                 "  from {}: {}",
-                m.sender.as_deref().unwrap_or("?"),
-                m.reason.as_deref().unwrap_or("")
-            );
+                crate::out::clean(m.sender.as_deref().unwrap_or("?")),
+                crate::out::clean(m.reason.as_deref().unwrap_or(""))
+            )?;
         }
     }
 
-    println!("\n== reconcile: acme-appraisal against its export (dry run first)");
+    outln!("\n== reconcile: acme-appraisal against its export (dry run first)")?;
     let opts = crate::reconcile::RunOptions {
         dry_run: true,
         ..Default::default()
     };
     let dry = crate::reconcile::run_once(&app, "acme-appraisal", opts).await?;
-    print!("{}", crate::reconcile::cli::render_summary(&dry));
-    println!();
+    out!("{}", crate::reconcile::cli::render_summary(&dry))?;
+    outln!()?;
     let run = crate::reconcile::run_once(&app, "acme-appraisal", Default::default()).await?;
-    print!("{}", crate::reconcile::cli::render_summary(&run));
-    println!();
+    out!("{}", crate::reconcile::cli::render_summary(&run))?;
+    outln!()?;
     crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
     // The day's report, as the morning email would show it (no mail server).
-    println!("\n== report: today so far\n");
+    outln!("\n== report: today so far\n")?;
     let settings = app.config.report.clone().unwrap_or_default();
     let today = chrono::Utc::now()
         .with_timezone(&settings.timezone)
@@ -105,7 +146,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         crate::report::cli::Format::Text,
     )
     .await?;
-    print!("{text}");
+    out!("{text}")?;
     let html = crate::report::cli::render(
         &app,
         &settings,
@@ -122,16 +163,16 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let html_path = reports.join(format!("report-{today}.html"));
     std::fs::write(&html_path, html)
         .with_context(|| format!("failed to write {}", html_path.display()))?;
-    println!("\nHTML report: {}", html_path.display());
+    outln!("\nHTML report: {}", html_path.display())?;
 
-    println!(
+    outln!(
         "\nexplore: driftwatch -c {} orders <ORDER>\n         driftwatch -c {} drifts",
         config_path.display(),
         config_path.display()
-    );
-    println!(
+    )?;
+    outln!(
         "         driftwatch -c {} report --format html -o report.html",
         config_path.display()
-    );
+    )?;
     Ok(())
 }

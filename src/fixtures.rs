@@ -52,6 +52,18 @@ pub fn outcome_json(raw: &[u8], registry: &Registry) -> Value {
     }
 }
 
+/// Where fixtures live: the `fixtures` folder beside the parsers directory
+/// (`parsers/` → `fixtures/`, `/etc/driftwatch/parsers` →
+/// `/etc/driftwatch/fixtures`). The one rule `parsers test` (reading) and
+/// `quarantine export --to` (writing, relative paths) both follow, so they
+/// agree whatever the current directory.
+pub fn fixtures_dir(parsers_dir: &Path) -> PathBuf {
+    match parsers_dir.parent() {
+        Some(p) => p.join("fixtures"),
+        None => PathBuf::from("fixtures"),
+    }
+}
+
 pub fn expected_path(eml: &Path) -> PathBuf {
     eml.with_extension("expected.json")
 }

@@ -27,6 +27,7 @@ pub mod fixtures;
 pub mod ingest;
 pub mod model;
 pub mod number;
+pub mod out;
 pub mod parse;
 pub mod reconcile;
 pub mod reparse;

@@ -4,21 +4,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use driftwatch::app::{App, load_registry};
 use driftwatch::config::{Config, LogFormat};
+use driftwatch::out::{clean, exit};
+use driftwatch::outln;
 use driftwatch::store::{DeltaFilter, Store};
 
 #[derive(Parser)]
 #[command(
     name = "driftwatch",
     version,
-    about = "Keeps a local view of vendor orders true from vendor status emails and periodic full-state exports."
+    about = "Keeps a local view of vendor orders true from vendor status emails and periodic full-state exports.",
+    after_help = "Exit codes: 0 done (also when stdout is closed early, as by `| head`), \
+1 failed, 2 usage error, 3 refused by the reconcile guard."
 )]
-struct Cli {
+pub struct Cli {
     /// Config file (TOML). Relative paths inside it are relative to the file.
     #[arg(
         long,
@@ -58,6 +62,7 @@ enum Command {
         /// Start after this offset (0 = from the beginning).
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// Only deltas about this vendor's orders.
         #[arg(long)]
         vendor: Option<String>,
         /// At most this many deltas (per poll with --follow).
@@ -102,25 +107,52 @@ enum Command {
     /// Validate the config file and parser rule files, then exit.
     CheckConfig,
     /// Run the built-in demo: writes a demo config, Maildir and parsers to DIR, ingests, prints the orders.
+    ///
+    /// Files you edited in DIR (the config, parser rule files) are kept, never
+    /// overwritten: delete one to get the shipped version back.
     Demo {
+        /// Where to write the demo (created if missing).
         #[arg(long, default_value = "driftwatch-demo")]
         dir: PathBuf,
     },
+    /// Print a shell completion script for SHELL to stdout.
+    ///
+    /// bash: `driftwatch completions bash > /etc/bash_completion.d/driftwatch`;
+    /// zsh: `driftwatch completions zsh > "${fpath[1]}/_driftwatch"`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `driftwatch man > driftwatch.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
 enum QuarantineCmd {
     /// Newest first, with the reason each was set aside.
     List {
+        /// At most this many messages.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print JSON lines (one message per line) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// One message: headers, reason and the start of its text.
-    Show { id: i64 },
-    /// Write the raw message into a fixtures folder, ready for `parsers test --update`.
-    Export {
+    Show {
+        /// The message id (the `#` column of `quarantine list`).
         id: i64,
-        /// Destination .eml path, e.g. fixtures/acme-appraisal/new-layout.eml
+    },
+    /// Write the raw message into the fixtures folder, ready for `parsers test --update`.
+    ///
+    /// A relative `--to` is relative to the fixtures folder `parsers test`
+    /// reads (`fixtures/` beside the parsers directory), so the two agree
+    /// wherever you run them from.
+    Export {
+        /// The message id (the `#` column of `quarantine list`).
+        id: i64,
+        /// Destination .eml, e.g. acme-appraisal/new-layout.eml (relative to the fixtures folder).
         #[arg(long)]
         to: PathBuf,
     },
@@ -149,6 +181,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(driftwatch::out::stderr_colour())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -166,9 +199,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // `driftwatch orders | head -1`: the reader has what it wanted.
+        Err(e) if driftwatch::out::is_closed_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", clean(&format!("{e:#}")));
+            ExitCode::from(exit::FAILED)
         }
     }
 }
@@ -179,6 +214,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             // The demo prints its own story; logs only for problems.
             init_logging(LogFormat::Text, "warn");
             return demo(&dir).await;
+        }
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "driftwatch", &mut buf);
+            driftwatch::out::write_text(&String::from_utf8_lossy(&buf))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            driftwatch::out::write_text(&String::from_utf8_lossy(&buf))?;
+            return Ok(ExitCode::SUCCESS);
         }
         other => other,
     };
@@ -205,17 +252,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     })?;
                 }
             }
-            println!(
+            outln!(
                 "{}: ok ({} mailbox(es), {} parser(s), database {})",
                 config.file.display(),
                 config.mailboxes.len(),
                 registry.parsers().len(),
                 config.database.display()
-            );
+            )?;
         }
         Command::Migrate => {
             Store::open(&config.database).await?;
-            println!("database {} is up to date", config.database.display());
+            outln!("database {} is up to date", config.database.display())?;
         }
         Command::Serve | Command::Ingest { once: false } => {
             let app = App::build(config).await?;
@@ -223,7 +270,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest { once: true } => {
             let app = App::build(config).await?;
-            driftwatch::cli::print_ingest(&app.ingest_once().await?);
+            driftwatch::cli::print_ingest(&app.ingest_once().await?)?;
         }
         Command::Orders {
             vendor,
@@ -250,7 +297,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             loop {
                 let batch = store.deltas_after(cursor, limit, &filter).await?;
                 for d in &batch {
-                    println!("{}", serde_json::to_string(d)?);
+                    outln!("{}", serde_json::to_string(d)?)?;
                     cursor = d.offset;
                 }
                 if !follow {
@@ -266,7 +313,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Quarantine { command } => {
             let store = Store::open(&config.database).await?;
-            return quarantine(&store, command).await;
+            return quarantine(&store, &config, command).await;
         }
         Command::Parsers {
             command:
@@ -289,7 +336,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rebuild => {
             let store = Store::open(&config.database).await?;
             let n = store.rebuild_view().await?;
-            println!("rebuilt {n} orders from the delta log");
+            outln!("rebuilt {n} orders from the delta log")?;
         }
         Command::Reconcile(args) => {
             let app = App::build(config).await?;
@@ -307,7 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let app = App::build(config).await?;
             return driftwatch::report::cli::report(&app, args).await;
         }
-        Command::Demo { .. } => {}
+        Command::Demo { .. } | Command::Completions { .. } | Command::Man => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -350,45 +397,57 @@ async fn serve(app: &App) -> Result<()> {
     }
 }
 
-async fn quarantine(store: &Store, command: QuarantineCmd) -> Result<ExitCode> {
+async fn quarantine(store: &Store, config: &Config, command: QuarantineCmd) -> Result<ExitCode> {
     match command {
-        QuarantineCmd::List { limit } => {
+        QuarantineCmd::List { limit, json } => {
             let rows = store.quarantined(limit).await?;
+            if json {
+                for q in &rows {
+                    outln!("{}", serde_json::to_string(q)?)?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             if rows.is_empty() {
-                println!("quarantine is empty");
+                outln!("quarantine is empty")?;
+                return Ok(ExitCode::SUCCESS);
             }
-            for q in rows {
-                println!(
-                    "#{:<6} {}  from {}  \"{}\"\n        {}",
-                    q.id,
-                    q.archived_at.format("%Y-%m-%d %H:%M"),
-                    q.sender.as_deref().unwrap_or("?"),
-                    q.subject.as_deref().unwrap_or(""),
-                    q.reason.as_deref().unwrap_or("")
-                );
-            }
+            let table = driftwatch::out::table(
+                &["#", "ARCHIVED (UTC)", "FROM", "SUBJECT", "REASON"],
+                rows.iter().map(|q| {
+                    vec![
+                        q.id.to_string(),
+                        q.archived_at.format("%Y-%m-%d %H:%M").to_string(),
+                        cell(q.sender.as_deref().unwrap_or("?")),
+                        cell(q.subject.as_deref().unwrap_or("")),
+                        cell(q.reason.as_deref().unwrap_or("")),
+                    ]
+                }),
+            );
+            driftwatch::out::write_text(&table)?;
         }
         QuarantineCmd::Show { id } => {
             let m = store
                 .message(id)
                 .await?
                 .with_context(|| format!("no message #{id}"))?;
-            println!(
+            outln!(
                 "message #{} ({}), archived {}",
                 m.id,
                 m.disposition,
                 m.archived_at.format("%Y-%m-%d %H:%M:%S")
-            );
-            println!("from:    {}", m.sender.as_deref().unwrap_or("?"));
-            println!("subject: {}", m.subject.as_deref().unwrap_or(""));
-            println!("vendor:  {}", m.vendor.as_deref().unwrap_or("-"));
-            println!("reason:  {}", m.reason.as_deref().unwrap_or("-"));
+            )?;
+            outln!("from:    {}", clean(m.sender.as_deref().unwrap_or("?")))?;
+            outln!("subject: {}", clean(m.subject.as_deref().unwrap_or("")))?;
+            outln!("vendor:  {}", clean(m.vendor.as_deref().unwrap_or("-")))?;
+            outln!("reason:  {}", clean(m.reason.as_deref().unwrap_or("-")))?;
             let text = driftwatch::parse::Mail::parse(&m.raw, None)
                 .map(|mail| mail.text().chars().take(1200).collect::<String>())
                 .unwrap_or_else(|| {
                     String::from_utf8_lossy(&m.raw[..m.raw.len().min(1200)]).into_owned()
                 });
-            println!("\n{text}");
+            // The body keeps its line breaks; write_text replaces every other
+            // control character.
+            outln!("\n{text}")?;
         }
         QuarantineCmd::Export { id, to } => {
             let m = store
@@ -400,6 +459,12 @@ async fn quarantine(store: &Store, command: QuarantineCmd) -> Result<ExitCode> {
                 "message #{id} was over the size limit: only its header was archived"
             );
             anyhow::ensure!(
+                to.extension().is_some_and(|e| e == "eml"),
+                "--to must name a .eml file (parsers test reads only those)"
+            );
+            let fixtures = driftwatch::fixtures::fixtures_dir(&config.parsers_dir);
+            let to = fixtures.join(&to);
+            anyhow::ensure!(
                 !to.exists(),
                 "{} already exists; choose another name",
                 to.display()
@@ -410,14 +475,20 @@ async fn quarantine(store: &Store, command: QuarantineCmd) -> Result<ExitCode> {
             }
             std::fs::write(&to, &m.raw)
                 .with_context(|| format!("failed to write {}", to.display()))?;
-            println!("wrote {}", to.display());
-            println!(
-                "next: fix the vendor's rule file, then `driftwatch parsers test {} --update`, review, commit both files",
+            outln!("wrote {}", to.display())?;
+            outln!(
+                "next: fix the vendor's rule file, then `driftwatch -c {} parsers test {} --update`, review, commit both files",
+                config.file.display(),
                 to.display()
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A table cell from outside: one line, at most 80 characters.
+fn cell(s: &str) -> String {
+    driftwatch::out::truncate(&clean(s), 80).into_owned()
 }
 
 fn parsers_test(
@@ -427,14 +498,14 @@ fn parsers_test(
     fixtures: Option<PathBuf>,
 ) -> Result<ExitCode> {
     use driftwatch::fixtures::{Verdict, discover, run_one};
-    let registry = load_registry(config)?;
-    let fixtures_dir = fixtures.unwrap_or_else(|| {
-        config
-            .parsers_dir
-            .parent()
-            .map(|p| p.join("fixtures"))
-            .unwrap_or_else(|| PathBuf::from("fixtures"))
-    });
+    // A fixture says what the parsers make of a message, the same in every
+    // deployment: `ignore_senders` is this deployment's mailbox filter (our
+    // own domain), not part of a parser, so fixtures run without it.
+    let mut config = config.clone();
+    config.ingest.ignore_senders.clear();
+    let registry = load_registry(&config)?;
+    let fixtures_dir =
+        fixtures.unwrap_or_else(|| driftwatch::fixtures::fixtures_dir(&config.parsers_dir));
     let (files, names): (Vec<String>, Vec<String>) =
         args.into_iter().partition(|a| a.ends_with(".eml"));
     anyhow::ensure!(
@@ -460,37 +531,37 @@ fn parsers_test(
             Verdict::Pass => passed += 1,
             Verdict::Updated => {
                 updated += 1;
-                println!(
+                outln!(
                     "UPDATED {}",
                     driftwatch::fixtures::expected_path(p).display()
-                );
+                )?;
             }
             Verdict::Fail(diff) => {
                 failed += 1;
-                println!("FAIL {}\n{diff}", p.display());
+                outln!("FAIL {}\n{diff}", p.display())?;
             }
             Verdict::Missing(actual) => {
                 failed += 1;
-                println!(
+                outln!(
                     "MISSING {}: no expectation yet; the parsers produce:\n{}\n(record it with --update after review)",
                     p.display(),
                     serde_json::to_string_pretty(&actual)?
-                );
+                )?;
             }
             Verdict::Broken(msg) => {
                 failed += 1;
-                println!("ERROR {}: {msg}", p.display());
+                outln!("ERROR {}: {msg}", p.display())?;
             }
         }
     }
-    println!(
+    outln!(
         "parsers: {passed} passed, {failed} failed{}",
         if updated > 0 {
             format!(", {updated} updated")
         } else {
             String::new()
         }
-    );
+    )?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -524,17 +595,23 @@ async fn reparse(
     let report = driftwatch::reparse::run(&app.store, &registry, &opts, &progress).await?;
     bar.finish_and_clear();
     let verb = if dry_run { "would change" } else { "changed" };
-    println!(
+    outln!(
         "examined {} archived messages; {} {verb}",
-        report.examined, report.changed
-    );
+        report.examined,
+        report.changed
+    )?;
     for (vendor, c) in &report.per_vendor {
-        println!(
-            "  {vendor}: {} messages (newly parsed {}, newly quarantined {}), deltas {} -> {}",
-            c.changed, c.newly_parsed, c.newly_quarantined, c.deltas_before, c.deltas_after
-        );
+        outln!(
+            "  {}: {} messages (newly parsed {}, newly quarantined {}), deltas {} -> {}",
+            clean(vendor),
+            c.changed,
+            c.newly_parsed,
+            c.newly_quarantined,
+            c.deltas_before,
+            c.deltas_after
+        )?;
     }
-    println!("orders whose view {verb}: {}", report.orders.len());
+    outln!("orders whose view {verb}: {}", report.orders.len())?;
     let show = |s: &Option<driftwatch::model::OrderState>| match s {
         Some(s) => format!(
             "{} {}",
@@ -544,19 +621,19 @@ async fn reparse(
         None => "(absent)".into(),
     };
     for c in report.orders.iter().take(50) {
-        println!(
+        outln!(
             "  {} {}: {}  ->  {}",
-            c.vendor,
-            c.order_ref,
-            show(&c.before),
-            show(&c.after)
-        );
+            clean(&c.vendor),
+            clean(&c.order_ref),
+            clean(&show(&c.before)),
+            clean(&show(&c.after))
+        )?;
     }
     if report.orders.len() > 50 {
-        println!("  ... and {} more", report.orders.len() - 50);
+        outln!("  ... and {} more", report.orders.len() - 50)?;
     }
     if dry_run {
-        println!("dry run: nothing was written");
+        outln!("dry run: nothing was written")?;
     }
     Ok(ExitCode::SUCCESS)
 }

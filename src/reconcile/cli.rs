@@ -7,6 +7,8 @@ use anyhow::Context;
 
 use super::{Cause, DriftKind, Outcome, RunOptions, RunSummary};
 use crate::app::App;
+use crate::out::{clean, exit, table, truncate, write_text};
+use crate::outln;
 
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
@@ -23,10 +25,14 @@ pub struct ReconcileArgs {
     /// schedule), wait up to this many seconds for it instead of giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub wait: u64,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DriftsArgs {
+    /// Only this vendor's drifts.
     #[arg(long)]
     pub vendor: Option<String>,
     /// Only drifts still open.
@@ -49,17 +55,52 @@ pub async fn reconcile(app: &App, args: ReconcileArgs) -> anyhow::Result<ExitCod
         },
     )
     .await;
-    // Busy is not a failure of the export: its own exit code (75, EX_TEMPFAIL).
+    // Busy is not a failure of the export: its own exit code (EX_TEMPFAIL).
     if let Err(e @ super::ReconcileError::Busy { .. }) = &summary {
-        eprintln!("driftwatch: {e}");
-        return Ok(ExitCode::from(75));
+        eprintln!("driftwatch: {}", clean(&e.to_string()));
+        return Ok(ExitCode::from(exit::BUSY));
     }
     let summary =
         summary.with_context(|| format!("reconcile of vendor `{}` failed", args.vendor))?;
-    print!("{}", render_summary(&summary));
+    if args.json {
+        outln!("{}", serde_json::to_string(&summary_json(&summary))?)?;
+    } else {
+        write_text(&render_summary(&summary))?;
+    }
     Ok(match summary.outcome {
-        Outcome::Refused => ExitCode::from(2),
+        Outcome::Refused => ExitCode::from(exit::REFUSED),
         _ => ExitCode::SUCCESS,
+    })
+}
+
+/// The summary for scripts (`reconcile --json`): the same facts as
+/// [`render_summary`], values as real JSON.
+pub fn summary_json(s: &RunSummary) -> serde_json::Value {
+    let by_cause: Vec<serde_json::Value> = s
+        .by_cause
+        .iter()
+        .map(|((kind, cause), n)| serde_json::json!({"kind": kind, "cause": cause, "count": n}))
+        .collect();
+    serde_json::json!({
+        "vendor": s.vendor,
+        "dry_run": s.dry_run,
+        "outcome": s.outcome,
+        "reason": s.reason,
+        "run_id": s.run_id,
+        "source": s.source,
+        "as_of": s.as_of,
+        "policy": format!("{:?}", s.policy).to_lowercase(),
+        "orders_remote": s.counts.orders_remote,
+        "orders_local": s.counts.orders_local,
+        "unmapped_status": s.unmapped_status,
+        "drifts": s.drifts(),
+        "by_cause": by_cause,
+        "email_reliability": s.reliability(),
+        "fixes": s.fixes,
+        "fixed": s.fixed,
+        "closed": s.closed,
+        "sample": s.sample,
+        "elapsed_ms": u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
     })
 }
 
@@ -84,12 +125,12 @@ pub fn render_summary(s: &RunSummary) -> String {
             Outcome::Failed => "failed",
         }
     );
-    let _ = writeln!(o, "  source  {}", s.source);
+    let _ = writeln!(o, "  source  {}", clean(&s.source));
     if let Some(t) = s.as_of {
         let _ = writeln!(o, "  as of   {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
     }
     if let Some(r) = &s.reason {
-        let _ = writeln!(o, "  reason  {r}");
+        let _ = writeln!(o, "  reason  {}", clean(r));
     }
     if s.outcome == Outcome::Unchanged {
         let _ = writeln!(
@@ -170,27 +211,24 @@ pub fn render_summary(s: &RunSummary) -> String {
         );
     }
     if !s.sample.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n  {:<14} {:<16} {:<14} {:<22} {:<22} cause",
-            "order", "kind", "field", "ours", "vendor's"
-        );
-        for d in &s.sample {
-            let show = |v: &Option<serde_json::Value>| match v {
-                None => "-".to_string(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-            };
-            let _ = writeln!(
-                o,
-                "  {:<14} {:<16} {:<14} {:<22} {:<22} {}",
-                d.order_ref,
-                d.kind.as_str(),
-                d.field.as_deref().unwrap_or("-"),
-                show(&d.local_value),
-                show(&d.remote_value),
-                d.cause
-            );
+        let rows = s.sample.iter().map(|d| {
+            vec![
+                d.order_ref.clone(),
+                d.kind.as_str().to_string(),
+                d.field.clone().unwrap_or_else(|| "-".into()),
+                show_value(d.local_value.as_ref()),
+                show_value(d.remote_value.as_ref()),
+                d.cause.as_str().to_string(),
+            ]
+        });
+        let _ = writeln!(o);
+        for line in table(
+            &["order", "kind", "field", "ours", "vendor's", "cause"],
+            rows,
+        )
+        .lines()
+        {
+            let _ = writeln!(o, "  {line}");
         }
         if s.drifts() as usize > s.sample.len() {
             let _ = writeln!(
@@ -212,47 +250,71 @@ pub async fn drifts(app: &App, args: DriftsArgs) -> anyhow::Result<ExitCode> {
         .context("failed to read drifts")?;
     if args.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
+            // The store keeps values as JSON text; emit them as JSON values,
+            // not as strings holding JSON.
+            let mut v = serde_json::to_value(r)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("local_value".into(), stored_value(r.local_value.as_deref()));
+                obj.insert(
+                    "remote_value".into(),
+                    stored_value(r.remote_value.as_deref()),
+                );
+            }
+            outln!("{}", serde_json::to_string(&v)?)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no {}drifts", if args.open { "open " } else { "" });
+        outln!("no {}drifts", if args.open { "open " } else { "" })?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<16} {:<12} {:<16} {:<12} {:<18} {:<18} {:<17} {:<17} state",
-        "vendor", "order", "kind", "field", "ours", "vendor's", "cause", "opened"
+    let body = table(
+        &[
+            "vendor", "order", "kind", "field", "ours", "vendor's", "cause", "opened", "state",
+        ],
+        rows.iter().map(|r| {
+            let state = match (&r.closed_at, &r.closed_reason) {
+                (None, _) => format!("open (seen {}x)", r.seen_count),
+                (Some(t), reason) => format!(
+                    "closed {} {}",
+                    t.format("%Y-%m-%d %H:%M"),
+                    reason.as_deref().unwrap_or("")
+                ),
+            };
+            vec![
+                r.vendor.clone(),
+                r.order_ref.clone(),
+                r.kind.as_str().to_string(),
+                r.field.clone().unwrap_or_else(|| "-".into()),
+                show_value(Some(&stored_value(r.local_value.as_deref()))),
+                show_value(Some(&stored_value(r.remote_value.as_deref()))),
+                r.cause.as_str().to_string(),
+                r.opened_at.format("%Y-%m-%d %H:%M").to_string(),
+                state,
+            ]
+        }),
     );
-    // Values are stored as JSON; show strings bare.
-    let show = |v: &Option<String>| match v.as_deref() {
-        None => "-".to_string(),
-        Some(j) => match serde_json::from_str::<serde_json::Value>(j) {
-            Ok(serde_json::Value::String(s)) => s,
-            _ => j.to_string(),
-        },
-    };
-    for r in rows {
-        let state = match (&r.closed_at, &r.closed_reason) {
-            (None, _) => format!("open (seen {}x)", r.seen_count),
-            (Some(t), reason) => format!(
-                "closed {} {}",
-                t.format("%Y-%m-%d %H:%M"),
-                reason.as_deref().unwrap_or("")
-            ),
-        };
-        println!(
-            "{:<16} {:<12} {:<16} {:<12} {:<18} {:<18} {:<17} {:<17} {}",
-            r.vendor,
-            r.order_ref,
-            r.kind.as_str(),
-            r.field.as_deref().unwrap_or("-"),
-            show(&r.local_value),
-            show(&r.remote_value),
-            r.cause.as_str(),
-            r.opened_at.format("%Y-%m-%d %H:%M"),
-            state
-        );
-    }
+    write_text(&body)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A drift value as the store keeps it (JSON text) turned back into JSON;
+/// `null` when absent. Text that is not JSON stays a string rather than
+/// being dropped.
+fn stored_value(v: Option<&str>) -> serde_json::Value {
+    match v {
+        None => serde_json::Value::Null,
+        Some(j) => serde_json::from_str(j).unwrap_or_else(|_| serde_json::Value::String(j.into())),
+    }
+}
+
+/// A value in a table cell: strings bare, other JSON as JSON, `-` when
+/// absent; one line, cut to 40 characters (`--json` has it whole).
+fn show_value(v: Option<&serde_json::Value>) -> String {
+    let s = match v {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    truncate(&clean(&s), 40).into_owned()
 }

@@ -9,6 +9,8 @@ use chrono::{NaiveDate, Utc};
 use super::config::ReportSettings;
 use super::schedule::DeliveryResult;
 use crate::app::App;
+use crate::out::{clean, table, write_text};
+use crate::outln;
 use crate::store::SendState;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -24,6 +26,8 @@ pub struct ReportArgs {
     /// today so far.
     #[arg(long)]
     pub date: Option<NaiveDate>,
+    /// Output format: text (the email's text part), html (its HTML part) or
+    /// json (the report's data).
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Write to this file instead of stdout.
@@ -37,6 +41,9 @@ pub struct ReportArgs {
     /// last error), then exit.
     #[arg(long, conflicts_with_all = ["date", "output", "send_due"])]
     pub history: bool,
+    /// With --history: print JSON lines (one delivery per line) instead of a table.
+    #[arg(long, requires = "history")]
+    pub json: bool,
 }
 
 pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -44,14 +51,16 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
         return send_due(app).await;
     }
     if args.history {
-        return history(app).await;
+        return history(app, args.json).await;
     }
     let settings = app.config.report.clone().unwrap_or_default();
     let out = render(app, &settings, args.date, args.format).await?;
     match &args.output {
         Some(path) => std::fs::write(path, out)
             .with_context(|| format!("failed to write {}", path.display()))?,
-        None => print!("{out}"),
+        // JSON escapes control characters itself; text and HTML are ours
+        // with vendor strings already cleaned or escaped.
+        None => write_text(&out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -85,31 +94,29 @@ async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
         .await
         .context("failed to deliver due reports")?;
     if outcome.deliveries.is_empty() {
-        println!(
+        outln!(
             "nothing due: the report for {} was already delivered everywhere",
             outcome
                 .latest_due
                 .map(|d| d.to_string())
                 .unwrap_or_default()
-        );
+        )?;
     }
     for d in &outcome.deliveries {
+        let channel = clean(&d.channel);
         match &d.result {
             DeliveryResult::Sent { attempt } => {
-                println!("{} -> {}: sent (attempt {attempt})", d.date, d.channel)
+                outln!("{} -> {channel}: sent (attempt {attempt})", d.date)?
             }
-            DeliveryResult::AlreadySent => {
-                println!("{} -> {}: already sent", d.date, d.channel)
-            }
+            DeliveryResult::AlreadySent => outln!("{} -> {channel}: already sent", d.date)?,
             DeliveryResult::InFlight => {
-                println!("{} -> {}: being sent by another process", d.date, d.channel)
+                outln!("{} -> {channel}: being sent by another process", d.date)?
             }
-            DeliveryResult::Failed { attempt, error } => {
-                println!(
-                    "{} -> {}: FAILED (attempt {attempt}): {error}",
-                    d.date, d.channel
-                )
-            }
+            DeliveryResult::Failed { attempt, error } => outln!(
+                "{} -> {channel}: FAILED (attempt {attempt}): {}",
+                d.date,
+                clean(error)
+            )?,
         }
     }
     Ok(if outcome.failed() > 0 {
@@ -119,36 +126,61 @@ async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn history(app: &App) -> anyhow::Result<ExitCode> {
+async fn history(app: &App, json: bool) -> anyhow::Result<ExitCode> {
     let since = Utc::now().date_naive() - chrono::Duration::days(14);
     let rows = app
         .store
         .report_sends(since)
         .await
         .context("failed to read report_sends")?;
+    let state = |s: &SendState| match s {
+        SendState::Pending => "pending",
+        SendState::Sent => "sent",
+        SendState::Failed => "failed",
+    };
+    if json {
+        for r in &rows {
+            let line = serde_json::json!({
+                "report_date": r.report_date,
+                "recipient": r.recipient,
+                "state": state(&r.state),
+                "attempts": r.attempts,
+                "sent_at": r.sent_at,
+                "last_error": r.last_error,
+                "message_id": r.message_id,
+            });
+            outln!("{}", serde_json::to_string(&line)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if rows.is_empty() {
-        println!("no report deliveries recorded since {since}");
+        outln!("no report deliveries recorded since {since}")?;
+        return Ok(ExitCode::SUCCESS);
     }
-    for r in rows {
-        let state = match r.state {
-            SendState::Pending => "pending",
-            SendState::Sent => "sent",
-            SendState::Failed => "FAILED",
-        };
-        let when = r
-            .sent_at
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
-        println!(
-            "{}  {:<8} {:<40} attempts {:<3} {when}{}",
-            r.report_date,
-            state,
-            r.recipient,
-            r.attempts,
-            r.last_error
-                .map(|e| format!("  last error: {e}"))
-                .unwrap_or_default()
-        );
-    }
+    write_text(&table(
+        &[
+            "DATE",
+            "STATE",
+            "RECIPIENT",
+            "ATTEMPTS",
+            "SENT (UTC)",
+            "LAST ERROR",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.report_date.to_string(),
+                match r.state {
+                    SendState::Failed => "FAILED".to_string(),
+                    ref s => state(s).to_string(),
+                },
+                r.recipient.clone(),
+                r.attempts.to_string(),
+                r.sent_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                r.last_error.clone().unwrap_or_default(),
+            ]
+        }),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
