@@ -115,6 +115,19 @@ impl App {
     /// Runs every mail source until `shutdown`, then waits (bounded) for each
     /// to finish the batch it is committing.
     pub async fn serve(&self, shutdown: CancellationToken) -> Result<()> {
+        // Bound first: a taken port or a missing token stops `serve` before anything runs.
+        let http = match self.config.http.clone() {
+            Some(h) => Some(
+                crate::http::Server::bind(
+                    self.store.clone(),
+                    self.config.clone(),
+                    h,
+                    shutdown.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for mailbox in &self.config.mailboxes {
             match mailbox {
@@ -139,6 +152,9 @@ impl App {
             shutdown.clone(),
         ));
         tasks.spawn(crate::report::run_scheduler(self.clone(), shutdown.clone()));
+        if let Some(server) = http {
+            tasks.spawn(server.run());
+        }
         info!(tasks = tasks.len(), "driftwatch serving");
         shutdown.cancelled().await;
         info!("shutting down: letting sources finish their current batch");

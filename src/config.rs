@@ -223,6 +223,7 @@ struct RawConfig {
     #[serde(default)]
     vendor: Vec<crate::reconcile::config::RawVendor>,
     report: Option<crate::report::config::RawReport>,
+    http: Option<crate::http::config::RawHttp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +326,8 @@ pub struct Config {
     pub vendors: Vec<crate::reconcile::config::VendorSettings>,
     /// The daily report (`[report]`); `None` when not configured.
     pub report: Option<crate::report::config::ReportSettings>,
+    /// The HTTP API (`[http]`); `None` when the table is absent or `enabled = false`.
+    pub http: Option<crate::http::config::HttpSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +424,7 @@ impl Config {
             log_format: LogFormat::Text,
             vendors: vec![],
             report: None,
+            http: None,
         }
     }
 
@@ -614,10 +618,16 @@ impl Config {
             .report
             .map(|r| crate::report::config::validate(&src, r, &base))
             .transpose()?;
+        let http = raw
+            .http
+            .map(|h| crate::http::config::validate(&src, h, &base))
+            .transpose()?
+            .flatten();
 
         Ok(Config {
             vendors,
             report,
+            http,
             file: file.to_path_buf(),
             database,
             parsers_dir,

@@ -15,6 +15,8 @@
 //!   incremental path and `rebuild`.
 //! - [`report`] builds the daily drift report from the store, renders it as
 //!   text/HTML/JSON and delivers it once per day and recipient (SMTP or files).
+//! - [`http`] serves the log to other systems: the delta feed, a read API,
+//!   health and Prometheus metrics; the only module that knows HTTP.
 //! - [`app`] builds all of it from a [`config::Config`]: the one composition root.
 //!
 //! See ARCHITECTURE.md for the invariants each module keeps.
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fixtures;
+pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod number;
@@ -33,4 +36,5 @@ pub mod reconcile;
 pub mod reparse;
 pub mod report;
 pub mod store;
+pub mod telemetry;
 pub mod view;

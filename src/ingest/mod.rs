@@ -22,6 +22,7 @@ pub use pipeline::{Pipeline, Prepared, dedupe_key, prepare};
 
 use crate::config::SecretError;
 use crate::store::{BatchOutcome, StoreError};
+use crate::telemetry::SourceState;
 
 /// What went wrong talking to a mailbox. All of these are retried by
 /// [`run_source`]; the variants tell the operator where to look.
@@ -118,7 +119,10 @@ pub async fn run_source<S: MailSource>(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), max_backoff);
     let mut failing = false;
+    let (mailbox, folder) = (src.source().to_string(), src.folder().to_string());
+    let state = |s| crate::telemetry::source_state(&mailbox, &folder, s);
     while !shutdown.is_cancelled() {
+        state(SourceState::Syncing);
         let step = async {
             // One syncer per folder across processes; if another holds it, it does the work.
             if let Some(held) =
@@ -128,6 +132,7 @@ pub async fn run_source<S: MailSource>(
                 held.release().await?;
                 synced?;
             }
+            state(SourceState::Waiting);
             src.wait(&shutdown).await
         };
         match step.await {
@@ -146,6 +151,9 @@ pub async fn run_source<S: MailSource>(
                 failing = true;
                 src.reset().await;
                 let delay = backoff.next_delay();
+                state(SourceState::Backoff {
+                    retry_at: std::time::Instant::now() + delay,
+                });
                 warn!(
                     source = src.source(), folder = src.folder(), error = %e,
                     retry_in_ms = delay.as_millis() as u64,

@@ -6,6 +6,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
 //! busy timeout instead of failing with a lock upgrade deadlock.
 
+mod feed;
 mod health;
 mod ingest;
 mod lease;
@@ -13,6 +14,7 @@ mod orders;
 mod reconcile;
 mod reparse;
 mod report;
+mod scrape;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +24,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
@@ -38,6 +41,7 @@ pub use report::{
     BeginSend, DriftMovement, DriftRow as ReportDriftRow, FormatAlertRow, MailCountRow,
     QuarantinedRow, RunRow as ReportRunRow, SendRow, SendState, StuckOrderRow, VendorMailRow,
 };
+pub use scrape::{LastRun, MessageCount, Scrape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -43,6 +43,7 @@ pub(super) async fn append_deltas(
         d.recorded_at = parse_ts(&ts(d.recorded_at))?;
     }
     insert_deltas(conn, &deltas).await?;
+    super::feed::notify_appended(next - 1);
     Ok(deltas)
 }
 

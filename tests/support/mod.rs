@@ -6,6 +6,7 @@ pub mod app;
 pub mod bin;
 pub mod db;
 pub mod dovecot;
+pub mod http;
 pub mod postfix;
 pub mod proxy;
 pub mod vendor_http;

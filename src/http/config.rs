@@ -1,0 +1,183 @@
+//! The `[http]` table: where the API listens and who may call it.
+//!
+//! The listener stays on loopback unless the config says otherwise, and a
+//! non-loopback address without TLS is refused unless the operator confirms
+//! a TLS-terminating proxy sits in front (`behind_proxy = true`). Tokens are
+//! references to env vars or files, resolved when the server starts and kept
+//! only as SHA-256 digests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Secret, TomlSource};
+
+/// The address used when `listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    behind_proxy: Option<bool>,
+    #[serde(default)]
+    token: Vec<RawToken>,
+    sse_heartbeat_secs: Option<u64>,
+    feed_poll_ms: Option<u64>,
+    max_wait_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    scopes: Vec<Scope>,
+}
+
+/// What a bearer token may do. `admin` implies the other two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The feed, the read API and `/metrics`.
+    Read,
+    /// Posting to webhook intake with a token instead of a vendor signature.
+    Ingest,
+    /// Everything, including replaying stored webhooks.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Ingest => "ingest",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// A configured token: a name for logs, where its value lives, what it may do.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub name: String,
+    pub secret: Secret,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// The operator confirmed a TLS-terminating proxy in front of a
+    /// non-loopback listener.
+    pub behind_proxy: bool,
+    pub tokens: Vec<TokenSettings>,
+    /// An SSE comment is sent this often on an idle stream, so proxies and
+    /// clients can tell a quiet feed from a dead connection.
+    pub sse_heartbeat: Duration,
+    /// How often the feed looks for commits made by another process on the
+    /// same database (commits in this process wake readers at once).
+    pub feed_poll: Duration,
+    /// Upper bound of a long poll's `wait`.
+    pub max_wait: Duration,
+}
+
+impl HttpSettings {
+    /// The settings of an `[http]` table with nothing set.
+    pub fn defaults() -> HttpSettings {
+        HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            behind_proxy: false,
+            tokens: vec![],
+            sse_heartbeat: Duration::from_secs(15),
+            feed_poll: Duration::from_millis(250),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Validates `[http]`; `None` when `enabled = false`.
+pub fn validate(
+    src: &TomlSource,
+    raw: RawHttp,
+    base: &Path,
+) -> Result<Option<HttpSettings>, ConfigError> {
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    let d = HttpSettings::defaults();
+    let listen = match &raw.listen {
+        None => d.listen,
+        Some(s) => s.parse::<SocketAddr>().map_err(|e| {
+            src.error(
+                "http.listen",
+                format!("`{s}` is not an address:port ({e}); e.g. \"{DEFAULT_LISTEN}\""),
+            )
+        })?,
+    };
+    let behind_proxy = raw.behind_proxy.unwrap_or(false);
+    if !listen.ip().is_loopback() && !behind_proxy {
+        return Err(src.error(
+            "http.listen",
+            format!(
+                "{listen} is reachable from other machines over plain HTTP; serve it behind a \
+                 TLS-terminating reverse proxy and set behind_proxy = true, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    let mut tokens: Vec<TokenSettings> = Vec::new();
+    for (i, t) in raw.token.into_iter().enumerate() {
+        let key = |k: &str| format!("http.token[{i}].{k}");
+        if tokens.iter().any(|x| x.name == t.name) {
+            return Err(src.error(&key("name"), format!("duplicate token name `{}`", t.name)));
+        }
+        let secret = match (t.token_env, t.token_file) {
+            (Some(v), None) => Secret::Env(v),
+            (None, Some(p)) => Secret::File(if p.is_absolute() { p } else { base.join(p) }),
+            (None, None) => {
+                return Err(src.error(&key("name"), "set token_env or token_file"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(src.error(
+                    &key("token_file"),
+                    "conflicts with `token_env`: give one source",
+                ));
+            }
+        };
+        if t.scopes.is_empty() {
+            return Err(src.error(&key("scopes"), "list at least one of read, ingest, admin"));
+        }
+        tokens.push(TokenSettings {
+            name: t.name,
+            secret,
+            scopes: t.scopes,
+        });
+    }
+    let secs = |v: Option<u64>, dflt: Duration| v.map(Duration::from_secs).unwrap_or(dflt);
+    let sse_heartbeat = secs(raw.sse_heartbeat_secs, d.sse_heartbeat);
+    let feed_poll = raw
+        .feed_poll_ms
+        .map(Duration::from_millis)
+        .unwrap_or(d.feed_poll);
+    if sse_heartbeat.is_zero() {
+        return Err(src.error("http.sse_heartbeat_secs", "must be at least 1"));
+    }
+    if !(10..=1000).contains(&feed_poll.as_millis()) {
+        return Err(src.error(
+            "http.feed_poll_ms",
+            "must be between 10 and 1000 (readers are promised a commit within 1 s)",
+        ));
+    }
+    Ok(Some(HttpSettings {
+        listen,
+        behind_proxy,
+        tokens,
+        sse_heartbeat,
+        feed_poll,
+        max_wait: secs(raw.max_wait_secs, d.max_wait),
+    }))
+}

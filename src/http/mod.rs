@@ -1,0 +1,138 @@
+//! The HTTP server inside `serve`: the delta feed (long poll, SSE,
+//! snapshot), the read API, health and Prometheus metrics.
+//!
+//! This is the only module that knows HTTP and wire formats: it turns the
+//! store's typed rows into JSON and problem documents; it reads through
+//! `Store` methods and never writes SQL. It listens on loopback unless the
+//! config says otherwise, and every route but the health probes needs a
+//! bearer token with the right scope.
+
+mod auth;
+pub mod config;
+mod feed;
+mod health;
+mod metrics;
+mod problem;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::store::Store;
+use auth::Tokens;
+use config::HttpSettings;
+use problem::Problem;
+
+/// What every handler shares.
+struct Inner {
+    store: Store,
+    config: Config,
+    settings: HttpSettings,
+    tokens: Tokens,
+    /// The end of the delta log, as last seen by the feed's watcher.
+    head: watch::Receiver<i64>,
+    /// Fires on shutdown: long polls answer and streams end, so the server
+    /// can stop without waiting on idle readers.
+    shutdown: CancellationToken,
+}
+
+type Shared = Arc<Inner>;
+
+/// A bound, not yet running server: binding and token resolution happen in
+/// `bind` so a bad address or a missing token stops `serve` at start.
+pub struct Server {
+    listener: TcpListener,
+    inner: Shared,
+    head: watch::Sender<i64>,
+}
+
+impl Server {
+    pub async fn bind(
+        store: Store,
+        config: Config,
+        settings: HttpSettings,
+        shutdown: CancellationToken,
+    ) -> Result<Server> {
+        let tokens = Tokens::resolve(&settings.tokens)?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} ([http] listen)", settings.listen))?;
+        let end = store
+            .log_end()
+            .await
+            .context("cannot read the end of the delta log")?;
+        let (head, head_rx) = watch::channel(end);
+        Ok(Server {
+            listener,
+            head,
+            inner: Arc::new(Inner {
+                store,
+                config,
+                settings,
+                tokens,
+                head: head_rx,
+                shutdown,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until the shutdown token fires, then lets in-flight requests finish.
+    pub async fn run(self) {
+        let s = self.inner.clone();
+        let watcher = tokio::spawn(feed::watch_head(
+            s.store.clone(),
+            self.head,
+            s.settings.feed_poll,
+            s.shutdown.clone(),
+        ));
+        info!(listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP API listening");
+        let shutdown = s.shutdown.clone();
+        let served = axum::serve(self.listener, router(s))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "HTTP server failed");
+        }
+        let _ = watcher.await;
+        info!("HTTP API stopped");
+    }
+}
+
+fn router(s: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/deltas", get(feed::long_poll))
+        .route("/v1/deltas/stream", get(feed::stream))
+        .route("/v1/snapshot", get(feed::snapshot))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(s)
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not take that method",
+    )
+}
