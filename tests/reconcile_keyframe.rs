@@ -220,3 +220,75 @@ async fn unknown_status_word_with_flag_setting_flags_and_fixes_nothing() {
     assert_eq!(c.fixes().await, 0);
     assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
 }
+
+#[tokio::test]
+async fn csv_cut_inside_a_quoted_field_is_refused_and_fixes_nothing() {
+    let mapping = MAPPING.replace(
+        "type = \"money\"\n",
+        "type = \"money\"\n[vendor.mapping.fields.contact]\ncolumn = \"Contact\"\n",
+    );
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{mapping}"),
+        3,
+    )
+    .await;
+    let cut = "Order No,Status,Fee,Contact\n1,Open,500,Ann\n2,Report Delivered,500,Bo\n3,Open,500,\"Sam Lee and the rest of";
+    let e = c.run(cut).await.unwrap_err();
+    assert!(e.to_string().contains("ends inside a quoted field"), "{e}");
+    // Cut at a line end but without the final line break: the last value may be short.
+    let e = c
+        .run(
+            "Order No,Status,Fee,Contact\n1,Open,500,Ann\n2,Report Delivered,500,Bo\n3,Open,500,Sa",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not end with a line break"),
+        "{e}"
+    );
+    assert_eq!(c.fixes().await, 0);
+    let runs = c.app.store.reconcile_runs("acme", 5).await.unwrap();
+    assert!(runs.iter().all(|r| r.outcome == "failed"));
+}
+
+#[tokio::test]
+async fn json_cut_inside_its_structure_is_refused() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("format = \"json\"\nas_of = \"modified\"\n{}", MAPPING),
+        2,
+    )
+    .await;
+    let e = c
+        .run(r#"[{"Order No":"1","Status":"Report Delivered","Fee":"500"},{"Order No":"2","Sta"#)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a whole export"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_field_over_the_size_limit_is_refused_with_the_reason() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\nmax_field_bytes = 4096\nmax_row_bytes = 65536\n{MAPPING}"),
+        2,
+    )
+    .await;
+    // A 50 MB quoted field: the read stops at the limit.
+    let big = format!(
+        "Order No,Status,Fee\n1,Open,500\n2,\"{}\",500\n",
+        "x".repeat(50 << 20)
+    );
+    let e = c.run(&big).await.unwrap_err();
+    assert!(e.to_string().contains("max_field_bytes"), "{e}");
+    // Unquoted, over the field limit but inside the row limit.
+    let wide = format!(
+        "Order No,Status,Fee\n1,Open,500\n2,{},500\n",
+        "y".repeat(5000)
+    );
+    let e = c.run(&wide).await.unwrap_err();
+    assert!(e.to_string().contains("max_field_bytes"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+}

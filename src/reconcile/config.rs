@@ -52,6 +52,9 @@ struct RawExport {
     quote: Option<String>,
     has_header: Option<bool>,
     encoding: Option<Encoding>,
+    final_newline: Option<bool>,
+    max_field_bytes: Option<u64>,
+    max_row_bytes: Option<u64>,
     // json / api
     items: Option<String>,
     pagination: Option<Pagination>,
@@ -188,6 +191,8 @@ pub struct VendorSettings {
     /// `None`: the vendor is only reconciled with `--file`.
     pub export: Option<ExportSettings>,
     pub csv: CsvDialect,
+    /// Largest field and row an export may hold (memory stays bounded by them).
+    pub limits: super::whole::SizeLimits,
     pub mapping: Mapping,
     /// Normalised vendor word (see [`normalise_word`]) → canonical status.
     pub status_map: BTreeMap<String, Status>,
@@ -261,6 +266,8 @@ pub struct CsvDialect {
     pub quote: u8,
     pub has_header: bool,
     pub encoding: Encoding,
+    /// Require the file to end with a line break, so a cut last row is seen.
+    pub final_newline: bool,
 }
 
 impl Default for CsvDialect {
@@ -270,6 +277,7 @@ impl Default for CsvDialect {
             quote: b'"',
             has_header: true,
             encoding: Encoding::Utf8,
+            final_newline: true,
         }
     }
 }
@@ -364,6 +372,7 @@ impl VendorSettings {
             name: name.to_string(),
             export: None,
             csv: CsvDialect::default(),
+            limits: super::whole::SizeLimits::default(),
             mapping: Mapping {
                 key: vec!["order_ref".into()],
                 status: Some("status".into()),
@@ -445,6 +454,7 @@ pub fn validate(
     }
 
     let mut csv = CsvDialect::default();
+    let mut limits = super::whole::SizeLimits::default();
     let export = match raw.export {
         None => None,
         Some(e) => {
@@ -462,7 +472,19 @@ pub fn validate(
                 quote: one_byte("quote", &e.quote, b'"')?,
                 has_header: e.has_header.unwrap_or(true),
                 encoding: e.encoding.unwrap_or(Encoding::Utf8),
+                final_newline: e.final_newline.unwrap_or(true),
             };
+            let dl = super::whole::SizeLimits::default();
+            limits = super::whole::SizeLimits {
+                field: e.max_field_bytes.unwrap_or(dl.field),
+                row: e.max_row_bytes.unwrap_or(dl.row),
+            };
+            if limits.field == 0 || limits.row < limits.field {
+                return Err(src.error(
+                    &ek("max_row_bytes"),
+                    "limits must be positive, and a row at least as large as a field",
+                ));
+            }
             let as_of = match e.as_of.as_deref() {
                 None | Some("fetched") => AsOf::Fetched,
                 Some("modified") => AsOf::Modified,
@@ -679,6 +701,7 @@ pub fn validate(
         name: raw.name,
         export,
         csv,
+        limits,
         mapping,
         status_map,
         status_exact: exact_words(&exact),

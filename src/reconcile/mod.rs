@@ -3,6 +3,7 @@
 //! the vendor's policy says so and the guard trusts the key frame.
 //!
 //! - [`source`]: export sources (file / newest in a drop folder, HTTP, paginated API) and row readers.
+//! - [`whole`]: the structure check on an export's bytes (cut files, size limits).
 //! - [`mapping`]: export row → [`mapping::RemoteOrder`]; field normalisation and tolerance.
 //! - [`run`]: the diff, attribution and the one write per run.
 //! - [`attribute`], [`guard`]: pure rules.
@@ -19,6 +20,7 @@ pub mod guard;
 pub mod mapping;
 pub mod run;
 pub mod source;
+pub mod whole;
 
 use std::path::PathBuf;
 use std::time::Duration;
