@@ -292,3 +292,107 @@ async fn a_field_over_the_size_limit_is_refused_with_the_reason() {
     assert!(e.to_string().contains("max_field_bytes"), "{e}");
     assert_eq!(c.fixes().await, 0);
 }
+
+/// Appends one email delta for order `r` with event and record time `at`.
+async fn email(c: &Case, r: &str, status: Status, word: &str, at: DateTime<Utc>) {
+    let d = DeltaDraft {
+        vendor: "acme".into(),
+        order_ref: r.into(),
+        status: Some(status),
+        vendor_status: Some(word.into()),
+        fields: Default::default(),
+        event_time: at,
+        time_source: TimeSource::Vendor,
+    };
+    c.app
+        .store
+        .append_deltas_at(DeltaSource::Email, &[(d, at)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn drop_folder_export_is_as_of_its_mtime_so_a_later_email_wins() {
+    // No as_of configured: a file's default is its modification time.
+    let c = Case::new("policy = \"fix\"", MAPPING, 3).await;
+    // Yesterday's export still says scheduled; the vendor emailed "delivered" since.
+    email(
+        &c,
+        "1",
+        Status::Completed,
+        "Report Delivered",
+        export_time() + Duration::hours(2),
+    )
+    .await;
+    let s = c
+        .run("Order No,Status,Fee\n1,Inspection Scheduled,500\n2,Open,500\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.as_of, Some(export_time()));
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn key_frame_older_than_a_contradicting_email_is_stale_for_that_order() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"field:Exported At\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    // The email was recorded before we read the export, but the vendor's own
+    // time for it is after the export was cut (its as_of column).
+    let at = export_time() - Duration::hours(1);
+    email(&c, "1", Status::Completed, "Report Delivered", at).await;
+    let cut = (at - Duration::hours(3)).format("%Y-%m-%dT%H:%M:%SZ");
+    // The grace window would count the email as known at the cut: none here.
+    let csv = format!(
+        "Order No,Status,Fee,Exported At\n1,Inspection Scheduled,520,{cut}\n2,Report Delivered,500,{cut}\n3,Open,500,{cut}\n"
+    );
+    let s = c.run(&csv).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Ok);
+    assert_eq!(s.stale_orders, 1, "{:?}", s.reason);
+    assert!(s.reason.unwrap_or_default().contains("stale for 1 order"));
+    // Order 2 is fixed; order 1 keeps what the later email said, fee included.
+    assert_eq!(c.order("2").await.0, Some(Status::Completed));
+    assert_eq!(
+        c.order("1").await,
+        (Some(Status::Completed), serde_json::json!(500.0))
+    );
+    assert_eq!(c.fixes().await, 1);
+}
+
+#[tokio::test]
+async fn key_frame_older_than_stale_after_hours_is_reported() {
+    let c = Case::new("policy = \"fix\"\nstale_after_hours = 24", MAPPING, 2).await;
+    let s = c
+        .run_at(
+            "Order No,Status,Fee\n1,Open,500\n2,Open,500\n",
+            Utc::now() - Duration::hours(80),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok);
+    let reason = s.reason.unwrap_or_default();
+    assert!(
+        reason.contains("hours old") && reason.contains("stale_after_hours = 24"),
+        "{reason}"
+    );
+    // The report lists it under "Needs a human".
+    let runs = c.app.store.reconcile_runs("acme", 1).await.unwrap();
+    assert_eq!(runs[0].reason.as_deref(), Some(reason.as_str()));
+}
+
+#[test]
+fn fetched_as_of_with_fix_on_a_file_is_a_config_error() {
+    let env = Env::new(
+        "[[vendor]]\nname = \"acme\"\npolicy = \"fix\"\n[vendor.export]\nkind = \"glob\"\ndir = \"x\"\npattern = \"*.csv\"\nas_of = \"fetched\"\n",
+    );
+    let e = driftwatch::config::Config::load(&env.config).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("stale export would outrank later emails"),
+        "{e}"
+    );
+}

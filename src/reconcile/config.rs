@@ -29,6 +29,7 @@ pub struct RawVendor {
     schedule: Option<String>,
     grace_minutes: Option<u64>,
     missing_remote_after: Option<u32>,
+    stale_after_hours: Option<u64>,
     #[serde(default)]
     guard: RawGuard,
 }
@@ -206,6 +207,9 @@ pub struct VendorSettings {
     pub grace: Duration,
     /// `missing_remote` is acted on only after this many consecutive key frames.
     pub missing_remote_after: u32,
+    /// A key frame older than this when a run uses it is reported (the
+    /// vendor's export has stopped moving).
+    pub stale_after: Duration,
     pub guard: GuardSettings,
 }
 
@@ -250,9 +254,10 @@ pub struct ApiSettings {
 /// Where a key frame's `as_of` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AsOf {
-    /// The time we fetched it (the safe default: never later than the export).
+    /// The time we fetched it: the default only for a live API listing.
     Fetched,
-    /// File mtime, or the HTTP `Last-Modified` header.
+    /// File mtime, or the HTTP `Last-Modified` header (else `Date`): the
+    /// default for files, drop folders and HTTP downloads.
     Modified,
     /// An HTTP response header holding an RFC 3339 or RFC 2822 time.
     Header(String),
@@ -384,6 +389,7 @@ impl VendorSettings {
             schedule: None,
             grace: Duration::from_secs(3600),
             missing_remote_after: 2,
+            stale_after: Duration::from_secs(48 * 3600),
             guard: GuardSettings::default(),
         }
     }
@@ -485,8 +491,21 @@ pub fn validate(
                     "limits must be positive, and a row at least as large as a field",
                 ));
             }
+            // The default is the vendor's own time for the source: a file's
+            // mtime, an HTTP response's Last-Modified (else Date); only a live
+            // API listing is as of when we fetched it.
             let as_of = match e.as_of.as_deref() {
-                None | Some("fetched") => AsOf::Fetched,
+                None if e.kind == ExportKind::Api => AsOf::Fetched,
+                None => AsOf::Modified,
+                Some("fetched") => {
+                    if e.kind != ExportKind::Api && raw.policy == Some(Policy::Fix) {
+                        return Err(src.error(
+                            &ek("as_of"),
+                            "\"fetched\" stamps a file or download with the time we read it, so with policy = \"fix\" a stale export would outrank later emails; use \"modified\" (the default), \"header:NAME\" or \"field:COLUMN\"",
+                        ));
+                    }
+                    AsOf::Fetched
+                }
                 Some("modified") => AsOf::Modified,
                 Some(s) if s.starts_with("header:") => AsOf::Header(s[7..].to_string()),
                 Some(s) if s.starts_with("field:") => AsOf::Field(s[6..].to_string()),
@@ -709,6 +728,7 @@ pub fn validate(
         schedule,
         grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
         missing_remote_after,
+        stale_after: Duration::from_secs(raw.stale_after_hours.unwrap_or(48) * 3600),
         guard,
     })
 }

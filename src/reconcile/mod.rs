@@ -94,6 +94,9 @@ pub struct RunSummary {
     pub by_cause: run::CauseCounts,
     /// Rows whose status word is not in the status map (their status is not compared).
     pub unmapped_status: u64,
+    /// Drifted orders the vendor emailed about after the key frame's as_of:
+    /// the key frame is stale for them and fixed nothing there.
+    pub stale_orders: u64,
     /// Fix deltas this run applies (or, dry or refused, would apply).
     pub fixes: i64,
     /// Drifts closed as fixed.
@@ -119,6 +122,7 @@ impl RunSummary {
             counts: RunCounts::default(),
             by_cause: Default::default(),
             unmapped_status: 0,
+            stale_orders: 0,
             fixes: 0,
             fixed: 0,
             closed: 0,

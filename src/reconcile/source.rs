@@ -212,11 +212,16 @@ fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export
     })
 }
 
-/// Reads a key frame from a given file (CLI `--file`, tests, benchmarks).
+/// Reads a key frame from a given file (CLI `--file`, tests, benchmarks):
+/// as of the configured column if there is one, else the file's mtime.
 pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchError> {
+    let column = |a: &AsOf| match a {
+        AsOf::Field(f) => AsOf::Field(f.clone()),
+        _ => AsOf::Modified,
+    };
     let (format, as_of) = match &vendor.export {
         Some(ExportSettings::File { format, as_of, .. })
-        | Some(ExportSettings::Http { format, as_of, .. }) => (*format, as_of.clone()),
+        | Some(ExportSettings::Http { format, as_of, .. }) => (*format, column(as_of)),
         _ => (
             if path
                 .extension()
@@ -226,7 +231,7 @@ pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchEr
             } else {
                 ExportFormat::Csv
             },
-            AsOf::Fetched,
+            AsOf::Modified,
         ),
     };
     file_export(path, format, &as_of)
@@ -258,11 +263,13 @@ fn header_as_of(
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     match as_of {
         AsOf::Fetched => (Some(fetched_at), None),
-        // A missing or unreadable header falls back to fetch time: never later than the data.
+        // Last-Modified, else the response's Date; fetch time only if the
+        // server sends neither (never later than the data).
         AsOf::Modified => (
             Some(
                 get("last-modified")
                     .and_then(http_time)
+                    .or_else(|| get("date").and_then(http_time))
                     .unwrap_or(fetched_at),
             ),
             None,
