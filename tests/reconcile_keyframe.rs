@@ -44,6 +44,7 @@ path = "export.csv"
 "Open" = "scheduled"
 [vendor.guard]
 max_drift_pct = 100
+max_row_drop_pct = 100
 "#
         );
         let env = Env::new(&toml);
@@ -395,4 +396,89 @@ fn fetched_as_of_with_fix_on_a_file_is_a_config_error() {
             .contains("stale export would outrank later emails"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn order_leaving_an_open_orders_export_is_never_drift() {
+    let scope = "complete = true\n[vendor.export.scope]\nstatuses = [\"ordered\", \"accepted\", \"scheduled\", \"in_progress\", \"on_hold\"]\n";
+    let c = Case::new("policy = \"fix\"", &format!("{scope}{MAPPING}"), 3).await;
+    // Order 1 completed (told by email before the exports); open-orders
+    // exports stop listing it. Two exports in a row, missing_remote_after = 2.
+    email(
+        &c,
+        "1",
+        Status::Completed,
+        "Report Delivered",
+        t0() + Duration::hours(1),
+    )
+    .await;
+    for (i, extra) in ["", "4,Open,500\n"].iter().enumerate() {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n2,Open,500\n3,Open,500\n{extra}"),
+                export_time() + Duration::hours(i as i64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.counts.missing_remote, 0, "export {i}");
+    }
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    // An open order missing twice from the complete-for-its-scope export is acted on.
+    for (i, extra) in ["", "4,Open,500\n"].iter().enumerate() {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n2,Open,500\n{extra}"),
+                export_time() + Duration::hours(2 + i as i64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    }
+    assert_eq!(c.order("3").await.0, Some(Status::Cancelled));
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+}
+
+#[tokio::test]
+async fn missing_remote_is_only_flagged_unless_the_export_is_stated_complete() {
+    let c = Case::new("policy = \"fix\"\nmissing_remote_after = 1", MAPPING, 3).await;
+    for i in 0..3 {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n1,Open,500\n2,Open,{}\n", 500 + i),
+                export_time() + Duration::hours(i),
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.counts.missing_remote, s.outcome), (1, Outcome::Ok));
+    }
+    assert_eq!(c.order("3").await.0, Some(Status::Scheduled));
+    let open = c.app.store.drifts(Some("acme"), true).await.unwrap();
+    let missing: Vec<_> = open
+        .iter()
+        .filter(|d| d.order_ref == "3")
+        .map(|d| (d.kind.as_str(), d.seen_count))
+        .collect();
+    assert_eq!(missing, [("missing_remote", 3)]);
+}
+
+#[tokio::test]
+async fn order_outside_an_update_window_is_never_missing() {
+    let scope = "complete = true\n[vendor.export.scope]\nupdated_within_days = 7\n";
+    let c = Case::new(
+        "policy = \"fix\"\nmissing_remote_after = 1",
+        &format!("{scope}{MAPPING}"),
+        2,
+    )
+    .await;
+    // Orders 1 and 2 were last updated at t0; the export lists only order 1
+    // and is cut 30 days later: order 2 is outside its window.
+    let s = c
+        .run_at(
+            "Order No,Status,Fee\n1,Open,500\n",
+            t0() + Duration::days(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.counts.missing_remote, 0);
+    assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
 }

@@ -68,6 +68,19 @@ struct RawExport {
     max_pages: Option<u32>,
     retries: Option<u32>,
     retry_backoff_ms: Option<u64>,
+    scope: Option<RawScope>,
+    complete: Option<bool>,
+}
+
+/// `[vendor.export.scope]`: which of the vendor's orders the export speaks
+/// for. Every given condition must hold; none given means all orders.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    statuses: Option<Vec<String>>,
+    updated_within_days: Option<u64>,
+    field: Option<String>,
+    values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -207,6 +220,12 @@ pub struct VendorSettings {
     pub grace: Duration,
     /// `missing_remote` is acted on only after this many consecutive key frames.
     pub missing_remote_after: u32,
+    /// Which of our orders the export speaks for: only those can be `missing_remote`.
+    pub scope: Scope,
+    /// The config states the export lists every order in its scope
+    /// (`export.complete = true`): only then is a `missing_remote` fixed
+    /// (the order marked gone); otherwise it is flagged.
+    pub complete: bool,
     /// A key frame older than this when a run uses it is reported (the
     /// vendor's export has stopped moving).
     pub stale_after: Duration,
@@ -249,6 +268,19 @@ pub struct ApiSettings {
     pub max_pages: u32,
     pub retries: u32,
     pub retry_backoff: Duration,
+}
+
+/// Which orders of our view an export speaks for, judged on the view as of
+/// the key frame. An order outside it (e.g. completed, for an open-orders
+/// export) is never `missing_remote`.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only orders in these statuses (e.g. the open ones).
+    pub statuses: Option<Vec<Status>>,
+    /// Only orders whose latest event is within this long before `as_of`.
+    pub updated_within: Option<Duration>,
+    /// Only orders whose mapped field (index into `mapping.fields`) has one of these values.
+    pub field: Option<(usize, Vec<String>)>,
 }
 
 /// Where a key frame's `as_of` comes from.
@@ -389,6 +421,8 @@ impl VendorSettings {
             schedule: None,
             grace: Duration::from_secs(3600),
             missing_remote_after: 2,
+            scope: Scope::default(),
+            complete: true,
             stale_after: Duration::from_secs(48 * 3600),
             guard: GuardSettings::default(),
         }
@@ -460,6 +494,8 @@ pub fn validate(
     }
 
     let mut csv = CsvDialect::default();
+    let mut raw_scope: Option<RawScope> = None;
+    let mut complete = false;
     let mut limits = super::whole::SizeLimits::default();
     let export = match raw.export {
         None => None,
@@ -480,6 +516,8 @@ pub fn validate(
                 encoding: e.encoding.unwrap_or(Encoding::Utf8),
                 final_newline: e.final_newline.unwrap_or(true),
             };
+            raw_scope = e.scope;
+            complete = e.complete.unwrap_or(false);
             let dl = super::whole::SizeLimits::default();
             limits = super::whole::SizeLimits {
                 field: e.max_field_bytes.unwrap_or(dl.field),
@@ -675,6 +713,41 @@ pub fn validate(
         }
     };
 
+    let sk = |k: &str| key(&format!("export.scope.{k}"));
+    let scope = match raw_scope {
+        None => Scope::default(),
+        Some(r) => Scope {
+            statuses: r
+                .statuses
+                .map(|ws| {
+                    ws.iter()
+                        .map(|w| {
+                            w.parse::<Status>()
+                                .map_err(|e| src.error(&sk("statuses"), e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?,
+            updated_within: r
+                .updated_within_days
+                .map(|d| Duration::from_secs(d * 86_400)),
+            field: match (r.field, r.values) {
+                (None, None) => None,
+                (Some(f), Some(vals)) => Some((
+                    mapping
+                        .fields
+                        .iter()
+                        .position(|m| m.name == f)
+                        .ok_or_else(|| {
+                            src.error(&sk("field"), "must name a field of [vendor.mapping.fields]")
+                        })?,
+                    vals,
+                )),
+                _ => return Err(src.error(&sk("field"), "`field` and `values` go together")),
+            },
+        },
+    };
+
     let mut status_map = BTreeMap::new();
     let mut exact = Vec::new();
     for (word, canonical) in raw.status_map {
@@ -728,6 +801,8 @@ pub fn validate(
         schedule,
         grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
         missing_remote_after,
+        scope,
+        complete,
         stale_after: Duration::from_secs(raw.stale_after_hours.unwrap_or(48) * 3600),
         guard,
     })

@@ -286,8 +286,25 @@ async fn diff(
         }
         .into());
     }
+    let in_scope = |i: usize, e: &LocalEntry| {
+        let sc = &v.scope;
+        sc.statuses
+            .as_ref()
+            .is_none_or(|ss| e.status.is_some_and(|s| ss.contains(&s)))
+            && sc.updated_within.is_none_or(|w| {
+                cut.as_of - e.event_time
+                    <= chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX)
+            })
+            && sc.field.as_ref().is_none_or(|(fi, vals)| {
+                let f = &v.mapping.fields[*fi];
+                let have = local.fields(i)[*fi].as_ref();
+                vals.iter()
+                    .any(|val| f.agrees(have, f.parse_remote(val).ok().flatten().as_ref()))
+            })
+    };
     for (i, e) in local.entries.iter().enumerate() {
-        if !e.seen {
+        // Out of the export's scope: the export says nothing about it.
+        if !e.seen && in_scope(i, e) {
             orders.push(DriftedOrder {
                 order_ref: local.key(i).to_string(),
                 remote: None,
@@ -499,8 +516,10 @@ pub(super) async fn reconcile_export(
                         time_source: TimeSource::Vendor,
                     })
                 }
+                None if !v.complete => None,
                 None => {
-                    // Gone from the vendor: acted on only after N key frames in a row.
+                    // Gone from the vendor: acted on only after N key frames in
+                    // a row, and only from an export stated complete for its scope.
                     let seen = open
                         .get(&(order_ref.clone(), DriftKind::MissingRemote, String::new()))
                         .copied()
