@@ -32,6 +32,7 @@ policy = "fix"
 kind = "file"
 path = "export.csv"
 as_of = "modified"
+complete = true
 [vendor.mapping]
 key = "Order No"
 status = "Status"

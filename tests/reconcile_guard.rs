@@ -29,6 +29,7 @@ missing_remote_after = 2
 [vendor.export]
 kind = "file"
 path = "export.csv"
+complete = true
 [vendor.mapping]
 key = "Order No"
 status = "Status"

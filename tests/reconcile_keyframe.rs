@@ -44,6 +44,7 @@ path = "export.csv"
 "Open" = "scheduled"
 [vendor.guard]
 max_drift_pct = 100
+max_row_drop_pct = 100
 "#
         );
         let env = Env::new(&toml);
@@ -218,5 +219,266 @@ async fn unknown_status_word_with_flag_setting_flags_and_fixes_nothing() {
     assert!(s.reason.unwrap_or_default().contains("not applied"));
     assert_eq!(s.counts.status_mismatch, 1);
     assert_eq!(c.fixes().await, 0);
+    assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
+}
+
+#[tokio::test]
+async fn csv_cut_inside_a_quoted_field_is_refused_and_fixes_nothing() {
+    let mapping = MAPPING.replace(
+        "type = \"money\"\n",
+        "type = \"money\"\n[vendor.mapping.fields.contact]\ncolumn = \"Contact\"\n",
+    );
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{mapping}"),
+        3,
+    )
+    .await;
+    let cut = "Order No,Status,Fee,Contact\n1,Open,500,Ann\n2,Report Delivered,500,Bo\n3,Open,500,\"Sam Lee and the rest of";
+    let e = c.run(cut).await.unwrap_err();
+    assert!(e.to_string().contains("ends inside a quoted field"), "{e}");
+    // Cut at a line end but without the final line break: the last value may be short.
+    let e = c
+        .run(
+            "Order No,Status,Fee,Contact\n1,Open,500,Ann\n2,Report Delivered,500,Bo\n3,Open,500,Sa",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not end with a line break"),
+        "{e}"
+    );
+    assert_eq!(c.fixes().await, 0);
+    let runs = c.app.store.reconcile_runs("acme", 5).await.unwrap();
+    assert!(runs.iter().all(|r| r.outcome == "failed"));
+}
+
+#[tokio::test]
+async fn json_cut_inside_its_structure_is_refused() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("format = \"json\"\nas_of = \"modified\"\n{}", MAPPING),
+        2,
+    )
+    .await;
+    let e = c
+        .run(r#"[{"Order No":"1","Status":"Report Delivered","Fee":"500"},{"Order No":"2","Sta"#)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a whole export"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_field_over_the_size_limit_is_refused_with_the_reason() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\nmax_field_bytes = 4096\nmax_row_bytes = 65536\n{MAPPING}"),
+        2,
+    )
+    .await;
+    // A 50 MB quoted field: the read stops at the limit.
+    let big = format!(
+        "Order No,Status,Fee\n1,Open,500\n2,\"{}\",500\n",
+        "x".repeat(50 << 20)
+    );
+    let e = c.run(&big).await.unwrap_err();
+    assert!(e.to_string().contains("max_field_bytes"), "{e}");
+    // Unquoted, over the field limit but inside the row limit.
+    let wide = format!(
+        "Order No,Status,Fee\n1,Open,500\n2,{},500\n",
+        "y".repeat(5000)
+    );
+    let e = c.run(&wide).await.unwrap_err();
+    assert!(e.to_string().contains("max_field_bytes"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+}
+
+/// Appends one email delta for order `r` with event and record time `at`.
+async fn email(c: &Case, r: &str, status: Status, word: &str, at: DateTime<Utc>) {
+    let d = DeltaDraft {
+        vendor: "acme".into(),
+        order_ref: r.into(),
+        status: Some(status),
+        vendor_status: Some(word.into()),
+        fields: Default::default(),
+        event_time: at,
+        time_source: TimeSource::Vendor,
+    };
+    c.app
+        .store
+        .append_deltas_at(DeltaSource::Email, &[(d, at)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn drop_folder_export_is_as_of_its_mtime_so_a_later_email_wins() {
+    // No as_of configured: a file's default is its modification time.
+    let c = Case::new("policy = \"fix\"", MAPPING, 3).await;
+    // Yesterday's export still says scheduled; the vendor emailed "delivered" since.
+    email(
+        &c,
+        "1",
+        Status::Completed,
+        "Report Delivered",
+        export_time() + Duration::hours(2),
+    )
+    .await;
+    let s = c
+        .run("Order No,Status,Fee\n1,Inspection Scheduled,500\n2,Open,500\n3,Open,500\n")
+        .await
+        .unwrap();
+    assert_eq!(s.as_of, Some(export_time()));
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn key_frame_older_than_a_contradicting_email_is_stale_for_that_order() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"field:Exported At\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    // The email was recorded before we read the export, but the vendor's own
+    // time for it is after the export was cut (its as_of column).
+    let at = export_time() - Duration::hours(1);
+    email(&c, "1", Status::Completed, "Report Delivered", at).await;
+    let cut = (at - Duration::hours(3)).format("%Y-%m-%dT%H:%M:%SZ");
+    // The grace window would count the email as known at the cut: none here.
+    let csv = format!(
+        "Order No,Status,Fee,Exported At\n1,Inspection Scheduled,520,{cut}\n2,Report Delivered,500,{cut}\n3,Open,500,{cut}\n"
+    );
+    let s = c.run(&csv).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Ok);
+    assert_eq!(s.stale_orders, 1, "{:?}", s.reason);
+    assert!(s.reason.unwrap_or_default().contains("stale for 1 order"));
+    // Order 2 is fixed; order 1 keeps what the later email said, fee included.
+    assert_eq!(c.order("2").await.0, Some(Status::Completed));
+    assert_eq!(
+        c.order("1").await,
+        (Some(Status::Completed), serde_json::json!(500.0))
+    );
+    assert_eq!(c.fixes().await, 1);
+}
+
+#[tokio::test]
+async fn key_frame_older_than_stale_after_hours_is_reported() {
+    let c = Case::new("policy = \"fix\"\nstale_after_hours = 24", MAPPING, 2).await;
+    let s = c
+        .run_at(
+            "Order No,Status,Fee\n1,Open,500\n2,Open,500\n",
+            Utc::now() - Duration::hours(80),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok);
+    let reason = s.reason.unwrap_or_default();
+    assert!(
+        reason.contains("hours old") && reason.contains("stale_after_hours = 24"),
+        "{reason}"
+    );
+    // The report lists it under "Needs a human".
+    let runs = c.app.store.reconcile_runs("acme", 1).await.unwrap();
+    assert_eq!(runs[0].reason.as_deref(), Some(reason.as_str()));
+}
+
+#[test]
+fn fetched_as_of_with_fix_on_a_file_is_a_config_error() {
+    let env = Env::new(
+        "[[vendor]]\nname = \"acme\"\npolicy = \"fix\"\n[vendor.export]\nkind = \"glob\"\ndir = \"x\"\npattern = \"*.csv\"\nas_of = \"fetched\"\n",
+    );
+    let e = driftwatch::config::Config::load(&env.config).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("stale export would outrank later emails"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn order_leaving_an_open_orders_export_is_never_drift() {
+    let scope = "complete = true\n[vendor.export.scope]\nstatuses = [\"ordered\", \"accepted\", \"scheduled\", \"in_progress\", \"on_hold\"]\n";
+    let c = Case::new("policy = \"fix\"", &format!("{scope}{MAPPING}"), 3).await;
+    // Order 1 completed (told by email before the exports); open-orders
+    // exports stop listing it. Two exports in a row, missing_remote_after = 2.
+    email(
+        &c,
+        "1",
+        Status::Completed,
+        "Report Delivered",
+        t0() + Duration::hours(1),
+    )
+    .await;
+    for (i, extra) in ["", "4,Open,500\n"].iter().enumerate() {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n2,Open,500\n3,Open,500\n{extra}"),
+                export_time() + Duration::hours(i as i64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.counts.missing_remote, 0, "export {i}");
+    }
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    // An open order missing twice from the complete-for-its-scope export is acted on.
+    for (i, extra) in ["", "4,Open,500\n"].iter().enumerate() {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n2,Open,500\n{extra}"),
+                export_time() + Duration::hours(2 + i as i64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    }
+    assert_eq!(c.order("3").await.0, Some(Status::Cancelled));
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+}
+
+#[tokio::test]
+async fn missing_remote_is_only_flagged_unless_the_export_is_stated_complete() {
+    let c = Case::new("policy = \"fix\"\nmissing_remote_after = 1", MAPPING, 3).await;
+    for i in 0..3 {
+        let s = c
+            .run_at(
+                &format!("Order No,Status,Fee\n1,Open,500\n2,Open,{}\n", 500 + i),
+                export_time() + Duration::hours(i),
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.counts.missing_remote, s.outcome), (1, Outcome::Ok));
+    }
+    assert_eq!(c.order("3").await.0, Some(Status::Scheduled));
+    let open = c.app.store.drifts(Some("acme"), true).await.unwrap();
+    let missing: Vec<_> = open
+        .iter()
+        .filter(|d| d.order_ref == "3")
+        .map(|d| (d.kind.as_str(), d.seen_count))
+        .collect();
+    assert_eq!(missing, [("missing_remote", 3)]);
+}
+
+#[tokio::test]
+async fn order_outside_an_update_window_is_never_missing() {
+    let scope = "complete = true\n[vendor.export.scope]\nupdated_within_days = 7\n";
+    let c = Case::new(
+        "policy = \"fix\"\nmissing_remote_after = 1",
+        &format!("{scope}{MAPPING}"),
+        2,
+    )
+    .await;
+    // Orders 1 and 2 were last updated at t0; the export lists only order 1
+    // and is cut 30 days later: order 2 is outside its window.
+    let s = c
+        .run_at(
+            "Order No,Status,Fee\n1,Open,500\n",
+            t0() + Duration::days(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.counts.missing_remote, 0);
     assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
 }

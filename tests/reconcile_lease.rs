@@ -27,6 +27,7 @@ missing_remote_after = 2
 kind = "file"
 path = "export.csv"
 as_of = "modified"
+complete = true
 [vendor.mapping]
 key = "Order No"
 status = "Status"

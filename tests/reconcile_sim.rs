@@ -40,6 +40,7 @@ grace_minutes = {GRACE_MIN}
 kind = "file"
 path = "export.csv"
 as_of = "field:as_of"
+complete = true
 [vendor.mapping]
 key = "order_ref"
 status = "status"

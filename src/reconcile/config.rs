@@ -29,6 +29,7 @@ pub struct RawVendor {
     schedule: Option<String>,
     grace_minutes: Option<u64>,
     missing_remote_after: Option<u32>,
+    stale_after_hours: Option<u64>,
     #[serde(default)]
     guard: RawGuard,
 }
@@ -52,6 +53,9 @@ struct RawExport {
     quote: Option<String>,
     has_header: Option<bool>,
     encoding: Option<Encoding>,
+    final_newline: Option<bool>,
+    max_field_bytes: Option<u64>,
+    max_row_bytes: Option<u64>,
     // json / api
     items: Option<String>,
     pagination: Option<Pagination>,
@@ -64,6 +68,19 @@ struct RawExport {
     max_pages: Option<u32>,
     retries: Option<u32>,
     retry_backoff_ms: Option<u64>,
+    scope: Option<RawScope>,
+    complete: Option<bool>,
+}
+
+/// `[vendor.export.scope]`: which of the vendor's orders the export speaks
+/// for. Every given condition must hold; none given means all orders.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    statuses: Option<Vec<String>>,
+    updated_within_days: Option<u64>,
+    field: Option<String>,
+    values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -188,6 +205,8 @@ pub struct VendorSettings {
     /// `None`: the vendor is only reconciled with `--file`.
     pub export: Option<ExportSettings>,
     pub csv: CsvDialect,
+    /// Largest field and row an export may hold (memory stays bounded by them).
+    pub limits: super::whole::SizeLimits,
     pub mapping: Mapping,
     /// Normalised vendor word (see [`normalise_word`]) → canonical status.
     pub status_map: BTreeMap<String, Status>,
@@ -201,6 +220,15 @@ pub struct VendorSettings {
     pub grace: Duration,
     /// `missing_remote` is acted on only after this many consecutive key frames.
     pub missing_remote_after: u32,
+    /// Which of our orders the export speaks for: only those can be `missing_remote`.
+    pub scope: Scope,
+    /// The config states the export lists every order in its scope
+    /// (`export.complete = true`): only then is a `missing_remote` fixed
+    /// (the order marked gone); otherwise it is flagged.
+    pub complete: bool,
+    /// A key frame older than this when a run uses it is reported (the
+    /// vendor's export has stopped moving).
+    pub stale_after: Duration,
     pub guard: GuardSettings,
 }
 
@@ -242,12 +270,26 @@ pub struct ApiSettings {
     pub retry_backoff: Duration,
 }
 
+/// Which orders of our view an export speaks for, judged on the view as of
+/// the key frame. An order outside it (e.g. completed, for an open-orders
+/// export) is never `missing_remote`.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only orders in these statuses (e.g. the open ones).
+    pub statuses: Option<Vec<Status>>,
+    /// Only orders whose latest event is within this long before `as_of`.
+    pub updated_within: Option<Duration>,
+    /// Only orders whose mapped field (index into `mapping.fields`) has one of these values.
+    pub field: Option<(usize, Vec<String>)>,
+}
+
 /// Where a key frame's `as_of` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AsOf {
-    /// The time we fetched it (the safe default: never later than the export).
+    /// The time we fetched it: the default only for a live API listing.
     Fetched,
-    /// File mtime, or the HTTP `Last-Modified` header.
+    /// File mtime, or the HTTP `Last-Modified` header (else `Date`): the
+    /// default for files, drop folders and HTTP downloads.
     Modified,
     /// An HTTP response header holding an RFC 3339 or RFC 2822 time.
     Header(String),
@@ -261,6 +303,8 @@ pub struct CsvDialect {
     pub quote: u8,
     pub has_header: bool,
     pub encoding: Encoding,
+    /// Require the file to end with a line break, so a cut last row is seen.
+    pub final_newline: bool,
 }
 
 impl Default for CsvDialect {
@@ -270,6 +314,7 @@ impl Default for CsvDialect {
             quote: b'"',
             has_header: true,
             encoding: Encoding::Utf8,
+            final_newline: true,
         }
     }
 }
@@ -364,6 +409,7 @@ impl VendorSettings {
             name: name.to_string(),
             export: None,
             csv: CsvDialect::default(),
+            limits: super::whole::SizeLimits::default(),
             mapping: Mapping {
                 key: vec!["order_ref".into()],
                 status: Some("status".into()),
@@ -375,6 +421,9 @@ impl VendorSettings {
             schedule: None,
             grace: Duration::from_secs(3600),
             missing_remote_after: 2,
+            scope: Scope::default(),
+            complete: true,
+            stale_after: Duration::from_secs(48 * 3600),
             guard: GuardSettings::default(),
         }
     }
@@ -445,6 +494,9 @@ pub fn validate(
     }
 
     let mut csv = CsvDialect::default();
+    let mut raw_scope: Option<RawScope> = None;
+    let mut complete = false;
+    let mut limits = super::whole::SizeLimits::default();
     let export = match raw.export {
         None => None,
         Some(e) => {
@@ -462,9 +514,36 @@ pub fn validate(
                 quote: one_byte("quote", &e.quote, b'"')?,
                 has_header: e.has_header.unwrap_or(true),
                 encoding: e.encoding.unwrap_or(Encoding::Utf8),
+                final_newline: e.final_newline.unwrap_or(true),
             };
+            raw_scope = e.scope;
+            complete = e.complete.unwrap_or(false);
+            let dl = super::whole::SizeLimits::default();
+            limits = super::whole::SizeLimits {
+                field: e.max_field_bytes.unwrap_or(dl.field),
+                row: e.max_row_bytes.unwrap_or(dl.row),
+            };
+            if limits.field == 0 || limits.row < limits.field {
+                return Err(src.error(
+                    &ek("max_row_bytes"),
+                    "limits must be positive, and a row at least as large as a field",
+                ));
+            }
+            // The default is the vendor's own time for the source: a file's
+            // mtime, an HTTP response's Last-Modified (else Date); only a live
+            // API listing is as of when we fetched it.
             let as_of = match e.as_of.as_deref() {
-                None | Some("fetched") => AsOf::Fetched,
+                None if e.kind == ExportKind::Api => AsOf::Fetched,
+                None => AsOf::Modified,
+                Some("fetched") => {
+                    if e.kind != ExportKind::Api && raw.policy == Some(Policy::Fix) {
+                        return Err(src.error(
+                            &ek("as_of"),
+                            "\"fetched\" stamps a file or download with the time we read it, so with policy = \"fix\" a stale export would outrank later emails; use \"modified\" (the default), \"header:NAME\" or \"field:COLUMN\"",
+                        ));
+                    }
+                    AsOf::Fetched
+                }
                 Some("modified") => AsOf::Modified,
                 Some(s) if s.starts_with("header:") => AsOf::Header(s[7..].to_string()),
                 Some(s) if s.starts_with("field:") => AsOf::Field(s[6..].to_string()),
@@ -634,6 +713,41 @@ pub fn validate(
         }
     };
 
+    let sk = |k: &str| key(&format!("export.scope.{k}"));
+    let scope = match raw_scope {
+        None => Scope::default(),
+        Some(r) => Scope {
+            statuses: r
+                .statuses
+                .map(|ws| {
+                    ws.iter()
+                        .map(|w| {
+                            w.parse::<Status>()
+                                .map_err(|e| src.error(&sk("statuses"), e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?,
+            updated_within: r
+                .updated_within_days
+                .map(|d| Duration::from_secs(d * 86_400)),
+            field: match (r.field, r.values) {
+                (None, None) => None,
+                (Some(f), Some(vals)) => Some((
+                    mapping
+                        .fields
+                        .iter()
+                        .position(|m| m.name == f)
+                        .ok_or_else(|| {
+                            src.error(&sk("field"), "must name a field of [vendor.mapping.fields]")
+                        })?,
+                    vals,
+                )),
+                _ => return Err(src.error(&sk("field"), "`field` and `values` go together")),
+            },
+        },
+    };
+
     let mut status_map = BTreeMap::new();
     let mut exact = Vec::new();
     for (word, canonical) in raw.status_map {
@@ -679,6 +793,7 @@ pub fn validate(
         name: raw.name,
         export,
         csv,
+        limits,
         mapping,
         status_map,
         status_exact: exact_words(&exact),
@@ -686,6 +801,9 @@ pub fn validate(
         schedule,
         grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
         missing_remote_after,
+        scope,
+        complete,
+        stale_after: Duration::from_secs(raw.stale_after_hours.unwrap_or(48) * 3600),
         guard,
     })
 }

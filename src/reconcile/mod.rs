@@ -3,6 +3,7 @@
 //! the vendor's policy says so and the guard trusts the key frame.
 //!
 //! - [`source`]: export sources (file / newest in a drop folder, HTTP, paginated API) and row readers.
+//! - [`whole`]: the structure check on an export's bytes (cut files, size limits).
 //! - [`mapping`]: export row → [`mapping::RemoteOrder`]; field normalisation and tolerance.
 //! - [`run`]: the diff, attribution and the one write per run.
 //! - [`attribute`], [`guard`]: pure rules.
@@ -19,6 +20,7 @@ pub mod guard;
 pub mod mapping;
 pub mod run;
 pub mod source;
+pub mod whole;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,6 +94,9 @@ pub struct RunSummary {
     pub by_cause: run::CauseCounts,
     /// Rows whose status word is not in the status map (their status is not compared).
     pub unmapped_status: u64,
+    /// Drifted orders the vendor emailed about after the key frame's as_of:
+    /// the key frame is stale for them and fixed nothing there.
+    pub stale_orders: u64,
     /// Fix deltas this run applies (or, dry or refused, would apply).
     pub fixes: i64,
     /// Drifts closed as fixed.
@@ -117,6 +122,7 @@ impl RunSummary {
             counts: RunCounts::default(),
             by_cause: Default::default(),
             unmapped_status: 0,
+            stale_orders: 0,
             fixes: 0,
             fixed: 0,
             closed: 0,

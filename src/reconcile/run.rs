@@ -286,8 +286,25 @@ async fn diff(
         }
         .into());
     }
+    let in_scope = |i: usize, e: &LocalEntry| {
+        let sc = &v.scope;
+        sc.statuses
+            .as_ref()
+            .is_none_or(|ss| e.status.is_some_and(|s| ss.contains(&s)))
+            && sc.updated_within.is_none_or(|w| {
+                cut.as_of - e.event_time
+                    <= chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX)
+            })
+            && sc.field.as_ref().is_none_or(|(fi, vals)| {
+                let f = &v.mapping.fields[*fi];
+                let have = local.fields(i)[*fi].as_ref();
+                vals.iter()
+                    .any(|val| f.agrees(have, f.parse_remote(val).ok().flatten().as_ref()))
+            })
+    };
     for (i, e) in local.entries.iter().enumerate() {
-        if !e.seen {
+        // Out of the export's scope: the export says nothing about it.
+        if !e.seen && in_scope(i, e) {
             orders.push(DriftedOrder {
                 order_ref: local.key(i).to_string(),
                 remote: None,
@@ -349,6 +366,7 @@ pub(super) async fn reconcile_export(
     {
         summary.outcome = Outcome::Unchanged;
         summary.as_of = Some(p.as_of);
+        summary.reason = age_note(v, p.as_of, now());
         let close = agreed_by_delta(store, v).await?;
         summary.closed = close.len() as i64;
         if !opts.dry_run {
@@ -360,7 +378,7 @@ pub(super) async fn reconcile_export(
                     started_at,
                     finished_at: now(),
                     outcome: Outcome::Unchanged,
-                    reason: None,
+                    reason: summary.reason.clone(),
                     key_frame: KeyFrameRef::Existing(p.id),
                     counts: RunCounts {
                         orders_remote: p.row_count,
@@ -414,6 +432,7 @@ pub(super) async fn reconcile_export(
     debug!(vendor = %v.name, orders = refs.len(), elapsed_ms = clock.elapsed().as_millis() as u64, "evidence loaded");
 
     let empty: Vec<Evidence> = Vec::new();
+    let mut stale: Vec<String> = Vec::new();
     let mut drifts: Vec<Drift> = Vec::new();
     let mut fixes: Vec<DeltaDraft> = Vec::new();
     for DriftedOrder {
@@ -454,7 +473,15 @@ pub(super) async fn reconcile_export(
                 cause,
             });
         }
-        if v.policy == Policy::Fix {
+        // The vendor told us something after this key frame was cut: the key
+        // frame is stale for this order, and a fix would undo newer news.
+        let newer = ev
+            .iter()
+            .any(|e| !e.superseded && e.delta.draft.event_time > as_of);
+        if v.policy == Policy::Fix && newer {
+            stale.push(order_ref.clone());
+        }
+        if v.policy == Policy::Fix && !newer {
             let mut known: Vec<_> = ev
                 .iter()
                 .filter(|e| !e.superseded && cut.knows(&e.delta))
@@ -489,8 +516,10 @@ pub(super) async fn reconcile_export(
                         time_source: TimeSource::Vendor,
                     })
                 }
+                None if !v.complete => None,
                 None => {
-                    // Gone from the vendor: acted on only after N key frames in a row.
+                    // Gone from the vendor: acted on only after N key frames in
+                    // a row, and only from an export stated complete for its scope.
                     let seen = open
                         .get(&(order_ref.clone(), DriftKind::MissingRemote, String::new()))
                         .copied()
@@ -551,10 +580,11 @@ pub(super) async fn reconcile_export(
             unknown_words: d.unknown_words.clone(),
         },
     );
+    // What a person should know about a run the guard let through.
+    let mut notes: Vec<String> = Vec::new();
     // Allowed past the guard with unknown status words: flag only.
-    let mut note = None;
     if refusal.is_none() && d.unmapped_status > 0 && !fixes.is_empty() {
-        note = Some(format!(
+        notes.push(format!(
             "{} row(s) have a status word not in the status map; guard.unknown_status = \"flag\": drifts flagged, {} fix(es) not applied",
             d.unmapped_status,
             fixes.len()
@@ -562,6 +592,17 @@ pub(super) async fn reconcile_export(
         fixes.clear();
         summary.fixes = 0;
     }
+    if !stale.is_empty() {
+        notes.push(format!(
+            "stale for {} order(s): the vendor emailed about them after this key frame (as of {}), so it was not applied to them (e.g. {})",
+            stale.len(),
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            stale.iter().take(3).map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    notes.extend(age_note(v, as_of, now()));
+    summary.stale_orders = stale.len() as u64;
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     let outcome = if refusal.is_some() {
         Outcome::Refused
     } else {
@@ -633,6 +674,20 @@ pub(super) async fn reconcile_export(
         elapsed_ms = summary.elapsed.as_millis() as u64, "reconcile run"
     );
     Ok(summary)
+}
+
+/// A warning when the key frame is older than the vendor's `stale_after_hours`:
+/// its export has stopped moving, and the report says so.
+fn age_note(v: &VendorSettings, as_of: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+    let age = now - as_of;
+    (age > chrono::Duration::from_std(v.stale_after).unwrap_or(chrono::Duration::MAX)).then(|| {
+        format!(
+            "the key frame is {} hours old (as of {}); stale_after_hours = {}",
+            age.num_hours(),
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            v.stale_after.as_secs() / 3600
+        )
+    })
 }
 
 /// Open drifts a later delta has settled: the view now says what the vendor said.

@@ -23,6 +23,7 @@ use super::config::{
     VendorSettings,
 };
 use super::mapping::{BadValue, RemoteOrder};
+use super::whole::{Checked, SizeLimits, Syntax};
 use crate::config::SecretError;
 
 /// What we remember of the previous key frame, for conditional requests.
@@ -115,6 +116,11 @@ pub enum KeyFrameError {
     Encoding { row: u64, encoding: &'static str },
     #[error("JSON: {0}")]
     Json(String),
+    /// The body is not whole: cut in transfer or while being written.
+    #[error("not a whole export: {0}")]
+    Cut(String),
+    #[error("row {row}: {message}")]
+    Oversize { row: u64, message: String },
     #[error("as_of: {0}")]
     AsOf(String),
 }
@@ -206,11 +212,16 @@ fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export
     })
 }
 
-/// Reads a key frame from a given file (CLI `--file`, tests, benchmarks).
+/// Reads a key frame from a given file (CLI `--file`, tests, benchmarks):
+/// as of the configured column if there is one, else the file's mtime.
 pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchError> {
+    let column = |a: &AsOf| match a {
+        AsOf::Field(f) => AsOf::Field(f.clone()),
+        _ => AsOf::Modified,
+    };
     let (format, as_of) = match &vendor.export {
         Some(ExportSettings::File { format, as_of, .. })
-        | Some(ExportSettings::Http { format, as_of, .. }) => (*format, as_of.clone()),
+        | Some(ExportSettings::Http { format, as_of, .. }) => (*format, column(as_of)),
         _ => (
             if path
                 .extension()
@@ -220,7 +231,7 @@ pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchEr
             } else {
                 ExportFormat::Csv
             },
-            AsOf::Fetched,
+            AsOf::Modified,
         ),
     };
     file_export(path, format, &as_of)
@@ -252,11 +263,13 @@ fn header_as_of(
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     match as_of {
         AsOf::Fetched => (Some(fetched_at), None),
-        // A missing or unreadable header falls back to fetch time: never later than the data.
+        // Last-Modified, else the response's Date; fetch time only if the
+        // server sends neither (never later than the data).
         AsOf::Modified => (
             Some(
                 get("last-modified")
                     .and_then(http_time)
+                    .or_else(|| get("date").and_then(http_time))
                     .unwrap_or(fetched_at),
             ),
             None,
@@ -562,20 +575,36 @@ fn enc_name(e: Encoding) -> &'static str {
     }
 }
 
-fn csv_reader(
-    path: &Path,
-    d: &CsvDialect,
-) -> Result<csv::Reader<BufReader<std::fs::File>>, KeyFrameError> {
+type CsvReader = csv::Reader<BufReader<Checked<std::fs::File>>>;
+
+fn csv_reader(path: &Path, d: &CsvDialect, limits: SizeLimits) -> Result<CsvReader, KeyFrameError> {
     let f = std::fs::File::open(path).map_err(|e| KeyFrameError::Csv {
         row: 0,
         message: format!("cannot open {}: {e}", path.display()),
     })?;
+    let checked = Checked::new(f, Syntax::Csv { quote: d.quote }, limits);
     Ok(csv::ReaderBuilder::new()
         .delimiter(d.delimiter)
         .quote(d.quote)
         .has_headers(false)
         .flexible(false)
-        .from_reader(BufReader::with_capacity(1 << 16, f)))
+        .from_reader(BufReader::with_capacity(1 << 16, checked)))
+}
+
+/// After the last record: was the file whole?
+fn csv_whole(rdr: &CsvReader, d: &CsvDialect, row: u64) -> Result<(), KeyFrameError> {
+    let checked = rdr.get_ref().get_ref();
+    if checked.ends_inside_quotes() {
+        return Err(KeyFrameError::Cut(format!(
+            "the file ends inside a quoted field (row {row}): it was cut, or a quote is unbalanced"
+        )));
+    }
+    if d.final_newline && checked.last_byte().is_some_and(|b| b != b'\n') {
+        return Err(KeyFrameError::Cut(format!(
+            "the file does not end with a line break, so its last row (row {row}) may be cut; set export.final_newline = false if this vendor never writes one"
+        )));
+    }
+    Ok(())
 }
 
 fn csv_err(e: &csv::Error, row: u64) -> KeyFrameError {
@@ -609,7 +638,7 @@ impl Columns {
 
 /// Reads the header (or makes numeric names) from the first record.
 fn read_header(
-    rdr: &mut csv::Reader<BufReader<std::fs::File>>,
+    rdr: &mut CsvReader,
     d: &CsvDialect,
     first: &mut csv::ByteRecord,
 ) -> Result<Option<Columns>, KeyFrameError> {
@@ -654,7 +683,7 @@ pub fn resolve_as_of(
             ..
         } => {
             let d = &vendor.csv;
-            let mut rdr = csv_reader(path, d)?;
+            let mut rdr = csv_reader(path, d, vendor.limits)?;
             let mut rec = csv::ByteRecord::new();
             let cols = read_header(&mut rdr, d, &mut rec)?;
             let idx = match &cols {
@@ -674,7 +703,7 @@ pub fn resolve_as_of(
             format: ExportFormat::Json,
             ..
         } => {
-            let doc = read_json(path)?;
+            let doc = read_json(path, vendor.limits)?;
             json_items(&doc)
                 .first()
                 .and_then(|o| json_get(o, &field))
@@ -706,10 +735,18 @@ pub fn resolve_as_of(
     Ok(t)
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, KeyFrameError> {
+/// A whole JSON document: serde refuses one that ends inside a string or an
+/// open array/object; the checked reader refuses an oversized string.
+fn read_json(path: &Path, limits: SizeLimits) -> Result<serde_json::Value, KeyFrameError> {
     let f = std::fs::File::open(path)
         .map_err(|e| KeyFrameError::Json(format!("cannot open {}: {e}", path.display())))?;
-    serde_json::from_reader(BufReader::new(f)).map_err(|e| KeyFrameError::Json(e.to_string()))
+    serde_json::from_reader(BufReader::new(Checked::new(f, Syntax::Json, limits))).map_err(|e| {
+        if e.is_eof() {
+            KeyFrameError::Cut(format!("the JSON ends before its structure closes ({e})"))
+        } else {
+            KeyFrameError::Json(e.to_string())
+        }
+    })
 }
 
 /// The records of a JSON export: a top-level array, or the array at `/items`.
@@ -812,7 +849,7 @@ pub fn for_each_row(
             format: ExportFormat::Json,
             ..
         } => {
-            let doc = read_json(path)?;
+            let doc = read_json(path, vendor.limits)?;
             for_each_json(json_items(&doc), vendor, f)
         }
         Body::File {
@@ -821,9 +858,10 @@ pub fn for_each_row(
             ..
         } => {
             let d = &vendor.csv;
-            let mut rdr = csv_reader(path, d)?;
+            let mut rdr = csv_reader(path, d, vendor.limits)?;
             let mut rec = csv::ByteRecord::new();
             let Some(cols) = read_header(&mut rdr, d, &mut rec)? else {
+                csv_whole(&rdr, d, 0)?;
                 return Ok(RowsRead::default());
             };
             // Resolve every mapped column once, so a wrong export fails on its header.
@@ -845,10 +883,24 @@ pub fn for_each_row(
                         .read_byte_record(&mut rec)
                         .map_err(|e| csv_err(&e, row + 1))?
                 {
+                    csv_whole(&rdr, d, row)?;
                     break;
                 }
                 pending = false;
                 row += 1;
+                // Unquoted fields are bounded only by the row limit while read.
+                if rec.as_slice().len() as u64 > vendor.limits.field
+                    && let Some(len) = rec.iter().map(<[u8]>::len).max()
+                    && len as u64 > vendor.limits.field
+                {
+                    return Err(KeyFrameError::Oversize {
+                        row,
+                        message: format!(
+                            "a field of {len} bytes is over the limit of {} (export.max_field_bytes)",
+                            vendor.limits.field
+                        ),
+                    });
+                }
                 // A blank line at the end of a file is not an order.
                 if rec.len() == 1 && rec.get(0).is_some_and(|c| c.is_empty()) {
                     continue;

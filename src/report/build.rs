@@ -132,6 +132,7 @@ pub async fn build(
         let kind = match r.outcome.as_str() {
             "refused" => AlertKind::RefusedKeyFrame,
             "failed" => AlertKind::FailedRun,
+            "ok" | "unchanged" if r.reason.is_some() => AlertKind::KeyFrameWarning,
             _ => continue,
         };
         let reason = r.reason.as_deref().unwrap_or("no reason recorded");
@@ -140,8 +141,10 @@ pub async fn build(
                 "key frame refused, nothing reconciled: {reason} (vendor listed {} orders, we hold {})",
                 r.orders_remote, r.orders_local
             )
-        } else {
+        } else if kind == AlertKind::FailedRun {
             format!("reconcile failed: {reason}")
+        } else {
+            format!("key frame used with a warning: {reason}")
         };
         alerts.push(Alert {
             kind,

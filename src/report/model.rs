@@ -76,6 +76,9 @@ pub enum AlertKind {
     FailedRun,
     FormatChange,
     SilentVendor,
+    /// A key frame was used with a warning: stale for some orders, old, or
+    /// unknown status words allowed as flag-only (the run's reason says which).
+    KeyFrameWarning,
 }
 
 impl AlertKind {
@@ -85,6 +88,7 @@ impl AlertKind {
             AlertKind::FailedRun => "RECONCILE FAILED",
             AlertKind::FormatChange => "FORMAT CHANGE",
             AlertKind::SilentVendor => "VENDOR SILENT",
+            AlertKind::KeyFrameWarning => "KEY FRAME WARNING",
         }
     }
 }

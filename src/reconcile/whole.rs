@@ -1,0 +1,219 @@
+//! Whole files only: a reader that watches an export's structure while its
+//! bytes stream past, so a cut or oversized export is refused with the
+//! reason instead of being read as complete.
+//!
+//! - A CSV that ends inside a quoted field was cut (the `csv` crate reads
+//!   such a tail as a complete last value); a JSON body that ends inside a
+//!   string or an open array/object likewise (serde reports that itself).
+//! - A field or row over its configured limit stops the read at the limit:
+//!   memory stays bounded by the limit, not by what the vendor sent.
+//!
+//! The state is kept with `memchr` jumps between quote, escape and newline
+//! bytes, so a million-row export costs a few scans, not a byte loop.
+
+use std::io::{self, Read};
+
+/// Size limits for one export (`[vendor.export] max_field_bytes`, `max_row_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    pub field: u64,
+    pub row: u64,
+}
+
+impl Default for SizeLimits {
+    fn default() -> Self {
+        SizeLimits {
+            field: 1 << 20,
+            row: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// CSV with this quote byte (quotes inside a field are doubled).
+    Csv { quote: u8 },
+    /// JSON: strings in `"`, with `\` escapes.
+    Json,
+}
+
+/// Why the structure check stopped a read (carried inside an `io::Error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Oversize {
+    #[error(
+        "a field is longer than the limit of {limit} bytes (export.max_field_bytes); the export is refused"
+    )]
+    Field { limit: u64 },
+    #[error(
+        "a row is longer than the limit of {limit} bytes (export.max_row_bytes); the export is refused"
+    )]
+    Row { limit: u64 },
+}
+
+/// Reads through `inner`, tracking whether it is inside a quoted field or
+/// string, how long the current one is, and how long the current row is.
+pub struct Checked<R> {
+    inner: R,
+    syntax: Syntax,
+    limits: SizeLimits,
+    in_quote: bool,
+    /// JSON: the previous byte was a `\` inside a string.
+    escaped: bool,
+    quoted_len: u64,
+    row_len: u64,
+    last_byte: Option<u8>,
+}
+
+impl<R: Read> Checked<R> {
+    pub fn new(inner: R, syntax: Syntax, limits: SizeLimits) -> Checked<R> {
+        Checked {
+            inner,
+            syntax,
+            limits,
+            in_quote: false,
+            escaped: false,
+            quoted_len: 0,
+            row_len: 0,
+            last_byte: None,
+        }
+    }
+
+    /// At the end of the input: true when it stopped inside a quoted field
+    /// or string, i.e. the file was cut.
+    pub fn ends_inside_quotes(&self) -> bool {
+        self.in_quote
+    }
+
+    /// The last byte read, to check a final line break.
+    pub fn last_byte(&self) -> Option<u8> {
+        self.last_byte
+    }
+
+    fn scan(&mut self, buf: &[u8]) -> Result<(), Oversize> {
+        let (quote, esc) = match self.syntax {
+            Syntax::Csv { quote } => (quote, None),
+            Syntax::Json => (b'"', Some(b'\\')),
+        };
+        let mut pos = 0;
+        // The row limit applies to CSV rows; JSON has no rows, its strings are the fields.
+        let rows = matches!(self.syntax, Syntax::Csv { .. });
+        while pos < buf.len() {
+            if self.escaped {
+                self.escaped = false;
+                pos += 1;
+                self.quoted_len += 1;
+                self.row_len += 1;
+                continue;
+            }
+            let rest = &buf[pos..];
+            let hit = match esc {
+                Some(e) if self.in_quote => memchr::memchr2(quote, e, rest),
+                _ if rows && !self.in_quote => memchr::memchr2(quote, b'\n', rest),
+                _ => memchr::memchr(quote, rest),
+            };
+            let step = hit.map_or(rest.len(), |i| i + 1) as u64;
+            if self.in_quote {
+                self.quoted_len += step;
+            }
+            self.row_len += step;
+            if self.in_quote && self.quoted_len > self.limits.field {
+                return Err(Oversize::Field {
+                    limit: self.limits.field,
+                });
+            }
+            if rows && self.row_len > self.limits.row {
+                return Err(Oversize::Row {
+                    limit: self.limits.row,
+                });
+            }
+            let Some(i) = hit else { break };
+            let b = rest[i];
+            if b == b'\n' {
+                self.row_len = 0;
+            } else if Some(b) == esc && self.in_quote {
+                self.escaped = true;
+            } else {
+                // A quote opens or closes; CSV's doubled quote closes and reopens.
+                self.in_quote = !self.in_quote;
+                self.quoted_len = 0;
+            }
+            pos += i + 1;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last_byte = Some(buf[n - 1]);
+            self.scan(&buf[..n]).map_err(io::Error::other)?;
+        }
+        Ok(n)
+    }
+}
+
+/// The `Oversize` inside an error from a [`Checked`] reader, if that is what it was.
+pub fn oversize(e: &io::Error) -> Option<&Oversize> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Oversize>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(
+        data: &[u8],
+        syntax: Syntax,
+        limits: SizeLimits,
+    ) -> (Result<Vec<u8>, String>, bool) {
+        let mut r = Checked::new(data, syntax, limits);
+        let mut out = Vec::new();
+        // Small reads, so state crosses buffer boundaries.
+        let mut buf = [0u8; 7];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (Err(e.to_string()), r.ends_inside_quotes()),
+            }
+        }
+        (Ok(out), r.ends_inside_quotes())
+    }
+
+    const CSV: Syntax = Syntax::Csv { quote: b'"' };
+
+    #[test]
+    fn a_csv_cut_inside_a_quoted_field_is_seen() {
+        let whole = b"a,b\n1,\"Sam Lee and \"\"the\"\" rest\"\n2,x\n";
+        assert!(!read_all(whole, CSV, SizeLimits::default()).1);
+        let cut = b"a,b\n1,\"Sam Lee and the rest of";
+        assert!(read_all(cut, CSV, SizeLimits::default()).1);
+    }
+
+    #[test]
+    fn json_strings_with_escaped_quotes_are_tracked() {
+        let whole = br#"[{"a":"x \" y \\","b":"z"}]"#;
+        assert!(!read_all(whole, Syntax::Json, SizeLimits::default()).1);
+        let cut = br#"[{"a":"x \" y"#;
+        assert!(read_all(cut, Syntax::Json, SizeLimits::default()).1);
+    }
+
+    #[test]
+    fn oversized_fields_and_rows_stop_at_the_limit() {
+        let limits = SizeLimits { field: 16, row: 64 };
+        let big_field = format!("a,b\n1,\"{}\"\n", "x".repeat(100));
+        let (r, _) = read_all(big_field.as_bytes(), CSV, limits);
+        assert!(r.unwrap_err().contains("max_field_bytes"));
+        let big_row = format!("a,b\n1,{}\n", "y,".repeat(100));
+        let (r, _) = read_all(big_row.as_bytes(), CSV, limits);
+        assert!(r.unwrap_err().contains("max_row_bytes"));
+        let json = format!("[{{\"a\":\"{}\"}}]", "z".repeat(100));
+        let (r, _) = read_all(json.as_bytes(), Syntax::Json, limits);
+        assert!(r.unwrap_err().contains("max_field_bytes"));
+        let fine = format!("a,b\n{}", "1,\"short\"\n".repeat(100));
+        assert!(read_all(fine.as_bytes(), CSV, limits).0.is_ok());
+    }
+}
