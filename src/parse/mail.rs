@@ -159,8 +159,7 @@ impl Mail<'_> {
 
 fn is_forward_marker(line: &str) -> bool {
     let l = line.trim().to_ascii_lowercase();
-    (l.starts_with("---")
-        && (l.contains("forwarded message") || l.contains("original message")))
+    (l.starts_with("---") && (l.contains("forwarded message") || l.contains("original message")))
         || l == "begin forwarded message:"
 }
 

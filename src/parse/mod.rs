@@ -348,7 +348,10 @@ fn overlap_errors(parsers: &[Arc<dyn Parser>], paths: &[PathBuf]) -> Vec<ConfigE
             }) else {
                 continue;
             };
-            if a.priority().is_some() && b.priority().is_some() && a.priority() != b.priority() {
+            // One declared priority is enough: the other counts as 0.
+            if (a.priority().is_some() || b.priority().is_some())
+                && a.priority().unwrap_or(0) != b.priority().unwrap_or(0)
+            {
                 continue;
             }
             errors.push(ConfigError {

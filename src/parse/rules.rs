@@ -381,12 +381,13 @@ impl RuleParser {
             let time = match spec.kind {
                 FieldType::Date | FieldType::Datetime => Some(time_format(
                     &key,
-                    spec.format.clone().map(Formats::into_vec).unwrap_or_else(
-                        || match spec.kind {
+                    spec.format
+                        .clone()
+                        .map(Formats::into_vec)
+                        .unwrap_or_else(|| match spec.kind {
                             FieldType::Date => vec!["%Y-%m-%d".into()],
                             _ => vec!["rfc3339".into()],
-                        },
-                    ),
+                        }),
                     spec.timezone.as_deref(),
                 )?),
                 _ => {
@@ -491,9 +492,10 @@ impl RuleParser {
             })?;
             let regex = compile(&format!("{key}.pattern"), &g.pattern)?;
             ignores.push(Ignore {
-                reason: g.reason.clone().unwrap_or_else(|| {
-                    format!("{} matches `{}`", source.describe(), g.pattern)
-                }),
+                reason: g
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{} matches `{}`", source.describe(), g.pattern)),
                 source,
                 regex,
             });
