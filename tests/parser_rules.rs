@@ -296,3 +296,46 @@ fn a_forward_is_checked_against_the_forwarders_authentication() {
     );
     assert_eq!(outcome_json(&with("pass"), &r)["outcome"], "parsed");
 }
+
+#[test]
+fn charsets_decode_through_encoding_rs_iso_2022_jp_windows_1252_utf_16() {
+    let raw = fixture("acme-appraisal/17-acme-48225-iso2022jp-subject-windows1252-body.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    assert_eq!(mail.subject(), "ご注文の状況 Order 48225");
+    assert!(
+        mail.text().contains("Appraiser: Zoë Müller – “senior”"),
+        "{}",
+        mail.text()
+    );
+    let raw = fixture("acme-appraisal/18-acme-48226-utf16-body.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    assert!(
+        mail.text().contains("Appraiser: Søren Ødegård"),
+        "{}",
+        mail.text()
+    );
+}
+
+#[test]
+fn quoted_printable_is_decoded_in_a_multipart_with_no_closing_boundary() {
+    let raw = fixture("keystone-title/06-keystone-T7794-unterminated-multipart-qp.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    let html = mail.html_text();
+    assert!(html.contains("Status | Title Search Complete"), "{html}");
+    assert!(
+        html.contains("Property | 12 Café Row, Portland, ME"),
+        "{html}"
+    );
+}
+
+#[test]
+fn html_tables_survive_gt_in_attributes_and_html5_entities() {
+    let raw = fixture("keystone-title/05-keystone-T7793-gt-in-attribute-html5-entity.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    let html = mail.html_text();
+    assert!(
+        html.contains("\nStatus | Title Search Complete\n"),
+        "{html}"
+    );
+    assert!(html.contains("Examiner | ☆☆☆ M. Brennan"), "{html}");
+}
