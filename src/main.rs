@@ -174,6 +174,15 @@ enum ParsersCmd {
         #[arg(long)]
         fixtures: Option<PathBuf>,
     },
+    /// Show what the patterns see in one email: decoded subject, text, HTML
+    /// as text, attachments; each rule file's checks and pattern matches; the
+    /// deltas it would give.
+    Explain {
+        file: PathBuf,
+        /// Examine only this vendor's rule file (and show its extraction).
+        #[arg(long)]
+        vendor: Option<String>,
+    },
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -324,6 +333,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             return parsers_test(&config, args, update, fixtures);
+        }
+        Command::Parsers {
+            command: ParsersCmd::Explain { file, vendor },
+        } => {
+            let raw =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            print!(
+                "{}",
+                driftwatch::parse::explain(&raw, &load_registry(&config)?, vendor.as_deref())
+            );
         }
         Command::Reparse {
             vendor,

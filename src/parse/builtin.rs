@@ -104,6 +104,14 @@ impl Parser for CodeParser {
     fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
         self.rules.ignores(mail)
     }
+    fn explain(&self, mail: &Mail<'_>) -> Vec<String> {
+        let mut lines = self.rules.explain(mail);
+        lines.push(format!(
+            "extraction by the Rust engine {}",
+            self.engine.name
+        ));
+        lines
+    }
     fn priority(&self) -> Option<i32> {
         self.rules.priority()
     }

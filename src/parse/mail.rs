@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{Message, MessageParser, MimeHeaders};
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders};
 
 use super::html::html_to_text;
 
@@ -14,6 +14,7 @@ pub struct Mail<'a> {
     msg: Message<'a>,
     /// The server's arrival time: the last fallback for an event time.
     pub received: Option<DateTime<Utc>>,
+    subject: OnceLock<String>,
     text: OnceLock<String>,
     html_text: OnceLock<String>,
 }
@@ -36,6 +37,7 @@ impl<'a> Mail<'a> {
         Some(Mail {
             msg,
             received,
+            subject: OnceLock::new(),
             text: OnceLock::new(),
             html_text: OnceLock::new(),
         })
@@ -60,8 +62,27 @@ impl<'a> Mail<'a> {
         (!from.is_empty()).then_some(from)
     }
 
+    /// The decoded subject. A subject sent as raw ISO-2022-JP (escape
+    /// sequences, no RFC 2047 encoding, as some Japanese systems do) is
+    /// decoded too, rather than shown as `$B...(B`.
     pub fn subject(&self) -> &str {
-        self.msg.subject().unwrap_or("")
+        self.subject
+            .get_or_init(|| {
+                let raw = self
+                    .msg
+                    .headers_raw()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("Subject"))
+                    .map(|(_, v)| v);
+                match raw {
+                    Some(v) if v.contains("\x1b$") => {
+                        let unfolded = v.replace(['\r', '\n'], "");
+                        let (t, _, _) = encoding_rs::ISO_2022_JP.decode(unfolded.trim().as_bytes());
+                        t.into_owned()
+                    }
+                    _ => self.msg.subject().unwrap_or("").to_string(),
+                }
+            })
+            .as_str()
     }
 
     pub fn message_id(&self) -> Option<&str> {
@@ -81,10 +102,9 @@ impl<'a> Mail<'a> {
     pub fn text(&self) -> &str {
         self.text.get_or_init(|| {
             let parts: Vec<String> = self
-                .msg
-                .text_bodies()
-                .filter(|p| !p.is_text_html())
-                .filter_map(|p| p.text_contents().map(str::to_string))
+                .body_parts()
+                .filter(|p| !is_html(p))
+                .filter_map(|p| self.part_text(p))
                 .collect();
             if parts.is_empty() {
                 self.html_text().to_string()
@@ -98,14 +118,61 @@ impl<'a> Mail<'a> {
     /// by ` | `, entities decoded. Empty when there is no HTML part.
     pub fn html_text(&self) -> &str {
         self.html_text.get_or_init(|| {
-            self.msg
-                .html_bodies()
-                .filter(|p| p.is_text_html())
-                .filter_map(|p| p.text_contents())
-                .map(html_to_text)
+            self.body_parts()
+                .filter(|p| is_html(p))
+                .filter_map(|p| self.part_text(p))
+                .map(|h| html_to_text(&h))
                 .collect::<Vec<_>>()
                 .join("\n")
         })
+    }
+
+    /// The message's body parts (text and HTML alternatives, not
+    /// attachments), each once, in order. An unnamed text/html part that
+    /// mail-parser filed as an attachment (the last part of a multipart with
+    /// no closing boundary) is a body part.
+    fn body_parts(&self) -> impl Iterator<Item = &MessagePart<'a>> {
+        let stray_html = self.msg.attachments.iter().copied().filter(|&i| {
+            self.msg
+                .parts
+                .get(i as usize)
+                .is_some_and(|p| is_html(p) && p.attachment_name().is_none())
+        });
+        let mut ids: Vec<u32> = self
+            .msg
+            .text_body
+            .iter()
+            .chain(self.msg.html_body.iter())
+            .copied()
+            .chain(stray_html)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|i| self.msg.parts.get(i as usize))
+    }
+
+    /// A body part's text. mail-parser leaves the last part of a multipart
+    /// with no closing boundary undecoded (quoted-printable or base64 as
+    /// sent); such a part is decoded here, through its charset.
+    fn part_text(&self, p: &MessagePart<'_>) -> Option<String> {
+        let text = p.text_contents()?;
+        let raw = self
+            .msg
+            .raw_message
+            .get(p.raw_body_offset() as usize..p.raw_end_offset() as usize)
+            .unwrap_or_default();
+        let encoding = p.content_transfer_encoding().unwrap_or_default();
+        if text.as_bytes() == raw && encoding.eq_ignore_ascii_case("quoted-printable") {
+            let bytes = decode_quoted_printable(raw);
+            let charset = p
+                .content_type()
+                .and_then(|c| c.attribute("charset"))
+                .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+                .unwrap_or(encoding_rs::UTF_8);
+            return Some(charset.decode(&bytes).0.into_owned());
+        }
+        Some(text.to_string())
     }
 
     /// The first value of a header, decoded, or `None`.
@@ -157,10 +224,49 @@ impl Mail<'_> {
     }
 }
 
+/// HTML by its declared type, even when mail-parser could not decode it as such.
+fn is_html(p: &MessagePart<'_>) -> bool {
+    p.is_text_html()
+        || p.content_type().is_some_and(|c| {
+            c.ctype().eq_ignore_ascii_case("text")
+                && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("html"))
+        })
+}
+
+/// Quoted-printable (RFC 2045 6.7): soft line breaks removed, `=XX` decoded;
+/// a malformed `=` is kept as written.
+fn decode_quoted_printable(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'=' {
+            let rest = &raw[i + 1..];
+            if rest.starts_with(b"\r\n") {
+                i += 3;
+                continue;
+            }
+            if rest.starts_with(b"\n") {
+                i += 2;
+                continue;
+            }
+            if let [a, b, ..] = rest
+                && let (Some(h), Some(l)) = (hex(*a), hex(*b))
+            {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
 fn is_forward_marker(line: &str) -> bool {
     let l = line.trim().to_ascii_lowercase();
-    (l.starts_with("---")
-        && (l.contains("forwarded message") || l.contains("original message")))
+    (l.starts_with("---") && (l.contains("forwarded message") || l.contains("original message")))
         || l == "begin forwarded message:"
 }
 

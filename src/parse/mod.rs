@@ -8,6 +8,7 @@
 
 mod auth;
 mod builtin;
+mod explain;
 mod html;
 mod mail;
 mod rules;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use auth::AuthPolicy;
+pub use explain::explain;
 pub use html::html_to_text;
 pub use mail::{Attachment, Mail};
 pub use rules::RuleParser;
@@ -100,6 +102,10 @@ pub trait Parser: Send + Sync {
     /// The vendor's non-status mail: `Some(reason)` archives it as ignored.
     fn ignores(&self, _mail: &Mail<'_>) -> Option<String> {
         None
+    }
+    /// What each check and pattern makes of the message, for `parsers explain`.
+    fn explain(&self, _mail: &Mail<'_>) -> Vec<String> {
+        Vec::new()
     }
     /// Higher is tried first among parsers claiming the same sender.
     fn priority(&self) -> Option<i32> {
@@ -348,7 +354,10 @@ fn overlap_errors(parsers: &[Arc<dyn Parser>], paths: &[PathBuf]) -> Vec<ConfigE
             }) else {
                 continue;
             };
-            if a.priority().is_some() && b.priority().is_some() && a.priority() != b.priority() {
+            // One declared priority is enough: the other counts as 0.
+            if (a.priority().is_some() || b.priority().is_some())
+                && a.priority().unwrap_or(0) != b.priority().unwrap_or(0)
+            {
                 continue;
             }
             errors.push(ConfigError {

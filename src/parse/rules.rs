@@ -381,12 +381,13 @@ impl RuleParser {
             let time = match spec.kind {
                 FieldType::Date | FieldType::Datetime => Some(time_format(
                     &key,
-                    spec.format.clone().map(Formats::into_vec).unwrap_or_else(
-                        || match spec.kind {
+                    spec.format
+                        .clone()
+                        .map(Formats::into_vec)
+                        .unwrap_or_else(|| match spec.kind {
                             FieldType::Date => vec!["%Y-%m-%d".into()],
                             _ => vec!["rfc3339".into()],
-                        },
-                    ),
+                        }),
                     spec.timezone.as_deref(),
                 )?),
                 _ => {
@@ -491,9 +492,10 @@ impl RuleParser {
             })?;
             let regex = compile(&format!("{key}.pattern"), &g.pattern)?;
             ignores.push(Ignore {
-                reason: g.reason.clone().unwrap_or_else(|| {
-                    format!("{} matches `{}`", source.describe(), g.pattern)
-                }),
+                reason: g
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{} matches `{}`", source.describe(), g.pattern)),
                 source,
                 regex,
             });
@@ -761,6 +763,10 @@ impl Parser for RuleParser {
         self.forwarders.iter().any(|p| glob_match(p, sender))
     }
 
+    fn explain(&self, mail: &Mail<'_>) -> Vec<String> {
+        self.explain_patterns(mail)
+    }
+
     fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
         self.ignores
             .iter()
@@ -863,6 +869,99 @@ impl Parser for RuleParser {
                 self.row_to_delta(mail, &plain)
             })
             .collect()
+    }
+}
+
+impl RuleParser {
+    /// What each check and pattern of this file makes of the message, one
+    /// line each, for `parsers explain`.
+    pub(super) fn explain_patterns(&self, mail: &Mail<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        let check = |name: &str, r: &Option<Regex>, hay: &str| match r {
+            None => format!("match.{name}: (none: any)"),
+            Some(r) if r.is_match(hay) => format!("match.{name} `{}`: matches", r.as_str()),
+            Some(r) => format!("match.{name} `{}`: does NOT match", r.as_str()),
+        };
+        out.push(check("subject", &self.subject, mail.subject()));
+        out.push(check("body", &self.body, mail.text()));
+        for (i, g) in self.ignores.iter().enumerate() {
+            let hay = g.source.read(mail);
+            let hit = g.regex.find(&hay);
+            out.push(match hit {
+                Some(m) => format!(
+                    "ignore[{i}] over {}: matches `{}` -> ignored ({})",
+                    g.source.describe(),
+                    short(m.as_str()),
+                    g.reason
+                ),
+                None => format!("ignore[{i}] over {}: no match", g.source.describe()),
+            });
+        }
+        for (i, p) in self.patterns.iter().enumerate() {
+            let hay = p.source.read(mail);
+            let flags = match (p.repeat, p.optional) {
+                (true, _) => " (repeat)",
+                (_, true) => " (optional)",
+                _ => "",
+            };
+            let found: Vec<String> = p
+                .regex
+                .captures_iter(&hay)
+                .take(if p.repeat { 50 } else { 1 })
+                .map(|c| {
+                    captures_to_row(&p.regex, &c, p.priority, "")
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}=`{}`", short(&v.value)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            if found.is_empty() {
+                out.push(format!(
+                    "extract[{i}]{flags} over {}: no match for `{}`{}",
+                    p.source.describe(),
+                    short(p.regex.as_str()),
+                    if hay.is_empty() {
+                        " (that place is empty)"
+                    } else {
+                        ""
+                    }
+                ));
+            } else {
+                for f in found {
+                    out.push(format!(
+                        "extract[{i}]{flags} over {}: {f}",
+                        p.source.describe()
+                    ));
+                }
+            }
+        }
+        if let Some(csv) = &self.csv {
+            let names: Vec<String> = mail
+                .attachments()
+                .filter_map(|a| a.name)
+                .filter(|n| csv.attachment.is_match(n))
+                .collect();
+            out.push(format!(
+                "csv attachment `{}`: {}",
+                csv.attachment.as_str(),
+                if names.is_empty() {
+                    "no attachment matches".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        out
+    }
+}
+
+fn short(s: &str) -> String {
+    let one_line = s.replace(['\r', '\n'], "⏎");
+    if one_line.chars().count() > 100 {
+        one_line.chars().take(100).collect::<String>() + "…"
+    } else {
+        one_line
     }
 }
 

@@ -190,12 +190,18 @@ impl TimeFormat {
         }) {
             return Ok(d);
         }
-        self.parse(s).map(|t| t.with_timezone(&self.tz).date_naive())
+        self.parse(s)
+            .map(|t| t.with_timezone(&self.tz).date_naive())
     }
 
     fn no_format(&self, s: &str) -> TimeError {
         let hint = match abbreviation_in(s) {
-            Some(a) if !self.formats.iter().any(|f| matches!(f.kind, Kind::Abbreviation(_))) => {
+            Some(a)
+                if !self
+                    .formats
+                    .iter()
+                    .any(|f| matches!(f.kind, Kind::Abbreviation(_))) =>
+            {
                 format!(
                     " (it carries the zone abbreviation `{a}`: add %Z to the format and map {a} in zones)"
                 )
@@ -223,12 +229,8 @@ impl TimeFormat {
                 let Some((rest, offset)) = split_trailing_offset(s) else {
                     return Ok(None);
                 };
-                read_naive(rest, f).and_then(|n| {
-                    offset
-                        .from_local_datetime(&n)
-                        .single()
-                        .map(|d| d.to_utc())
-                })
+                read_naive(rest, f)
+                    .and_then(|n| offset.from_local_datetime(&n).single().map(|d| d.to_utc()))
             }
             Kind::Abbreviation(f) => {
                 let Some((abbr, rest)) = take_abbreviation(s) else {
@@ -247,7 +249,9 @@ impl TimeFormat {
                             value: s.chars().take(80).collect(),
                         });
                     }
-                    Some(Zone::Fixed(o)) => o.from_local_datetime(&naive).single().map(|d| d.to_utc()),
+                    Some(Zone::Fixed(o)) => {
+                        o.from_local_datetime(&naive).single().map(|d| d.to_utc())
+                    }
                     Some(Zone::Named(tz)) => Some(place(*tz, naive, Some(&abbr), s)?),
                 }
             }
@@ -315,7 +319,10 @@ fn parse_offset(s: &str) -> Option<FixedOffset> {
     }
     let (h, m) = match digits.len() {
         2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     if h > 14 || m > 59 {
@@ -383,7 +390,11 @@ mod tests {
         let t = tf(
             &["%m/%d/%Y %I:%M %p %Z"],
             Some("America/New_York"),
-            &[("CST", "America/Chicago"), ("CDT", "America/Chicago"), ("ET", "America/New_York")],
+            &[
+                ("CST", "America/Chicago"),
+                ("CDT", "America/Chicago"),
+                ("ET", "America/New_York"),
+            ],
         );
         // Winter: CST = UTC-6, not the file's New York default.
         assert_eq!(
@@ -431,7 +442,10 @@ mod tests {
             Some("America/Chicago"),
             &[("CST", "America/Chicago"), ("CDT", "America/Chicago")],
         );
-        assert!(matches!(t.parse("2026-03-08 02:30"), Err(TimeError::Gap { .. })));
+        assert!(matches!(
+            t.parse("2026-03-08 02:30"),
+            Err(TimeError::Gap { .. })
+        ));
         assert!(matches!(
             t.parse("2026-11-01 01:30"),
             Err(TimeError::Ambiguous { .. })

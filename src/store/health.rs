@@ -16,9 +16,14 @@ const BASELINE: i64 = 200;
 /// The smallest recent sample that can raise an alert.
 const MIN_RECENT: i64 = 5;
 /// The smallest baseline that makes a comparison meaningful.
-const MIN_BASELINE: i64 = 10;
-/// An alert needs the rate to rise by at least this much.
+const MIN_BASELINE: i64 = 20;
+/// An alert needs the rate to rise by at least this much...
 const JUMP: f64 = 0.5;
+/// ...and the recent count to be this unlikely under the rate's own history
+/// (binomial tail). An optional field empty in half of a vendor's mail is
+/// empty in five messages running about 3% of the time: no alarm; twenty
+/// running (one in five million) is a format change.
+const SURPRISE: f64 = 1e-3;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FormatAlert {
@@ -139,16 +144,41 @@ impl Store {
     }
 }
 
-/// (baseline rate, recent rate) of `true`s for the window whose rate jumped
-/// most, if any jumped; `flags` is newest first.
+/// (baseline rate, recent rate) for the window whose recent count is least
+/// likely under the baseline, if any window both jumped and is that unlikely;
+/// `flags` is newest first.
 fn rates(flags: &[bool]) -> Option<(f64, f64)> {
-    let rate = |s: &[bool]| s.iter().filter(|&&b| b).count() as f64 / s.len() as f64;
+    let count = |s: &[bool]| s.iter().filter(|&&b| b).count();
     WINDOWS
         .iter()
         .filter(|&&w| w as i64 >= MIN_RECENT && flags.len() >= w + MIN_BASELINE as usize)
-        .map(|&w| (rate(&flags[w..]), rate(&flags[..w])))
-        .filter(|(b, c)| c - b >= JUMP)
-        .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)))
+        .filter_map(|&w| {
+            let (recent, base) = flags.split_at(w);
+            let (k, n) = (count(base), base.len());
+            let b = k as f64 / n as f64;
+            let c = count(recent) as f64 / w as f64;
+            // Laplace's rule: a field never seen empty is not impossible to empty.
+            let p = (k as f64 + 1.0) / (n as f64 + 2.0);
+            let tail = binomial_tail(w, count(recent), p);
+            (c - b >= JUMP && tail < SURPRISE).then_some((b, c, tail))
+        })
+        .min_by(|x, y| x.2.total_cmp(&y.2))
+        .map(|(b, c, _)| (b, c))
+}
+
+/// P(X >= k) for X ~ Binomial(n, p); n is a window (at most a few dozen).
+fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
+    let mut choose = 1.0_f64;
+    let mut total = 0.0;
+    for i in 0..=n {
+        if i > 0 {
+            choose = choose * (n - i + 1) as f64 / i as f64;
+        }
+        if i >= k {
+            total += choose * p.powi(i as i32) * (1.0 - p).powi((n - i) as i32);
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -159,12 +189,28 @@ mod tests {
     fn a_jump_is_flagged_noise_is_not() {
         let mut flags = vec![true; 15];
         flags.extend(vec![false; 100]);
-        // The 5 newest are all quarantined: the sharpest window wins.
-        assert_eq!(rates(&flags).map(|(b, c)| (b < 0.1, c)), Some((true, 1.0)));
+        // The 15 newest are all quarantined: the least likely window wins.
+        assert_eq!(
+            rates(&flags).map(|(b, c)| (b < 0.1, c >= 0.75)),
+            Some((true, true))
+        );
         // Steady 10% noise: no alert.
         let noisy: Vec<bool> = (0..200).map(|i| i % 10 == 0).collect();
         assert_eq!(rates(&noisy), None);
         // Too little history: no alert.
         assert_eq!(rates(&[true; 12]), None);
+    }
+
+    #[test]
+    fn an_optional_field_empty_half_the_time_raises_no_alarm() {
+        // Empty in ~46% of 200 messages, then five empty in a row: chance.
+        let mut flags = vec![true; 5];
+        flags.extend((0..200).map(|i| (i * 6) % 13 < 6));
+        assert_eq!(rates(&flags), None);
+        // Twenty empty in a row is not chance: the vendor dropped the field.
+        let mut flags = vec![true; 20];
+        flags.extend((0..200).map(|i| (i * 6) % 13 < 6));
+        let (b, c) = rates(&flags).expect("alert");
+        assert!((0.4..0.5).contains(&b) && c == 1.0, "{b} {c}");
     }
 }

@@ -1,0 +1,341 @@
+//! The rules that keep parsers from lying quietly: a missing status, two
+//! patterns that disagree, two rule files claiming one sender, a time format
+//! that cannot work, vendor mail that is not status mail, forwarded mail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use driftwatch::fixtures::outcome_json;
+use driftwatch::parse::{Registry, RegistryOptions};
+use serde_json::Value;
+use support::app::parsers_dir;
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/parser-rules")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// A registry of the given rule files (name, text) in a temp dir.
+fn registry(files: &[(&str, &str)]) -> Result<Registry, String> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    Registry::load_dir(dir.path(), RegistryOptions::default()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+const BEACON: &str = r#"vendor = "beacon"
+version = 1
+[match]
+senders = ["status@beacon.example"]
+[[extract]]
+in = "subject"
+optional = true
+pattern = 'Order (?P<order_ref>\d+) - (?P<status>\w+)'
+[[extract]]
+in = "text"
+optional = true
+pattern = '(?m)^Order #?:? ?(?P<order_ref>\d+)'
+[[extract]]
+in = "text"
+optional = true
+pattern = '(?m)^Status: (?P<status>\w+)'
+[[extract]]
+in = "text"
+optional = true
+pattern = '(?m)^Fee changed: (?P<fee>\S+)'
+[fields.fee]
+type = "money"
+[status_map]
+"Completed" = "completed"
+"#;
+
+#[test]
+fn a_message_without_a_status_is_quarantined_unless_the_file_declares_field_updates_only() {
+    let r = registry(&[("beacon.toml", BEACON)]).unwrap();
+    let out = outcome_json(&data("no-status.eml"), &r);
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no status captured"),
+        "{out}"
+    );
+
+    let declared = BEACON.replace("version = 1\n", "version = 1\nfield_updates_only = true\n");
+    let r = registry(&[("beacon.toml", &declared)]).unwrap();
+    let out = outcome_json(&data("no-status.eml"), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(out["deltas"][0]["status"], Value::Null);
+    assert_eq!(out["deltas"][0]["fields"]["fee"], 480.0);
+}
+
+#[test]
+fn a_rule_file_that_never_captures_a_status_must_say_field_updates_only() {
+    let no_status = BEACON
+        .replace(" - (?P<status>\\w+)", "")
+        .replace("(?P<status>\\w+)", "(?P<state>\\w+)");
+    let e = registry(&[("beacon.toml", &no_status)]).err().unwrap();
+    assert!(
+        e.contains("beacon.toml") && e.contains("field_updates_only"),
+        "{e}"
+    );
+}
+
+#[test]
+fn conflicting_captures_quarantine_naming_both_values() {
+    let r = registry(&[("beacon.toml", BEACON)]).unwrap();
+    let out = outcome_json(&data("conflicting-order-ids.eml"), &r);
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+    let reason = out["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`order_ref` captured twice")
+            && reason.contains("`7002` (pattern 0 over the subject)")
+            && reason.contains("`7003` (pattern 1 over the text body)"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_declared_pattern_priority_resolves_conflicting_captures() {
+    let prioritised = BEACON.replacen(
+        "optional = true\npattern = '(?m)^Order",
+        "optional = true\npriority = 10\npattern = '(?m)^Order",
+        1,
+    );
+    let r = registry(&[("beacon.toml", &prioritised)]).unwrap();
+    let out = outcome_json(&data("conflicting-order-ids.eml"), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(out["deltas"][0]["order_ref"], "7003");
+    assert_eq!(out["deltas"][0]["status"], "completed");
+}
+
+#[test]
+fn overlapping_sender_claims_are_a_load_error_unless_priorities_differ() {
+    let wide = BEACON
+        .replace("vendor = \"beacon\"", "vendor = \"beacon-billing\"")
+        .replace("status@beacon.example", "*@beacon.example");
+    let e = registry(&[("beacon.toml", BEACON), ("beacon-billing.toml", &wide)])
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("beacon.toml: key `match.senders`")
+            && e.contains("`*@beacon.example`")
+            && e.contains("`status@beacon.example`")
+            && e.contains("priority"),
+        "{e}"
+    );
+
+    // With priorities the narrower file goes first, whatever the file names.
+    let first = BEACON.replace("version = 1\n", "version = 1\npriority = 10\n");
+    let r = registry(&[("beacon.toml", &first), ("beacon-billing.toml", &wide)]).unwrap();
+    let vendors: Vec<&str> = r.parsers().iter().map(|p| p.vendor()).collect();
+    assert_eq!(vendors, ["beacon", "beacon-billing"]);
+    let out = outcome_json(&data("conflicting-order-ids.eml"), &r);
+    assert_eq!(out["vendor"], "beacon", "{out}");
+}
+
+#[test]
+fn an_invalid_time_format_is_refused_at_load_with_file_line_and_key() {
+    let bad = format!(
+        "{}[event_time]\nformat = \"%m/%d/%Y %Q\"\n",
+        BEACON.replace(
+            "Status: (?P<status>\\w+)",
+            "Status: (?P<status>\\w+) at (?P<event_time>.+)"
+        )
+    );
+    let e = registry(&[("beacon.toml", &bad)]).err().unwrap();
+    assert!(
+        e.contains("beacon.toml:") && e.contains("key `event_time.format`") && e.contains("%Q"),
+        "{e}"
+    );
+
+    // `%Z` without a zones table is refused too: it would read and drop the zone.
+    let unmapped = bad.replace("%Q", "%H:%M %Z");
+    let e = registry(&[("beacon.toml", &unmapped)]).err().unwrap();
+    assert!(
+        e.contains("event_time.format") && e.contains("zones"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_config_refuses_an_invalid_time_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers");
+    std::fs::create_dir(&parsers).unwrap();
+    for f in std::fs::read_dir(parsers_dir()).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, parsers.join(p.file_name().unwrap())).unwrap();
+    }
+    let acme = parsers.join("acme-appraisal.toml");
+    let text = std::fs::read_to_string(&acme).unwrap();
+    std::fs::write(&acme, text.replace("%I:%M %p\",", "%I:%M %Q\",")).unwrap();
+    std::fs::write(
+        dir.path().join("driftwatch.toml"),
+        "parsers_dir = \"parsers\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .current_dir(dir.path())
+        .env_remove("DRIFTWATCH_CONFIG")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("acme-appraisal.toml")
+            && stderr.contains("event_time.format")
+            && stderr.contains("%Q"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn zone_abbreviations_in_captured_times_map_through_the_vendor_table() {
+    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let out = outcome_json(
+        &fixture("acme-appraisal/11-acme-48220-eastern-zone-abbreviation.eml"),
+        &r,
+    );
+    // 10:30 AM EST, not the file's Chicago default.
+    assert_eq!(
+        out["deltas"][0]["event_time"], "2026-11-25T15:30:00Z",
+        "{out}"
+    );
+    let out = outcome_json(
+        &fixture("acme-appraisal/12-acme-48221-unmapped-zone-pt.eml"),
+        &r,
+    );
+    assert_eq!(out["outcome"], "quarantined");
+    assert!(out["reason"].as_str().unwrap().contains("`PT`"), "{out}");
+}
+
+#[test]
+fn vendor_ignore_rules_archive_non_status_mail_as_ignored_with_the_rule() {
+    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let out = outcome_json(
+        &fixture("acme-appraisal/13-acme-newsletter-ignored.eml"),
+        &r,
+    );
+    assert_eq!(out["outcome"], "ignored", "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("acme-appraisal: ignore rule 0: Acme newsletter"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_forward_from_a_listed_forwarder_parses_as_the_vendors_mail() {
+    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    for (file, order) in [
+        (
+            "acme-appraisal/14-acme-48222-forwarded-by-colleague.eml",
+            "48222",
+        ),
+        (
+            "acme-appraisal/15-acme-48223-forwarded-as-attachment.eml",
+            "48223",
+        ),
+    ] {
+        let out = outcome_json(&fixture(file), &r);
+        assert_eq!(out["outcome"], "parsed", "{file}: {out}");
+        assert_eq!(out["deltas"][0]["order_ref"], order);
+    }
+    // A listed forwarder passing on someone else's mail gains nothing.
+    let out = outcome_json(
+        &fixture("acme-appraisal/16-acme-forward-of-non-acme-original.eml"),
+        &r,
+    );
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+}
+
+#[test]
+fn a_forward_is_checked_against_the_forwarders_authentication() {
+    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let raw = fixture("acme-appraisal/14-acme-48222-forwarded-by-colleague.eml");
+    let with = |verdict: &str| -> Vec<u8> {
+        let mut m = format!(
+            "Authentication-Results: mx.lender.example; dmarc={verdict} header.from=lender.example\r\n"
+        )
+        .into_bytes();
+        m.extend_from_slice(&raw);
+        m
+    };
+    let out = outcome_json(&with("fail"), &r);
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().contains("lender.example"),
+        "{out}"
+    );
+    assert_eq!(outcome_json(&with("pass"), &r)["outcome"], "parsed");
+}
+
+#[test]
+fn charsets_decode_through_encoding_rs_iso_2022_jp_windows_1252_utf_16() {
+    let raw = fixture("acme-appraisal/17-acme-48225-iso2022jp-subject-windows1252-body.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    assert_eq!(mail.subject(), "ご注文の状況 Order 48225");
+    assert!(
+        mail.text().contains("Appraiser: Zoë Müller – “senior”"),
+        "{}",
+        mail.text()
+    );
+    let raw = fixture("acme-appraisal/18-acme-48226-utf16-body.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    assert!(
+        mail.text().contains("Appraiser: Søren Ødegård"),
+        "{}",
+        mail.text()
+    );
+}
+
+#[test]
+fn quoted_printable_is_decoded_in_a_multipart_with_no_closing_boundary() {
+    let raw = fixture("keystone-title/06-keystone-T7794-unterminated-multipart-qp.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    let html = mail.html_text();
+    assert!(html.contains("Status | Title Search Complete"), "{html}");
+    assert!(
+        html.contains("Property | 12 Café Row, Portland, ME"),
+        "{html}"
+    );
+}
+
+#[test]
+fn html_tables_survive_gt_in_attributes_and_html5_entities() {
+    let raw = fixture("keystone-title/05-keystone-T7793-gt-in-attribute-html5-entity.eml");
+    let mail = driftwatch::parse::Mail::parse(&raw, None).unwrap();
+    let html = mail.html_text();
+    assert!(
+        html.contains("\nStatus | Title Search Complete\n"),
+        "{html}"
+    );
+    assert!(html.contains("Examiner | ☆☆☆ M. Brennan"), "{html}");
+}
