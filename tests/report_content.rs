@@ -490,11 +490,14 @@ async fn vendor_text_is_escaped_in_html_and_cleaned_in_text() {
         "javascript:",
         "src=\"http",
         "<link",
-        "<style",
         "<iframe",
+        "@import",
+        "url(",
     ] {
         assert!(!lower.contains(bad), "HTML contains {bad}");
     }
+    // One <style> block: the phone layout's media query, nothing remote.
+    assert_eq!(lower.matches("<style").count(), 1);
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; 88 Harbour View Road"));
     assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));

@@ -55,6 +55,17 @@ pub fn render_text(r: &Report) -> String {
         );
     }
 
+    if r.omitted.alerts > 0 {
+        let _ = writeln!(
+            o,
+            "  ... and {} more alerts (`driftwatch report --format json`)",
+            r.omitted.alerts
+        );
+    }
+    if r.omitted.cut_strings > 0 {
+        let _ = writeln!(o, "\n  {}", super::html::cut_note(&r.omitted));
+    }
+
     section(&mut o, "BY VENDOR");
     let _ = writeln!(
         o,
