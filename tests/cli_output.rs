@@ -1,6 +1,7 @@
 //! The command line as a script or a terminal sees it, through the real
 //! binary on the demo: closed pipes, exit codes, colour, JSON, and vendor
 //! text that tries to drive the terminal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -52,12 +52,12 @@ const PHONE_CSS: &str = "@media only screen and (max-width:600px){\
 .dw-card{border-radius:0 !important;border-left:0 !important;border-right:0 !important}\
 .dw-pad{padding-left:12px !important;padding-right:12px !important}\
 .dw-tiles tr{display:block !important}\
-.dw-tiles td{display:inline-block !important;width:33.33% !important;box-sizing:border-box}\
+.dw-tiles td{display:inline-block !important;width:33.33% !important;box-sizing:border-box;vertical-align:top}\
 table.dw-stack,.dw-stack tbody,.dw-stack tr,.dw-stack td{display:block !important;width:100% !important;box-sizing:border-box}\
 .dw-stack th{display:none !important}\
 .dw-stack tr{border-bottom:2px solid #e4e7ec;padding:4px 0}\
-.dw-stack td{border:0 !important;padding:2px 0 !important;white-space:normal !important}\
-.dw-stack td:before{content:attr(data-label);display:block;font-size:11px;color:#667085}\
+.dw-stack td{border:0 !important;padding:2px 0 2px 40% !important;position:relative;white-space:normal !important}\
+.dw-stack td:before{content:attr(data-label);position:absolute;left:0;top:3px;width:37%;font-size:11px;color:#667085}\
 }";
 
 /// Lets a long unbroken vendor string (a URL, a megabyte of one word) wrap
@@ -175,7 +175,7 @@ pub fn render_html(r: &Report) -> String {
             "new",
             "closed",
             "runs (last)",
-            "mail in / parsed / quarantined",
+            "mail in / ok / quar.",
             "stuck",
             "7-day trend",
         ],
@@ -225,7 +225,7 @@ pub fn render_html(r: &Report) -> String {
             td("closed", &format!("&minus;{}", v.closed_drifts)),
             td("runs (last)", &runs),
             td(
-                "mail in / parsed / quarantined",
+                "mail in / ok / quar.",
                 &format!("{} / {} / {quar}", v.mail.received, v.mail.parsed)
             ),
             td("stuck", &v.stuck_orders.to_string()),
