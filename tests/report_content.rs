@@ -590,7 +590,12 @@ fn the_demo_prints_the_report_and_writes_it_without_a_mail_server() {
     // ledger keys the output dir by its canonical path, so still nothing due.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .current_dir(dir.path())
-        .args(["-c", "./demo/../demo/driftwatch.toml", "report", "--send-due"])
+        .args([
+            "-c",
+            "./demo/../demo/driftwatch.toml",
+            "report",
+            "--send-due",
+        ])
         .env_remove("DRIFTWATCH_DATA_DIR")
         .output()
         .unwrap();

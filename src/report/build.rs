@@ -16,11 +16,13 @@ use crate::store::{Store, StoreError};
 const TREND_DAYS: i64 = 7;
 
 /// The most rows any detail list (drifts, stuck orders, quarantined mail,
-/// alerts) shows, whatever `max_listed` says: with [`MAX_VALUE_CHARS`] and
-/// [`MAX_MESSAGE_CHARS`] this bounds each rendered part to about 1 MB
-/// in the worst case (every string at its limit and made of characters that
-/// HTML must escape), far under the 10 MB a default Postfix relay accepts.
-pub const MAX_LISTED_CAP: usize = 100;
+/// alerts) shows, whatever `max_listed` says. With [`MAX_VALUE_CHARS`] and
+/// [`MAX_MESSAGE_CHARS`] that is at most ~160,000 outside characters per
+/// report, so a rendered part stays under about 1.5 MB in the worst case
+/// (every string at its limit, each character one HTML must escape as
+/// `&quot;`), and the whole email, base64-encoded, under 5 MB: below the
+/// 10 MB a default Postfix relay accepts and the 25 MB of the big providers.
+pub const MAX_LISTED_CAP: usize = 50;
 /// Longest outside value (order ref, field value, sender, subject, vendor
 /// word) in characters; the rest is cut and counted in [`Omitted`].
 pub const MAX_VALUE_CHARS: usize = 200;
