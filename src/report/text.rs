@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::model::*;
+use crate::out::clean;
 
 pub fn render_text(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
@@ -82,7 +83,7 @@ pub fn render_text(r: &Report) -> String {
             "{}/{}/{}",
             v.mail.received, v.mail.parsed, v.mail.quarantined
         );
-        let mut name = clean(&v.vendor);
+        let mut name = clean(&v.vendor).into_owned();
         if v.silent {
             name.push_str(" (silent)");
         }
@@ -227,13 +228,6 @@ fn counts(m: &std::collections::BTreeMap<String, i64>) -> String {
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Control characters (ANSI escapes, CR, tabs, NUL) become U+FFFD.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {
