@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium (for scripts/screenshot-report.sh) when missing.
-# Kept out of install-test-deps.sh on purpose: no test needs a browser, and
-# Chromium with its libraries is a few hundred MB that CI would download for nothing.
+# Installs Debian's Chromium when missing: tests/report_layout.rs renders the
+# HTML report in it at 375 px and 1280 px (scripts/test.sh runs this first),
+# and scripts/screenshot-report.sh takes the screenshots in docs/ with it.
 set -euo pipefail
 command -v chromium >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -4,14 +4,16 @@
 # Idempotent: does nothing when everything is already there.
 # Postfix is the real SMTP server of the report tests (tests/support/postfix.rs
 # runs private instances that deliver into the test Dovecot over LMTP).
-# Chromium is not installed here: no test needs it; scripts/screenshot-report.sh
-# installs it through scripts/install-chromium.sh when you re-render docs/report.png.
+# Chromium is installed by scripts/install-chromium.sh (scripts/test.sh runs
+# it): the report's phone-layout test renders in it.
+# systemd-analyze checks the shipped unit (tests/packaging.rs).
 set -euo pipefail
 
 need=()
 command -v dovecot >/dev/null 2>&1 || need+=(dovecot-imapd dovecot-lmtpd)
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

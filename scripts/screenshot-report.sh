@@ -2,7 +2,9 @@
 # Renders a sample daily report (a busy day at four vendors, with HTML in the
 # vendors' text) in headless Chromium and saves a PNG, so its look can be
 # checked; also checks that the browser found no <script>/<img> element in it.
-#   ./scripts/screenshot-report.sh              # writes docs/report.png
+# Then copies the phone (375 px) and desktop (1280 px) screenshots that
+# tests/report_layout.rs takes of a hostile day's report into docs/.
+#   ./scripts/screenshot-report.sh              # writes docs/report.png, docs/report-{phone,desktop}.png
 #   ./scripts/screenshot-report.sh out.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +34,10 @@ grep -q '&lt;script&gt;' <<<"$dom" || { echo "escaped vendor text missing from t
 mkdir -p "$(dirname "$out")"
 "${chrome[@]}" --window-size=880,1880 --screenshot="$out" "file://$html" 2>/dev/null
 echo "wrote $out"
+
+# The phone and desktop renderings (the test fails if either scrolls sideways).
+cargo test --quiet --test report_layout the_html_report_fits >/dev/null
+for shot in report-phone.png report-desktop.png; do
+  cp "${CARGO_TARGET_DIR:-target}/tmp/$shot" "docs/$shot"
+  echo "wrote docs/$shot"
+done

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+# The report's phone-layout test (tests/report_layout.rs) renders in headless
+# Chromium; it fails, never skips, without it.
+bash scripts/install-chromium.sh
 
 # Unit, integration (real Dovecot/Postfix on loopback) and doc tests.
 cargo test --all-targets --locked -- "$@"

@@ -490,11 +490,14 @@ async fn vendor_text_is_escaped_in_html_and_cleaned_in_text() {
         "javascript:",
         "src=\"http",
         "<link",
-        "<style",
         "<iframe",
+        "@import",
+        "url(",
     ] {
         assert!(!lower.contains(bad), "HTML contains {bad}");
     }
+    // One <style> block: the phone layout's media query, nothing remote.
+    assert_eq!(lower.matches("<style").count(), 1);
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; 88 Harbour View Road"));
     assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));
@@ -583,12 +586,30 @@ fn the_demo_prints_the_report_and_writes_it_without_a_mail_server() {
     let (ok, out, _) = run(&["-c", c, "report", "--send-due"]);
     assert!(ok);
     assert!(out.starts_with("nothing due"), "{out}");
-    let (ok, out, _) = run(&["-c", c, "report", "--history"]);
+    // The same config by a relative path (from its parent directory): the
+    // ledger keys the output dir by its canonical path, so still nothing due.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "./demo/../demo/driftwatch.toml",
+            "report",
+            "--send-due",
+        ])
+        .env_remove("DRIFTWATCH_DATA_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("nothing due"), "{text}");
+    let (ok, out, _) = run(&["-c", c, "report", "--history", "--json"]);
     assert!(ok);
-    assert!(
-        out.contains(" sent ") && out.contains("attempts 1"),
-        "{out}"
-    );
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "one delivery recorded: {out}");
+    assert_eq!(rows[0]["state"], "sent");
+    assert_eq!(rows[0]["attempts"], 1);
 }
 
 #[test]

@@ -15,6 +15,21 @@ use crate::store::{Store, StoreError};
 /// Days in the trend.
 const TREND_DAYS: i64 = 7;
 
+/// The most rows any detail list (drifts, stuck orders, quarantined mail,
+/// alerts) shows, whatever `max_listed` says. With [`MAX_VALUE_CHARS`] and
+/// [`MAX_MESSAGE_CHARS`] that is at most ~160,000 outside characters per
+/// report, so a rendered part stays under about 1.5 MB in the worst case
+/// (every string at its limit, each character one HTML must escape as
+/// `&quot;`), and the whole email, base64-encoded, under 5 MB: below the
+/// 10 MB a default Postfix relay accepts and the 25 MB of the big providers.
+pub const MAX_LISTED_CAP: usize = 50;
+/// Longest outside value (order ref, field value, sender, subject, vendor
+/// word) in characters; the rest is cut and counted in [`Omitted`].
+pub const MAX_VALUE_CHARS: usize = 200;
+/// Longest outside sentence (a quarantine reason, a guard's reason, a
+/// format-change detail), in characters.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+
 /// The UTC instant a local day starts. Where midnight does not exist (a DST
 /// jump at 00:00), the day starts at the first instant that does.
 pub fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
@@ -42,20 +57,15 @@ pub async fn build(
     let complete = now >= to;
 
     let breakdown = store.report_open_drift_breakdown(as_of).await?;
-    let worst = store
-        .report_worst_open_drifts(as_of, settings.max_listed)
-        .await?;
+    let listed = settings.max_listed.min(MAX_LISTED_CAP);
+    let worst = store.report_worst_open_drifts(as_of, listed).await?;
     let movement = store.report_drift_movement(from, as_of).await?;
     let runs = store.report_runs(from, as_of).await?;
     let mail = store.report_mail_counts(from, as_of).await?;
-    let quarantined = store
-        .report_quarantined(from, as_of, settings.max_listed)
-        .await?;
+    let quarantined = store.report_quarantined(from, as_of, listed).await?;
     let format_alerts = store.report_format_alerts(from, as_of).await?;
     let stuck_cutoff = as_of - Duration::days(i64::from(settings.stuck_after_days));
-    let (stuck, stuck_total) = store
-        .report_stuck_orders(stuck_cutoff, settings.max_listed)
-        .await?;
+    let (stuck, stuck_total) = store.report_stuck_orders(stuck_cutoff, listed).await?;
     let silent_cutoff = as_of - Duration::hours(i64::from(settings.silent_after_hours));
     let vendor_mail = store.report_vendor_mail(as_of).await?;
     let mut trend_by_vendor: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -218,6 +228,8 @@ pub async fn build(
         });
     }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
+    let alerts_omitted = alerts.len().saturating_sub(listed);
+    alerts.truncate(listed);
 
     let drift_items: Vec<DriftItem> = worst
         .iter()
@@ -265,7 +277,7 @@ pub async fn build(
         silent_vendors: vendors.iter().filter(|v| v.silent).count() as i64,
     };
 
-    Ok(Report {
+    let mut report = Report {
         date,
         timezone: tz.name().to_string(),
         from,
@@ -300,7 +312,79 @@ pub async fn build(
         trend,
         stuck_after_days: settings.stuck_after_days,
         silent_after_hours: settings.silent_after_hours,
-    })
+        omitted: Omitted {
+            alerts: alerts_omitted,
+            ..Omitted::default()
+        },
+    };
+    bound(&mut report);
+    Ok(report)
+}
+
+/// Cuts every string that came from outside to its maximum length,
+/// counting what was left out in `r.omitted`. A cut string ends with
+/// `… [+N chars]`, so a reader sees the cut where it happened.
+fn bound(r: &mut Report) {
+    let mut cut = Cutter::default();
+    for a in &mut r.alerts {
+        cut.value(&mut a.vendor);
+        cut.message(&mut a.message);
+    }
+    for v in &mut r.vendors {
+        cut.value(&mut v.vendor);
+    }
+    for d in &mut r.drifts.items {
+        cut.value(&mut d.vendor);
+        cut.value(&mut d.order_ref);
+        cut.opt(&mut d.field);
+        cut.opt(&mut d.ours);
+        cut.opt(&mut d.theirs);
+    }
+    for s in &mut r.stuck.items {
+        cut.value(&mut s.vendor);
+        cut.value(&mut s.order_ref);
+        cut.opt(&mut s.vendor_status);
+    }
+    for q in &mut r.quarantined.items {
+        cut.opt(&mut q.vendor);
+        cut.opt(&mut q.sender);
+        cut.opt(&mut q.subject);
+        if let Some(reason) = &mut q.reason {
+            cut.message(reason);
+        }
+    }
+    r.omitted.cut_strings = cut.strings;
+    r.omitted.cut_chars = cut.chars;
+}
+
+#[derive(Default)]
+struct Cutter {
+    strings: usize,
+    chars: usize,
+}
+
+impl Cutter {
+    fn value(&mut self, s: &mut String) {
+        self.cut(s, MAX_VALUE_CHARS);
+    }
+    fn message(&mut self, s: &mut String) {
+        self.cut(s, MAX_MESSAGE_CHARS);
+    }
+    fn opt(&mut self, s: &mut Option<String>) {
+        if let Some(s) = s {
+            self.cut(s, MAX_VALUE_CHARS);
+        }
+    }
+    fn cut(&mut self, s: &mut String, max: usize) {
+        let Some((end, _)) = s.char_indices().nth(max) else {
+            return;
+        };
+        let left_out = s[end..].chars().count();
+        s.truncate(end);
+        s.push_str(&format!("… [+{left_out} chars]"));
+        self.strings += 1;
+        self.chars += left_out;
+    }
 }
 
 fn vendor<'a>(map: &'a mut BTreeMap<String, VendorSummary>, name: &str) -> &'a mut VendorSummary {
@@ -355,6 +439,19 @@ fn total(vendors: &[VendorSummary], trend: &[TrendPoint]) -> VendorSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_outside_strings_are_cut_and_counted() {
+        let mut c = Cutter::default();
+        let mut s = "é".repeat(MAX_VALUE_CHARS + 50);
+        c.value(&mut s);
+        assert!(s.ends_with("… [+50 chars]"), "{s}");
+        assert_eq!(s.chars().filter(|&ch| ch == 'é').count(), MAX_VALUE_CHARS);
+        let mut short = "fine".to_string();
+        c.value(&mut short);
+        assert_eq!(short, "fine");
+        assert_eq!((c.strings, c.chars), (1, 50));
+    }
 
     #[test]
     fn day_boundaries_follow_the_zone() {

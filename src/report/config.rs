@@ -189,7 +189,18 @@ pub fn validate(
             .unwrap_or(d.silent_after_hours)
             .max(1),
         max_listed: raw.max_listed.unwrap_or(d.max_listed).max(1),
-        output_dir: raw.output_dir.as_deref().map(rel),
+        // The output dir names a delivery channel in the send ledger
+        // (`file:<dir>`): make it the same string however the config was
+        // named (`-c driftwatch.toml`, `-c ./x/../driftwatch.toml`, an
+        // absolute path), or one day's report would be "sent" twice.
+        output_dir: raw.output_dir.as_deref().map(|p| {
+            let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        }),
         retry_initial,
         retry_max,
         smtp,

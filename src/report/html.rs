@@ -2,7 +2,14 @@
 //!
 //! Written for mail clients, not browsers: layout by tables, every style
 //! inline (Gmail and Outlook drop `<style>` blocks or parts of them), no
-//! scripts, no images, no external resources. Every string that did not come
+//! scripts, no images, no external resources.
+//!
+//! On a phone (below 600 px) one small `<style>` block with a media query
+//! turns it into a single fluid column: headline tiles wrap three to a row,
+//! detail tables stack into label/value rows (each cell carries its column
+//! name in `data-label`), and long vendor strings wrap anywhere. A client
+//! that drops the `<style>` block still gets the inline desktop layout, which
+//! is fluid (`width:100%`, `max-width`) and wraps long strings too. Every string that did not come
 //! from this file goes through [`esc`], vendor text above all: a subject
 //! like `<img src=x onerror=...>` must arrive as text.
 
@@ -37,6 +44,26 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// The phone layout: only classes, so the inline styles stay the default
+/// for clients that ignore `<style>`. `!important` because inline styles
+/// otherwise win.
+const PHONE_CSS: &str = "@media only screen and (max-width:600px){\
+.dw-outer{padding:0 !important}\
+.dw-card{border-radius:0 !important;border-left:0 !important;border-right:0 !important}\
+.dw-pad{padding-left:12px !important;padding-right:12px !important}\
+.dw-tiles tr{display:block !important}\
+.dw-tiles td{display:inline-block !important;width:33.33% !important;box-sizing:border-box;vertical-align:top}\
+table.dw-stack,.dw-stack tbody,.dw-stack tr,.dw-stack td{display:block !important;width:100% !important;box-sizing:border-box}\
+.dw-stack th{display:none !important}\
+.dw-stack tr{border-bottom:2px solid #e4e7ec;padding:4px 0}\
+.dw-stack td{border:0 !important;padding:2px 0 2px 40% !important;position:relative;white-space:normal !important}\
+.dw-stack td:before{content:attr(data-label);position:absolute;left:0;top:3px;width:37%;font-size:11px;color:#667085}\
+}";
+
+/// Lets a long unbroken vendor string (a URL, a megabyte of one word) wrap
+/// instead of widening its cell past the screen.
+const WRAP: &str = "overflow-wrap:anywhere;word-break:break-word";
+
 pub fn render_html(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
     let local = |t: DateTime<Utc>| t.with_timezone(&tz);
@@ -44,18 +71,18 @@ pub fn render_html(r: &Report) -> String {
     let _ = writeln!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{}</title></head>\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{PHONE_CSS}</style></head>\n\
          <body style=\"margin:0;padding:0;background:#f2f4f7;{FONT};color:#101828\">\n\
-         <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#f2f4f7\"><tr><td align=\"center\" style=\"padding:16px\">\n\
-         <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px\">",
+         <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#f2f4f7;table-layout:fixed\"><tr><td class=\"dw-outer\" align=\"center\" style=\"padding:16px\">\n\
+         <table class=\"dw-card\" role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px;{WRAP}\">",
         esc(&r.subject())
     );
 
     // Header and headline numbers.
     let _ = writeln!(
         o,
-        "<tr><td style=\"padding:20px 24px 8px 24px\">\
+        "<tr><td class=\"dw-pad\" style=\"padding:20px 24px 8px 24px\">\
          <div style=\"font-size:13px;color:{MUTED}\">driftwatch daily report</div>\
          <div style=\"font-size:22px;font-weight:600;margin-top:2px\">{}{}</div>\
          <div style=\"font-size:13px;color:{MUTED};margin-top:2px\">{} &middot; as of {}</div>\
@@ -79,7 +106,7 @@ pub fn render_html(r: &Report) -> String {
         ("quarantined", h.quarantined, h.quarantined > 0, AMBER),
         ("stuck orders", h.stuck_orders, h.stuck_orders > 0, AMBER),
     ];
-    o.push_str("<tr><td style=\"padding:8px 24px 8px 24px\"><table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\"><tr>");
+    o.push_str("<tr><td class=\"dw-pad\" style=\"padding:8px 24px 8px 24px\"><table class=\"dw-tiles\" role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\"><tr>");
     for (label, n, hot, colour) in stats {
         let colour = if hot { colour } else { "#101828" };
         let _ = write!(
@@ -93,7 +120,7 @@ pub fn render_html(r: &Report) -> String {
 
     // Alerts.
     heading(&mut o, "Needs a human");
-    o.push_str("<tr><td style=\"padding:0 24px 8px 24px\">");
+    o.push_str("<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px\">");
     if r.alerts.is_empty() {
         let msg = if h.open_drifts == 0 && h.stuck_orders == 0 && h.quarantined == 0 {
             "Nothing. No open drifts, no refused key frames, no warnings, no quarantined mail."
@@ -122,7 +149,21 @@ pub fn render_html(r: &Report) -> String {
             esc(&a.message)
         );
     }
+    if r.omitted.alerts > 0 {
+        let _ = write!(
+            o,
+            "<div style=\"font-size:12px;color:{MUTED}\">&hellip; and {} more alerts (<code>driftwatch report --format json</code>)</div>",
+            r.omitted.alerts
+        );
+    }
     o.push_str("</td></tr>\n");
+    if r.omitted.cut_strings > 0 {
+        let _ = writeln!(
+            o,
+            "<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px;font-size:12px;color:{MUTED}\">{}</td></tr>",
+            esc(&cut_note(&r.omitted))
+        );
+    }
 
     // Vendor table.
     heading(&mut o, "By vendor");
@@ -134,7 +175,7 @@ pub fn render_html(r: &Report) -> String {
             "new",
             "closed",
             "runs (last)",
-            "mail in / parsed / quarantined",
+            "mail in / ok / quar.",
             "stuck",
             "7-day trend",
         ],
@@ -178,25 +219,31 @@ pub fn render_html(r: &Report) -> String {
         let _ = write!(
             o,
             "<tr style=\"{weight}\">{}{}{}{}{}{}{}{}</tr>",
-            td_nowrap(&format!("{}{silent}", esc(&v.vendor))),
-            td_num(v.open_drifts),
-            td(&format!("+{}", v.new_drifts)),
-            td(&format!("&minus;{}", v.closed_drifts)),
-            td(&runs),
-            td(&format!("{} / {} / {quar}", v.mail.received, v.mail.parsed)),
-            td_num(v.stuck_orders),
-            td(&format!(
-                "<span style=\"font-family:monospace;letter-spacing:1px\">{}</span> <span style=\"color:{MUTED}\">{}</span>",
-                esc(&sparkline(&v.trend)),
-                v.trend.last().copied().unwrap_or(0)
-            )),
+            td_nowrap("vendor", &format!("{}{silent}", esc(&v.vendor))),
+            td("open", &v.open_drifts.to_string()),
+            td("new", &format!("+{}", v.new_drifts)),
+            td("closed", &format!("&minus;{}", v.closed_drifts)),
+            td("runs (last)", &runs),
+            td(
+                "mail in / ok / quar.",
+                &format!("{} / {} / {quar}", v.mail.received, v.mail.parsed)
+            ),
+            td("stuck", &v.stuck_orders.to_string()),
+            td(
+                "7-day trend",
+                &format!(
+                    "<span style=\"font-family:monospace;letter-spacing:1px\">{}</span> <span style=\"color:{MUTED}\">{}</span>",
+                    esc(&sparkline(&v.trend)),
+                    v.trend.last().copied().unwrap_or(0)
+                )
+            ),
         );
     }
     o.push_str("</table></td></tr>\n");
     if !r.totals.open_by_kind.is_empty() {
         let _ = writeln!(
             o,
-            "<tr><td style=\"padding:4px 24px;font-size:13px;color:{MUTED}\">Open by kind: {}<br>Likely cause: {}</td></tr>",
+            "<tr><td class=\"dw-pad\" style=\"padding:4px 24px;font-size:13px;color:{MUTED}\">Open by kind: {}<br>Likely cause: {}</td></tr>",
             chips(&r.totals.open_by_kind),
             chips(&r.totals.open_by_cause)
         );
@@ -233,20 +280,29 @@ pub fn render_html(r: &Report) -> String {
             let _ = write!(
                 o,
                 "<tr>{}{}{}{}{}{}</tr>",
-                td_nowrap(&format!(
-                    "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
-                    esc(&d.order_ref),
-                    esc(&d.vendor)
-                )),
-                td(&format!("{what}{new}")),
-                td(&d.ours.as_deref().map(esc).unwrap_or_else(|| none.clone())),
-                td(&d.theirs.as_deref().map(esc).unwrap_or(none)),
-                td_nowrap(&format!(
-                    "{}<br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
-                    esc(&local(d.since).format("%Y-%m-%d %H:%M").to_string()),
-                    esc(&age(d.since, r.as_of))
-                )),
-                td(&esc(&d.cause)),
+                td(
+                    "order",
+                    &format!(
+                        "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
+                        esc(&d.order_ref),
+                        esc(&d.vendor)
+                    )
+                ),
+                td("drift", &format!("{what}{new}")),
+                td(
+                    "we think",
+                    &d.ours.as_deref().map(esc).unwrap_or_else(|| none.clone())
+                ),
+                td("vendor says", &d.theirs.as_deref().map(esc).unwrap_or(none)),
+                td_nowrap(
+                    "since",
+                    &format!(
+                        "{}<br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
+                        esc(&local(d.since).format("%Y-%m-%d %H:%M").to_string()),
+                        esc(&age(d.since, r.as_of))
+                    )
+                ),
+                td("likely cause", &esc(&d.cause)),
             );
         }
         o.push_str("</table></td></tr>\n");
@@ -266,18 +322,27 @@ pub fn render_html(r: &Report) -> String {
             let _ = write!(
                 o,
                 "<tr>{}{}{}{}</tr>",
-                td_nowrap(&format!(
-                    "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
-                    esc(&s.order_ref),
-                    esc(&s.vendor)
-                )),
-                td(&esc(s.status.as_deref().unwrap_or("(none)"))),
-                td(&esc(s.vendor_status.as_deref().unwrap_or(""))),
-                td(&format!(
-                    "{} ({} days ago)",
-                    esc(&local(s.last_delta_at).format("%Y-%m-%d").to_string()),
-                    s.quiet_days
-                )),
+                td(
+                    "order",
+                    &format!(
+                        "<strong>{}</strong><br><span style=\"color:{MUTED};font-size:12px\">{}</span>",
+                        esc(&s.order_ref),
+                        esc(&s.vendor)
+                    )
+                ),
+                td("status", &esc(s.status.as_deref().unwrap_or("(none)"))),
+                td(
+                    "vendor's word",
+                    &esc(s.vendor_status.as_deref().unwrap_or(""))
+                ),
+                td(
+                    "last delta",
+                    &format!(
+                        "{} ({} days ago)",
+                        esc(&local(s.last_delta_at).format("%Y-%m-%d").to_string()),
+                        s.quiet_days
+                    )
+                ),
             );
         }
         o.push_str("</table></td></tr>\n");
@@ -294,10 +359,13 @@ pub fn render_html(r: &Report) -> String {
             let _ = write!(
                 o,
                 "<tr>{}{}{}{}</tr>",
-                td(&esc(&local(q.archived_at).format("%H:%M").to_string())),
-                td(&esc(q.sender.as_deref().unwrap_or("?"))),
-                td(&esc(q.subject.as_deref().unwrap_or(""))),
-                td(&esc(q.reason.as_deref().unwrap_or(""))),
+                td(
+                    "time",
+                    &esc(&local(q.archived_at).format("%H:%M").to_string())
+                ),
+                td("from", &esc(q.sender.as_deref().unwrap_or("?"))),
+                td("subject", &esc(q.subject.as_deref().unwrap_or(""))),
+                td("why", &esc(q.reason.as_deref().unwrap_or(""))),
             );
         }
         o.push_str("</table></td></tr>\n");
@@ -311,7 +379,7 @@ pub fn render_html(r: &Report) -> String {
 
     // Trend as horizontal bars: table cells with a width render in every client.
     heading(&mut o, "7-day trend (open drifts, all vendors)");
-    o.push_str("<tr><td style=\"padding:0 24px 8px 24px\"><table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"font-size:13px\">");
+    o.push_str("<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px\"><table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"font-size:13px\">");
     let max = r.trend.iter().map(|p| p.open).max().unwrap_or(0).max(1);
     for p in &r.trend {
         let pct = (p.open * 100 / max).clamp(0, 100);
@@ -334,7 +402,7 @@ pub fn render_html(r: &Report) -> String {
 
     let _ = writeln!(
         o,
-        "<tr><td style=\"padding:12px 24px 20px 24px;font-size:12px;color:{MUTED}\">\
+        "<tr><td class=\"dw-pad\" style=\"padding:12px 24px 20px 24px;font-size:12px;color:{MUTED}\">\
          Stuck: open with no delta for {} days. Silent: open orders and no mail for {} hours. \
          Printed by <code>driftwatch report --date {}</code>.</td></tr>\n\
          </table></td></tr></table>\n</body></html>",
@@ -346,7 +414,7 @@ pub fn render_html(r: &Report) -> String {
 fn heading(o: &mut String, title: &str) {
     let _ = writeln!(
         o,
-        "<tr><td style=\"padding:16px 24px 6px 24px;font-size:15px;font-weight:600;border-top:1px solid {BORDER}\">{}</td></tr>",
+        "<tr><td class=\"dw-pad\" style=\"padding:16px 24px 6px 24px;font-size:15px;font-weight:600;border-top:1px solid {BORDER}\">{}</td></tr>",
         esc(title)
     );
 }
@@ -354,7 +422,7 @@ fn heading(o: &mut String, title: &str) {
 fn table_start(o: &mut String, headers: &[&str]) {
     let _ = write!(
         o,
-        "<tr><td style=\"padding:0 24px 8px 24px\"><table width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse:collapse;font-size:13px\"><tr>"
+        "<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px\"><table class=\"dw-stack\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse:collapse;font-size:13px\"><tr>"
     );
     for h in headers {
         let _ = write!(
@@ -366,22 +434,33 @@ fn table_start(o: &mut String, headers: &[&str]) {
     o.push_str("</tr>");
 }
 
-/// A cell; `html` must already be escaped.
-fn td(html: &str) -> String {
+/// A cell of a detail table; `html` must already be escaped. `label` is its
+/// column's name, shown above the value when the table stacks on a phone.
+fn td(label: &str, html: &str) -> String {
     format!(
-        "<td style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top\">{html}</td>"
+        "<td data-label=\"{}\" style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;{WRAP}\">{html}</td>",
+        esc(label)
     )
 }
 
-/// A cell that must not wrap (dates, order refs with hyphens).
-fn td_nowrap(html: &str) -> String {
+/// A cell that does not wrap on a wide screen (dates, order refs with
+/// hyphens); on a phone it wraps like any other.
+fn td_nowrap(label: &str, html: &str) -> String {
     format!(
-        "<td style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;white-space:nowrap\">{html}</td>"
+        "<td data-label=\"{}\" style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;white-space:nowrap\">{html}</td>",
+        esc(label)
     )
 }
 
-fn td_num(n: i64) -> String {
-    td(&n.to_string())
+/// The sentence saying what the size bounds cut (text and HTML).
+pub fn cut_note(o: &Omitted) -> String {
+    format!(
+        "{} long value{} cut to keep this email small ({} characters left out); \
+         `driftwatch quarantine show ID` and `driftwatch drifts --json` have them whole.",
+        o.cut_strings,
+        if o.cut_strings == 1 { " was" } else { "s were" },
+        o.cut_chars
+    )
 }
 
 fn chips(m: &std::collections::BTreeMap<String, i64>) -> String {
@@ -397,7 +476,7 @@ fn more(o: &mut String, omitted: usize, what: &str, command: &str) {
     if omitted > 0 {
         let _ = writeln!(
             o,
-            "<tr><td style=\"padding:0 24px 8px 24px;font-size:12px;color:{MUTED}\">&hellip; and {omitted} more {what} (<code>{}</code>)</td></tr>",
+            "<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px;font-size:12px;color:{MUTED}\">&hellip; and {omitted} more {what} (<code>{}</code>)</td></tr>",
             esc(command)
         );
     }

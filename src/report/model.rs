@@ -38,6 +38,20 @@ pub struct Report {
     pub trend: Vec<TrendPoint>,
     pub stuck_after_days: u32,
     pub silent_after_hours: u32,
+    /// What the size bounds left out (anyone who can email the mailbox can
+    /// put a megabyte in a subject; the report stays small and says so).
+    pub omitted: Omitted,
+}
+
+/// What [`crate::report::build`] cut to keep the report bounded.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Omitted {
+    /// Strings from outside cut to their maximum length.
+    pub cut_strings: usize,
+    /// Characters those cuts left out, in all.
+    pub cut_chars: usize,
+    /// Alerts beyond the listed maximum.
+    pub alerts: usize,
 }
 
 /// The numbers that go in the subject line.

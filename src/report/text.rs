@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::model::*;
+use crate::out::clean;
 
 pub fn render_text(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
@@ -55,6 +56,17 @@ pub fn render_text(r: &Report) -> String {
         );
     }
 
+    if r.omitted.alerts > 0 {
+        let _ = writeln!(
+            o,
+            "  ... and {} more alerts (`driftwatch report --format json`)",
+            r.omitted.alerts
+        );
+    }
+    if r.omitted.cut_strings > 0 {
+        let _ = writeln!(o, "\n  {}", super::html::cut_note(&r.omitted));
+    }
+
     section(&mut o, "BY VENDOR");
     let _ = writeln!(
         o,
@@ -71,7 +83,7 @@ pub fn render_text(r: &Report) -> String {
             "{}/{}/{}",
             v.mail.received, v.mail.parsed, v.mail.quarantined
         );
-        let mut name = clean(&v.vendor);
+        let mut name = clean(&v.vendor).into_owned();
         if v.silent {
             name.push_str(" (silent)");
         }
@@ -216,13 +228,6 @@ fn counts(m: &std::collections::BTreeMap<String, i64>) -> String {
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Control characters (ANSI escapes, CR, tabs, NUL) become U+FFFD.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {
