@@ -6,6 +6,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
 //! busy timeout instead of failing with a lock upgrade deadlock.
 
+mod browse;
 mod feed;
 mod health;
 mod ingest;
@@ -23,6 +24,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use browse::{OrderPage, VendorSummary};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
 pub use ingest::{
