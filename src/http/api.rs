@@ -48,7 +48,7 @@ fn encode_cursor(s: &str) -> String {
 
 fn decode_cursor(c: &str) -> Result<String, Problem> {
     let bad = || Problem::bad_request("`cursor` is not one this API returned");
-    if c.len() % 2 != 0 {
+    if !c.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..c.len())
