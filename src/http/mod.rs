@@ -12,6 +12,7 @@ mod auth;
 pub mod config;
 mod feed;
 mod health;
+pub mod hooks;
 mod metrics;
 mod problem;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ struct Inner {
     config: Config,
     settings: HttpSettings,
     tokens: Tokens,
+    /// Webhook intake per vendor.
+    hooks: std::collections::HashMap<String, hooks::Hook>,
     /// The end of the delta log, as last seen by the feed's watcher.
     head: watch::Receiver<i64>,
     /// Fires on shutdown: long polls answer and streams end, so the server
@@ -64,6 +67,7 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<Server> {
         let tokens = Tokens::resolve(&settings.tokens)?;
+        let hooks = hooks::resolve(&settings.hooks)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([http] listen)", settings.listen))?;
@@ -80,6 +84,7 @@ impl Server {
                 config,
                 settings,
                 tokens,
+                hooks,
                 head: head_rx,
                 shutdown,
             }),
@@ -131,6 +136,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Shared>)> {
         ("/v1/messages/{id}", get(api::message)),
         ("/v1/messages/{id}/raw", get(api::message_raw)),
         ("/v1/openapi.json", get(api::openapi)),
+        ("/v1/hooks/{vendor}", post(hooks::intake)),
     ]
 }
 

@@ -9,6 +9,7 @@
 mod browse;
 mod feed;
 mod health;
+mod hooks;
 mod ingest;
 mod orders;
 mod reconcile;
@@ -27,6 +28,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 pub use browse::{OrderPage, VendorSummary};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
+pub use hooks::{HookOutcome, NewWebhook, WebhookRow};
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,
