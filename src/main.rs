@@ -73,6 +73,11 @@ enum Command {
     Drifts(driftwatch::reconcile::cli::DriftsArgs),
     /// Print (or send) the daily drift report.
     Report(driftwatch::report::cli::ReportArgs),
+    /// Webhooks received by the HTTP API: list them, or replay one through the current mapping.
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCmd,
+    },
     /// Messages set aside for a human: list them, show one, turn one into a parser fixture.
     Quarantine {
         #[command(subcommand)]
@@ -264,6 +269,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Hooks { command } => {
+            let store = Store::open(&config.database).await?;
+            return hooks(&store, &config, command).await;
+        }
         Command::Quarantine { command } => {
             let store = Store::open(&config.database).await?;
             return quarantine(&store, command).await;
@@ -346,6 +355,56 @@ async fn serve(app: &App) -> Result<()> {
         r = async { tokio::try_join!(signals, reload).map(|_| ()) } => {
             r?;
             Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum HooksCmd {
+    /// Stored webhooks, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Parse a quarantined webhook again with the vendor's current mapping and apply it.
+    Replay { id: i64 },
+}
+
+async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<ExitCode> {
+    match command {
+        HooksCmd::List { limit } => {
+            let rows = store.webhooks(limit).await?;
+            if rows.is_empty() {
+                println!("no webhooks received");
+            }
+            for w in rows {
+                println!(
+                    "{:>6}  {}  {:<16} {:<28} {:<11} {} delta(s){}",
+                    w.id,
+                    w.received_at.format("%Y-%m-%d %H:%M:%S"),
+                    w.vendor,
+                    w.webhook_id,
+                    w.disposition,
+                    w.deltas,
+                    w.reason.map(|r| format!("  {r}")).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCmd::Replay { id } => {
+            match driftwatch::http::hooks::replay(store, config, id).await? {
+                Ok(offsets) => {
+                    println!(
+                        "webhook {id} applied: {} delta(s) at offsets {offsets:?}",
+                        offsets.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(reason) => {
+                    eprintln!("webhook {id} still does not parse: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -168,6 +168,45 @@ async fn webhook_is_verified_parsed_into_deltas_and_a_repeat_is_not_applied_agai
     assert_eq!(page["deltas"][0]["source"], "webhook");
     assert_eq!(page["deltas"][0]["time_source"], "vendor");
     serving.stop().await;
+
+    // The mapping learns the new word; `hooks replay` applies the quarantined webhook.
+    let q = hooks[0].id.to_string();
+    let run = |args: &[&str]| {
+        let out = support::bin::driftwatch(&cfg, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = run(&["hooks", "replay", &q]);
+    assert!(!ok && said.contains("still does not parse"), "{said}");
+    let text = std::fs::read_to_string(&cfg.path).unwrap().replace(
+        "\"delivered\" = \"completed\"",
+        "\"delivered\" = \"completed\"\n\"lost_at_sea\" = \"on_hold\"",
+    );
+    std::fs::write(&cfg.path, text).unwrap();
+    let (ok, said) = run(&["hooks", "replay", &q]);
+    assert!(ok, "{said}");
+    let store = driftwatch::store::Store::open(&cfg.database())
+        .await
+        .unwrap();
+    let order = store.order("shipco", "43").await.unwrap().unwrap();
+    assert_eq!(order.status, Some(driftwatch::model::Status::OnHold));
+    let (ok, said) = run(&["hooks", "replay", &q]);
+    assert!(
+        !ok && said.contains("applied already"),
+        "a replay never applies twice: {said}"
+    );
+    let (ok, said) = run(&["hooks", "list"]);
+    assert!(
+        ok && said.contains("msg_2") && said.contains("parsed"),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

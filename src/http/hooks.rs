@@ -331,6 +331,44 @@ pub(super) async fn intake(
     Ok((status, axum::Json(body)).into_response())
 }
 
+/// `driftwatch hooks replay ID`: parses a stored webhook again with the
+/// vendor's current mapping; applies it if it was quarantined and now
+/// parses. Returns the new offsets, or why it still does not parse.
+pub async fn replay(
+    store: &crate::store::Store,
+    config: &crate::config::Config,
+    id: i64,
+) -> anyhow::Result<Result<Vec<i64>, String>> {
+    let w = store
+        .webhook(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no stored webhook {id}"))?;
+    if w.deltas > 0 {
+        anyhow::bail!(
+            "webhook {id} was applied already ({} delta(s) in the log)",
+            w.deltas
+        );
+    }
+    let hook = config
+        .http
+        .as_ref()
+        .and_then(|h| h.hooks.iter().find(|x| x.vendor == w.vendor))
+        .ok_or_else(|| {
+            anyhow::anyhow!("no [[http.hook]] for vendor `{}` in the config", w.vendor)
+        })?;
+    let parsed = parse(hook, &w.body, w.received_at);
+    match (
+        store
+            .apply_replayed_webhook(id, w.received_at, &parsed)
+            .await?,
+        parsed,
+    ) {
+        (HookOutcome::Stored { offsets, .. }, _) => Ok(Ok(offsets)),
+        (_, Err(reason)) => Ok(Err(reason)),
+        (_, Ok(_)) => anyhow::bail!("webhook {id} was applied meanwhile"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,24 +86,9 @@ impl Store {
                 return Ok(HookOutcome::Quarantined { id });
             }
         };
-        let deltas = drafts
-            .iter()
-            .map(|d| Delta::unlogged(DeltaSource::Webhook, d.clone(), w.received_at))
-            .collect();
-        let deltas = append_deltas(&mut tx, deltas).await?;
-        update_views(&mut tx, &deltas).await?;
-        for d in &deltas {
-            sqlx::query("INSERT INTO webhook_deltas (offset, webhook) VALUES (?, ?)")
-                .bind(d.offset)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let offsets = apply(&mut tx, id, drafts, w.received_at).await?;
         tx.commit().await?;
-        Ok(HookOutcome::Stored {
-            id,
-            offsets: deltas.iter().map(|d| d.offset).collect(),
-        })
+        Ok(HookOutcome::Stored { id, offsets })
     }
 
     /// Stored webhooks, newest first.
@@ -130,4 +115,100 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A stored webhook's body, for a replay.
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub id: i64,
+    pub vendor: String,
+    pub received_at: DateTime<Utc>,
+    pub body: Vec<u8>,
+    /// Deltas it has already put in the log.
+    pub deltas: i64,
+}
+
+impl Store {
+    pub async fn webhook(&self, id: i64) -> Result<Option<StoredWebhook>> {
+        let row = sqlx::query(
+            "SELECT id, vendor, received_at, body,
+                    (SELECT count(*) FROM webhook_deltas x WHERE x.webhook = w.id)
+             FROM webhooks w WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredWebhook {
+                id: r.try_get(0)?,
+                vendor: r.try_get(1)?,
+                received_at: parse_ts(r.try_get::<&str, _>(2)?)?,
+                body: r.try_get(3)?,
+                deltas: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Applies a quarantined webhook parsed again (`hooks replay`), or
+    /// records the new reason it still does not parse. A webhook that has
+    /// deltas already is left alone: its deltas are in the log for good.
+    pub async fn apply_replayed_webhook(
+        &self,
+        id: i64,
+        received_at: DateTime<Utc>,
+        parsed: &std::result::Result<Vec<DeltaDraft>, String>,
+    ) -> Result<HookOutcome> {
+        let mut tx = self.write_tx().await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deltas WHERE webhook = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if applied > 0 {
+            return Ok(HookOutcome::Duplicate { id });
+        }
+        let drafts = match parsed {
+            Ok(d) => d,
+            Err(reason) => {
+                sqlx::query("UPDATE webhooks SET reason = ? WHERE id = ?")
+                    .bind(reason)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(HookOutcome::Quarantined { id });
+            }
+        };
+        let offsets = apply(&mut tx, id, drafts, received_at).await?;
+        sqlx::query("UPDATE webhooks SET disposition = 'parsed', reason = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(HookOutcome::Stored { id, offsets })
+    }
+}
+
+/// Appends a webhook's deltas, updates the view and links them to it.
+async fn apply(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    drafts: &[DeltaDraft],
+    received_at: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let deltas = drafts
+        .iter()
+        .map(|d| Delta::unlogged(DeltaSource::Webhook, d.clone(), received_at))
+        .collect();
+    let deltas = append_deltas(conn, deltas).await?;
+    update_views(conn, &deltas).await?;
+    for d in &deltas {
+        sqlx::query("INSERT INTO webhook_deltas (offset, webhook) VALUES (?, ?)")
+            .bind(d.offset)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(deltas.iter().map(|d| d.offset).collect())
 }

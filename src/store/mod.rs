@@ -28,7 +28,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 pub use browse::{OrderPage, VendorSummary};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
-pub use hooks::{HookOutcome, NewWebhook, WebhookRow};
+pub use hooks::{HookOutcome, NewWebhook, StoredWebhook, WebhookRow};
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,
