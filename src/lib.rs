@@ -15,7 +15,7 @@
 //!   incremental path and `rebuild`.
 //! - [`report`] builds the daily drift report from the store, renders it as
 //!   text/HTML/JSON and delivers it once per day and recipient (SMTP or files).
-//! - [`http`] serves the log to other systems: the delta feed, a read API,
+//! - [`http`] serves the log to other systems: the delta feed, a read API, webhook intake,
 //!   health and Prometheus metrics; the only module that knows HTTP.
 //! - [`app`] builds all of it from a [`config::Config`]: the one composition root.
 //!

@@ -78,6 +78,11 @@ enum Command {
     Drifts(driftwatch::reconcile::cli::DriftsArgs),
     /// Print (or send) the daily drift report.
     Report(driftwatch::report::cli::ReportArgs),
+    /// Webhooks received by the HTTP API: list them, or replay one through the current mapping.
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCmd,
+    },
     /// Messages set aside for a human: list them, show one, turn one into a parser fixture.
     Quarantine {
         #[command(subcommand)]
@@ -320,6 +325,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Hooks { command } => {
+            let store = Store::open(&config.database).await?;
+            return hooks(&store, &config, command).await;
+        }
         Command::Quarantine { command } => {
             let store = Store::open(&config.database).await?;
             return quarantine(&store, &config, command).await;
@@ -412,6 +421,64 @@ async fn serve(app: &App) -> Result<()> {
         r = async { tokio::try_join!(signals, reload).map(|_| ()) } => {
             r?;
             Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum HooksCmd {
+    /// Stored webhooks, newest first.
+    List {
+        /// Show at most this many webhooks.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Parse a quarantined webhook again with the vendor's current mapping and apply it.
+    Replay {
+        /// The webhook's number, as `hooks list` shows it.
+        id: i64,
+    },
+}
+
+async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<ExitCode> {
+    match command {
+        HooksCmd::List { limit } => {
+            let rows = store.webhooks(limit).await?;
+            if rows.is_empty() {
+                outln!("no webhooks received")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let table = driftwatch::out::table(
+                &["#", "RECEIVED (UTC)", "VENDOR", "WEBHOOK-ID", "DISPOSITION", "DELTAS", "REASON"],
+                rows.iter().map(|w| {
+                    vec![
+                        w.id.to_string(),
+                        w.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        cell(&w.vendor),
+                        cell(&w.webhook_id),
+                        w.disposition.to_string(),
+                        w.deltas.to_string(),
+                        cell(w.reason.as_deref().unwrap_or("")),
+                    ]
+                }),
+            );
+            driftwatch::out::write_text(&table)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCmd::Replay { id } => {
+            match driftwatch::http::hooks::replay(store, config, id).await? {
+                Ok(offsets) => {
+                    outln!(
+                        "webhook {id} applied: {} delta(s) at offsets {offsets:?}",
+                        offsets.len()
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(reason) => {
+                    eprintln!("webhook {id} still does not parse: {}", driftwatch::out::clean(&reason.to_string()));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

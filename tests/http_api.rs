@@ -243,7 +243,7 @@ async fn readyz_is_ready_when_the_store_writes_and_the_mailbox_runs() {
     let mut foreign = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
         .await
         .unwrap();
-    let mut lock = sqlx::Connection::begin_with(&mut foreign, "BEGIN IMMEDIATE")
+    let lock = sqlx::Connection::begin_with(&mut foreign, "BEGIN IMMEDIATE")
         .await
         .unwrap();
     let res = get(&format!("{base}/readyz"), None).await;

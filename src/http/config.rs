@@ -25,6 +25,8 @@ pub struct RawHttp {
     behind_proxy: Option<bool>,
     #[serde(default)]
     token: Vec<RawToken>,
+    #[serde(default)]
+    hook: Vec<RawHook>,
     sse_heartbeat_secs: Option<u64>,
     feed_poll_ms: Option<u64>,
     max_wait_secs: Option<u64>,
@@ -37,6 +39,57 @@ struct RawToken {
     token_env: Option<String>,
     token_file: Option<PathBuf>,
     scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    vendor: String,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    tolerance_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    mapping: RawHookMapping,
+    #[serde(default)]
+    status_map: std::collections::BTreeMap<String, crate::model::Status>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHookMapping {
+    items: Option<String>,
+    order_ref: String,
+    status: Option<String>,
+    event_time: Option<String>,
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// Where each value sits in a vendor's webhook JSON (RFC 6901 pointers).
+#[derive(Debug, Clone)]
+pub struct HookMapping {
+    /// An array of events in one body; absent: the body is one event.
+    pub items: Option<String>,
+    pub order_ref: String,
+    pub status: Option<String>,
+    /// RFC 3339; absent: the time the webhook was received.
+    pub event_time: Option<String>,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// Webhook intake for one vendor: `POST /v1/hooks/{vendor}`.
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    pub vendor: String,
+    /// The Standard Webhooks secret (`whsec_<base64>`); without one, the
+    /// sender must present a bearer token with the `ingest` scope.
+    pub secret: Option<Secret>,
+    /// How far webhook-timestamp may be from now: the replay window.
+    pub tolerance: Duration,
+    pub max_body_bytes: usize,
+    pub mapping: HookMapping,
+    /// The vendor's status words → canonical status.
+    pub status_map: std::collections::BTreeMap<String, crate::model::Status>,
 }
 
 /// What a bearer token may do. `admin` implies the other two.
@@ -76,6 +129,7 @@ pub struct HttpSettings {
     /// non-loopback listener.
     pub behind_proxy: bool,
     pub tokens: Vec<TokenSettings>,
+    pub hooks: Vec<HookSettings>,
     /// An SSE comment is sent this often on an idle stream, so proxies and
     /// clients can tell a quiet feed from a dead connection.
     pub sse_heartbeat: Duration,
@@ -93,6 +147,7 @@ impl HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             behind_proxy: false,
             tokens: vec![],
+            hooks: vec![],
             sse_heartbeat: Duration::from_secs(15),
             feed_poll: Duration::from_millis(250),
             max_wait: Duration::from_secs(60),
@@ -157,6 +212,58 @@ pub fn validate(
             scopes: t.scopes,
         });
     }
+    let mut hooks: Vec<HookSettings> = Vec::new();
+    for (i, h) in raw.hook.into_iter().enumerate() {
+        let key = |k: &str| format!("http.hook[{i}].{k}");
+        if hooks.iter().any(|x| x.vendor == h.vendor) {
+            return Err(src.error(&key("vendor"), format!("duplicate hook for `{}`", h.vendor)));
+        }
+        let secret = match (h.secret_env, h.secret_file) {
+            (Some(v), None) => Some(Secret::Env(v)),
+            (None, Some(p)) => Some(Secret::File(if p.is_absolute() { p } else { base.join(p) })),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(src.error(
+                    &key("secret_file"),
+                    "conflicts with `secret_env`: give one source",
+                ));
+            }
+        };
+        let m = h.mapping;
+        for (k, p) in [
+            ("mapping.order_ref", Some(&m.order_ref)),
+            ("mapping.items", m.items.as_ref()),
+            ("mapping.status", m.status.as_ref()),
+            ("mapping.event_time", m.event_time.as_ref()),
+        ]
+        .into_iter()
+        .chain(m.fields.iter().map(|(_, p)| ("mapping.fields", Some(p))))
+        {
+            if let Some(p) = p
+                && !p.is_empty()
+                && !p.starts_with('/')
+            {
+                return Err(src.error(
+                    &key(k),
+                    format!("`{p}` is not a JSON pointer (it starts with `/`, e.g. \"/order/id\")"),
+                ));
+            }
+        }
+        hooks.push(HookSettings {
+            vendor: h.vendor,
+            secret,
+            tolerance: Duration::from_secs(h.tolerance_secs.unwrap_or(300)),
+            max_body_bytes: h.max_body_bytes.unwrap_or(1024 * 1024),
+            mapping: HookMapping {
+                items: m.items,
+                order_ref: m.order_ref,
+                status: m.status,
+                event_time: m.event_time,
+                fields: m.fields,
+            },
+            status_map: h.status_map,
+        });
+    }
     let secs = |v: Option<u64>, dflt: Duration| v.map(Duration::from_secs).unwrap_or(dflt);
     let sse_heartbeat = secs(raw.sse_heartbeat_secs, d.sse_heartbeat);
     let feed_poll = raw
@@ -176,6 +283,7 @@ pub fn validate(
         listen,
         behind_proxy,
         tokens,
+        hooks,
         sse_heartbeat,
         feed_poll,
         max_wait: secs(raw.max_wait_secs, d.max_wait),

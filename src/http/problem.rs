@@ -5,9 +5,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-/// One error answer. `kind` becomes `urn:driftwatch:problem:<kind>`.
+/// One error answer, boxed so `Result<_, Problem>` stays small.
 #[derive(Debug)]
-pub struct Problem {
+pub struct Problem(Box<Doc>);
+
+/// The document. `kind` becomes `urn:driftwatch:problem:<kind>`.
+#[derive(Debug)]
+pub struct Doc {
     pub status: StatusCode,
     pub kind: &'static str,
     pub title: &'static str,
@@ -24,23 +28,23 @@ impl Problem {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Problem {
-        Problem {
+        Problem(Box::new(Doc {
             status,
             kind,
             title,
             detail: detail.into(),
             extra: Map::new(),
             headers: HeaderMap::new(),
-        }
+        }))
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Problem {
-        self.extra.insert(key.to_string(), value);
+        self.0.extra.insert(key.to_string(), value);
         self
     }
 
     pub fn header(mut self, name: HeaderName, value: &'static str) -> Problem {
-        self.headers.insert(name, HeaderValue::from_static(value));
+        self.0.headers.insert(name, HeaderValue::from_static(value));
         self
     }
 
@@ -72,21 +76,22 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        let p = *self.0;
         let mut body = json!({
-            "type": format!("urn:driftwatch:problem:{}", self.kind),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
+            "type": format!("urn:driftwatch:problem:{}", p.kind),
+            "title": p.title,
+            "status": p.status.as_u16(),
+            "detail": p.detail,
         });
         if let Value::Object(m) = &mut body {
-            m.extend(self.extra);
+            m.extend(p.extra);
         }
-        let mut res = (self.status, body.to_string()).into_response();
+        let mut res = (p.status, body.to_string()).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        res.headers_mut().extend(self.headers);
+        res.headers_mut().extend(p.headers);
         res
     }
 }

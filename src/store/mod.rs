@@ -6,8 +6,10 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
 //! busy timeout instead of failing with a lock upgrade deadlock.
 
+mod browse;
 mod feed;
 mod health;
+mod hooks;
 mod ingest;
 mod lease;
 mod orders;
@@ -24,8 +26,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use browse::{OrderPage, VendorSummary};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
+pub use hooks::{HookOutcome, NewWebhook, StoredWebhook, WebhookRow};
 pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,

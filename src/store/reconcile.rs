@@ -171,10 +171,11 @@ pub struct RunRow {
     pub source: Option<String>,
 }
 
-const DRIFT_COLUMNS: &str = "id, vendor, order_ref, kind, field, local_value, remote_value, cause,
+pub(super) const DRIFT_COLUMNS: &str =
+    "id, vendor, order_ref, kind, field, local_value, remote_value, cause,
      seen_count, opened_at, closed_at, closed_reason, fix_delta";
 
-fn drift_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DriftRow> {
+pub(super) fn drift_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DriftRow> {
     Ok(DriftRow {
         id: r.try_get(0)?,
         vendor: r.try_get(1)?,
