@@ -41,7 +41,7 @@ pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
         "parsers",
         "exports",
     ] {
-        std::fs::create_dir_all(dir.join(sub))?;
+        crate::private_files::create_dir(&dir.join(sub))?;
     }
     for (dest, bytes) in FILES {
         let path = dir.join(dest);
@@ -50,7 +50,7 @@ pub fn materialize(dir: &Path) -> std::io::Result<PathBuf> {
         if dest.starts_with("Maildir/") && path.exists() {
             continue;
         }
-        std::fs::write(&path, bytes)?;
+        crate::private_files::write(&path, bytes)?;
     }
     Ok(dir.join("driftwatch.toml"))
 }
@@ -117,10 +117,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .output_dir
         .clone()
         .unwrap_or_else(|| dir.join("reports"));
-    std::fs::create_dir_all(&reports)
+    crate::private_files::create_dir(&reports)
         .with_context(|| format!("failed to create {}", reports.display()))?;
     let html_path = reports.join(format!("report-{today}.html"));
-    std::fs::write(&html_path, html)
+    crate::private_files::write(&html_path, html.as_bytes())
         .with_context(|| format!("failed to write {}", html_path.display()))?;
     println!("\nHTML report: {}", html_path.display());
 

@@ -300,7 +300,7 @@ pub async fn fetch(
             };
             let mut req = client(*timeout)?.get(url);
             if let Some((h, s)) = auth {
-                req = req.header(h.as_str(), s.resolve()?);
+                req = req.header(h.as_str(), s.resolve().await?);
             }
             if let Some(e) = &previous.etag {
                 req = req.header("if-none-match", e);
@@ -431,7 +431,7 @@ async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
             url.query_pairs_mut().extend_pairs(params.iter());
             let mut req = client.get(url);
             if let Some((hname, s)) = &api.auth {
-                req = req.header(hname.as_str(), s.resolve()?);
+                req = req.header(hname.as_str(), s.resolve().await?);
             }
             let result = match req.send().await {
                 Ok(r) if r.status().is_success() => {
