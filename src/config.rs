@@ -760,6 +760,28 @@ mod tests {
         assert_eq!(e.line, Some(7), "{e}");
     }
 
+    #[test]
+    fn tls_pins_are_checked_at_load_with_their_line() {
+        let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"P\"\n";
+        let hex = "ab".repeat(32);
+        let ok = load_str(&format!("{base}tls_pin_sha256 = [\"{hex}\", \"{hex}\"]\n")).unwrap();
+        let Mailbox::Imap(m) = &ok.mailboxes[0] else {
+            panic!()
+        };
+        assert_eq!(m.tls_pins, vec![[0xab; 32]; 2]);
+        let e = load_str(&format!("{base}tls_pin_sha256 = \"abc\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("mailbox[0].tls_pin_sha256")),
+            "{e}"
+        );
+        let e = load_str(&format!(
+            "{base}tls = \"none\"\nallow_plaintext = true\ntls_pin_sha256 = \"{hex}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("needs tls"), "{e}");
+    }
+
     #[tokio::test]
     async fn secrets_never_show_in_debug() {
         unsafe_free_env_check().await;
