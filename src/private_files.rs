@@ -60,16 +60,26 @@ pub fn prepare_database(path: &Path) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_dir(dir)?;
     }
-    OpenOptions::new()
+    // Created empty (SQLite takes an empty file as a new database); an
+    // existing one is not opened for writing here, so a user with read
+    // access only can still read it.
+    match OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(FILE_MODE)
-        .open(path)?;
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
-        tighten(Path::new(&p))?;
+        let p = Path::new(&p);
+        if let Err(e) = tighten(p) {
+            warn!(path = %p.display(), error = %e, "cannot make the file private (0600); others may read it");
+        }
     }
     Ok(())
 }
