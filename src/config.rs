@@ -164,27 +164,51 @@ pub enum SecretError {
     File(PathBuf, std::io::Error),
     #[error("secret command failed: {0}")]
     Command(String),
+    #[error("secret command did not finish within {} s and was killed", .0.as_secs())]
+    CommandTimeout(Duration),
     #[error("secret is empty")]
     Empty,
 }
 
+/// How long a token command (`oauth2_token_command`) may run before it is
+/// killed: a hung helper must not hang the connect that waits for it.
+pub const SECRET_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Secret {
     /// Reads the current value. Called at each connect so rotated passwords
-    /// and short-lived OAuth tokens are picked up without a restart.
-    pub fn resolve(&self) -> Result<String, SecretError> {
+    /// and short-lived OAuth tokens are picked up without a restart. Files are
+    /// read and commands run off the async worker threads; a command is
+    /// killed after [`SECRET_COMMAND_TIMEOUT`]. A secret file readable by
+    /// group or others is warned about (once). The value is registered with
+    /// [`crate::logging::register_secret`] so no log line can show it.
+    pub async fn resolve(&self) -> Result<String, SecretError> {
+        self.resolve_within(SECRET_COMMAND_TIMEOUT).await
+    }
+
+    async fn resolve_within(&self, limit: Duration) -> Result<String, SecretError> {
         let v = match self {
             Secret::Env(var) => {
                 std::env::var(var).map_err(|_| SecretError::EnvMissing(var.clone()))?
             }
             Secret::File(p) => {
-                std::fs::read_to_string(p).map_err(|e| SecretError::File(p.clone(), e))?
+                crate::private_files::warn_if_open(p, "secret file");
+                tokio::fs::read_to_string(p)
+                    .await
+                    .map_err(|e| SecretError::File(p.clone(), e))?
             }
             Secret::Command(cmd) => {
-                let out = std::process::Command::new("sh")
+                let child = tokio::process::Command::new("sh")
                     .arg("-c")
                     .arg(cmd)
                     .stdin(std::process::Stdio::null())
-                    .output()
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| SecretError::Command(e.to_string()))?;
+                let out = tokio::time::timeout(limit, child.wait_with_output())
+                    .await
+                    .map_err(|_| SecretError::CommandTimeout(limit))?
                     .map_err(|e| SecretError::Command(e.to_string()))?;
                 if !out.status.success() {
                     // stderr may be informative; stdout might hold a partial secret, so it is not shown.
@@ -201,6 +225,7 @@ impl Secret {
         if v.is_empty() {
             return Err(SecretError::Empty);
         }
+        crate::logging::register_secret(&v);
         Ok(v)
     }
 }
@@ -262,6 +287,7 @@ struct RawMailbox {
     port: Option<u16>,
     tls: Option<TlsMode>,
     ca_file: Option<PathBuf>,
+    tls_pin_sha256: Option<OneOrMany>,
     allow_plaintext: Option<bool>,
     username: Option<String>,
     password_env: Option<String>,
@@ -280,6 +306,14 @@ struct RawMailbox {
     path: Option<PathBuf>,
     // both
     poll_interval_secs: Option<u64>,
+}
+
+/// `key = "x"` or `key = ["x", "y"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -354,6 +388,7 @@ impl Default for IngestSettings {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a few per config, built once: boxing buys nothing
 pub enum Mailbox {
     Imap(ImapSettings),
     Maildir(MaildirSettings),
@@ -375,6 +410,9 @@ pub struct ImapSettings {
     pub port: u16,
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the server certificates trusted as they are
+    /// (`tls_pin_sha256`); when set, nothing else is trusted.
+    pub tls_pins: Vec<crate::ingest::Pin>,
     pub username: String,
     pub auth: ImapAuth,
     pub folders: Vec<String>,
@@ -562,6 +600,22 @@ impl Config {
                             src.error(&key("ca_file"), format!("no such file: {}", ca.display()))
                         );
                     }
+                    let pins = match m.tls_pin_sha256 {
+                        None => vec![],
+                        Some(OneOrMany::One(p)) => vec![p],
+                        Some(OneOrMany::Many(v)) => v,
+                    };
+                    if tls == TlsMode::None && !pins.is_empty() {
+                        return Err(src.error(
+                            &key("tls_pin_sha256"),
+                            "needs tls = \"implicit\" or \"starttls\"",
+                        ));
+                    }
+                    let tls_pins = pins
+                        .iter()
+                        .map(|p| crate::ingest::parse_pin(p))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| src.error(&key("tls_pin_sha256"), e))?;
                     let folders = m.folders.unwrap_or_else(|| vec!["INBOX".to_string()]);
                     if folders.is_empty() {
                         return Err(src.error(&key("folders"), "must list at least one folder"));
@@ -595,6 +649,7 @@ impl Config {
                         host,
                         tls,
                         ca_file,
+                        tls_pins,
                         username,
                         auth,
                         folders,
@@ -716,27 +771,87 @@ mod tests {
     }
 
     #[test]
-    fn secrets_never_show_in_debug() {
-        unsafe_free_env_check();
+    fn tls_pins_are_checked_at_load_with_their_line() {
+        let base = "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"P\"\n";
+        let hex = "ab".repeat(32);
+        let ok = load_str(&format!("{base}tls_pin_sha256 = [\"{hex}\", \"{hex}\"]\n")).unwrap();
+        let Mailbox::Imap(m) = &ok.mailboxes[0] else {
+            panic!()
+        };
+        assert_eq!(m.tls_pins, vec![[0xab; 32]; 2]);
+        let e = load_str(&format!("{base}tls_pin_sha256 = \"abc\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("mailbox[0].tls_pin_sha256")),
+            "{e}"
+        );
+        let e = load_str(&format!(
+            "{base}tls = \"none\"\nallow_plaintext = true\ntls_pin_sha256 = \"{hex}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("needs tls"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn secrets_never_show_in_debug() {
+        unsafe_free_env_check().await;
         let s = Secret::File(PathBuf::from("/run/secrets/pw"));
         assert!(!format!("{s:?}").contains("hunter2"));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "hunter2\n").unwrap();
         let s = Secret::File(f);
-        assert_eq!(s.resolve().unwrap(), "hunter2");
+        assert_eq!(s.resolve().await.unwrap(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
         let cmd = Secret::Command("echo tok123".into());
-        assert_eq!(cmd.resolve().unwrap(), "tok123");
+        assert_eq!(cmd.resolve().await.unwrap(), "tok123");
         assert!(!format!("{cmd:?}").contains("tok123"));
     }
 
-    fn unsafe_free_env_check() {
+    #[tokio::test]
+    async fn a_hung_token_command_is_killed_after_its_timeout() {
+        let cmd = Secret::Command("sleep 30; echo late".into());
+        let started = std::time::Instant::now();
+        let e = cmd
+            .resolve_within(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SecretError::CommandTimeout(_)), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_token_command_does_not_block_the_runtime() {
+        // On a single-threaded runtime a blocking command would stall the ticker.
+        let ticks = tokio::spawn(async {
+            let mut n = 0;
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                n += 1;
+            }
+            n
+        });
+        let started = std::time::Instant::now();
+        let v = Secret::Command("sleep 0.6; echo tok".into())
+            .resolve()
+            .await
+            .unwrap();
+        assert_eq!(v, "tok");
+        assert!(
+            ticks.is_finished(),
+            "the runtime stalled while the command ran"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(500));
+    }
+
+    async fn unsafe_free_env_check() {
         // Env vars are process-global; tests read an existing one instead of setting one.
         let s = Secret::Env("PATH".into());
-        assert!(s.resolve().is_ok());
+        assert!(s.resolve().await.is_ok());
         assert!(matches!(
-            Secret::Env("DRIFTWATCH_SURELY_UNSET_VAR".into()).resolve(),
+            Secret::Env("DRIFTWATCH_SURELY_UNSET_VAR".into())
+                .resolve()
+                .await,
             Err(SecretError::EnvMissing(_))
         ));
     }

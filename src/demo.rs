@@ -60,7 +60,7 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
         "parsers",
         "exports",
     ] {
-        std::fs::create_dir_all(dir.join(sub))?;
+        crate::private_files::create_dir(&dir.join(sub))?;
     }
     let mut written = Written {
         config: dir.join("driftwatch.toml"),
@@ -84,7 +84,7 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, bytes)?;
+        crate::private_files::write(&path, bytes)?;
     }
     Ok(written)
 }
@@ -158,10 +158,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .output_dir
         .clone()
         .unwrap_or_else(|| dir.join("reports"));
-    std::fs::create_dir_all(&reports)
+    crate::private_files::create_dir(&reports)
         .with_context(|| format!("failed to create {}", reports.display()))?;
     let html_path = reports.join(format!("report-{today}.html"));
-    std::fs::write(&html_path, html)
+    crate::private_files::write(&html_path, html.as_bytes())
         .with_context(|| format!("failed to write {}", html_path.display()))?;
     outln!("\nHTML report: {}", html_path.display())?;
 

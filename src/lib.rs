@@ -22,16 +22,19 @@
 //! See ARCHITECTURE.md for the invariants each module keeps.
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod fixtures;
 pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod model;
 pub mod number;
 pub mod out;
 pub mod parse;
+pub mod private_files;
 pub mod reconcile;
 pub mod reparse;
 pub mod report;

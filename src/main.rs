@@ -190,16 +190,22 @@ enum ParsersCmd {
     },
 }
 
+/// Logs to stderr. Whatever `DRIFTWATCH_LOG` says, secrets stay out: the
+/// mail crates' wire traces are capped and resolved secrets are scrubbed
+/// from every line (see `driftwatch::logging`).
 fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(driftwatch::out::stderr_colour())
-        .with_writer(std::io::stderr);
+        .with_writer(driftwatch::logging::RedactingStderr);
+    let cap = driftwatch::logging::wire_trace_cap();
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().finish().with(cap).init(),
+        LogFormat::Text => builder.finish().with(cap).init(),
     }
 }
 
@@ -261,7 +267,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         driftwatch::config::ImapAuth::Password(x)
                         | driftwatch::config::ImapAuth::XOAuth2(x) => x,
                     };
-                    secret.resolve().with_context(|| {
+                    secret.resolve().await.with_context(|| {
                         format!("mailbox `{}`: credentials are not available", s.name)
                     })?;
                 }
@@ -556,10 +562,10 @@ async fn quarantine(store: &Store, config: &Config, command: QuarantineCmd) -> R
                 to.display()
             );
             if let Some(dir) = to.parent() {
-                std::fs::create_dir_all(dir)
+                driftwatch::private_files::create_dir(dir)
                     .with_context(|| format!("failed to create {}", dir.display()))?;
             }
-            std::fs::write(&to, &m.raw)
+            driftwatch::private_files::write(&to, &m.raw)
                 .with_context(|| format!("failed to write {}", to.display()))?;
             outln!("wrote {}", to.display())?;
             outln!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use driftwatch::model::Status;
 use support::app::{Serving, imap_config};
 use support::dovecot::Dovecot;
-use support::{db, vendor_mail};
+use support::{bin, db, vendor_mail};
 
 /// Waits (bounded) until the pipeline has committed at least `n` fetched messages.
 async fn wait_fetched(
@@ -416,5 +416,157 @@ async fn xoauth2_login_with_a_token_from_a_command() {
     assert!(
         !msg.contains("expired-token"),
         "tokens never appear in errors: {msg}"
+    );
+}
+
+/// `cfg` without its `ca_file` line: trust only what the test adds.
+fn without_ca_file(cfg: &support::app::TestConfig) {
+    let text: String = std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg.path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_ca_true_certificate_is_usable_when_pinned_or_given_as_ca_file() {
+    use sha2::{Digest, Sha256};
+    let mut dovecot = Dovecot::start();
+    // Appended first: the harness's own client trusts only its CA.
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(2, 0))
+        .await;
+    let der = dovecot.use_self_signed_ca_certificate();
+    let digest = Sha256::digest(&der);
+    let hex_colons = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    };
+
+    // ca_file holding exactly that certificate (webpki alone: CaUsedAsEndEntity).
+    let cfg = imap_config(&dovecot, "", "");
+    let r = cfg
+        .app()
+        .await
+        .ingest_once()
+        .await
+        .expect("ca_file = the cert");
+    assert_eq!(r[0].2.parsed, 2);
+
+    // A pin, in either form, with no CA file at all.
+    for pin in [&hex_colons, &b64] {
+        let cfg = imap_config(&dovecot, "", &format!("tls_pin_sha256 = \"{pin}\"\n"));
+        without_ca_file(&cfg);
+        cfg.app().await.ingest_once().await.expect("pinned");
+    }
+
+    // A wrong pin is refused in words, naming what the server presented.
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        &format!("tls_pin_sha256 = \"{}\"\n", "ab".repeat(32)),
+    );
+    let err = format!("{:#}", cfg.app().await.ingest_once().await.unwrap_err());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        err.contains("does not match tls_pin_sha256") && err.contains(&hex),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "{err}");
+
+    // Without either, the public roots do not trust it.
+    let cfg = imap_config(&dovecot, "", "");
+    without_ca_file(&cfg);
+    let err = format!("{:#}", cfg.app().await.ingest_once().await.unwrap_err());
+    assert!(err.contains("TLS with 127.0.0.1 failed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_is_logged_as_recovered_at_once_and_a_dropped_connection_reads_plainly() {
+    let mut dovecot = Dovecot::start();
+    let cfg = imap_config(&dovecot, "", "");
+    let (mut child, log) = bin::spawn_logged(&cfg, &["serve"], "info");
+    bin::wait_log(&log, "connected to IMAP server", Duration::from_secs(20)).await;
+    // Let it settle into IDLE, then take the server away for ~3 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dovecot.stop();
+    bin::wait_log(&log, "mail source failed", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dovecot.restart();
+    let back = Instant::now();
+    let text = bin::wait_log(&log, "mail source recovered", Duration::from_secs(30)).await;
+    let took = back.elapsed();
+    bin::terminate(&mut child);
+    // After 3 s down the next try is at most 4 s away (0.5, 1, 2, 4 ...),
+    // and "recovered" is said at login, not after a 5-minute IDLE cycle.
+    assert!(
+        took < Duration::from_secs(6),
+        "recovered {took:?} after the restart:\n{text}"
+    );
+    assert!(text.contains("disconnected: "), "{text}");
+    for jargon in ["close_notify", "rustls", "docs.rs"] {
+        assert!(!text.contains(jargon), "{jargon}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidvalidity_change_is_reported_once_even_on_an_empty_folder() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(2, 0))
+        .await;
+    let cfg = imap_config(&dovecot, "", "idle = false\npoll_interval_secs = 1\n");
+    bin::run_to_completion(&cfg);
+    dovecot.doveadm(&["expunge", "-u", dovecot.user(), "mailbox", "INBOX", "all"]);
+    dovecot.set_uid_validity("INBOX", 4242);
+    let (mut child, log) = bin::spawn_logged(&cfg, &["serve"], "info");
+    bin::wait_log(&log, "UIDVALIDITY changed", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await; // three more polls
+    bin::terminate(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("UIDVALIDITY changed").count(), 1, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_names_the_servers_reason_for_refusing_the_folder() {
+    let dovecot = Dovecot::start();
+    dovecot
+        .append("INBOX", &vendor_mail::acme_batch(2, 0))
+        .await;
+    let cfg = imap_config(
+        &dovecot,
+        "",
+        "after_processing = \"move\"\nmove_to = \"Done/Archive\"\n",
+    );
+    let out = bin::driftwatch(&cfg, &["ingest", "--once"])
+        .env("DRIFTWATCH_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // Dovecot's words for the refused CREATE, at connect and on the failed move.
+    let reason = "Name must not have '/' characters";
+    let refused = text
+        .lines()
+        .find(|l| l.contains("refused to create the move_to folder"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(refused.contains(reason), "{text}");
+    let failed = text
+        .lines()
+        .find(|l| l.contains("after-processing action failed"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(failed.contains(reason), "{text}");
+    assert_eq!(
+        dovecot.count("INBOX").await,
+        2,
+        "messages stay where they are"
     );
 }

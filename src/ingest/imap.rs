@@ -38,6 +38,10 @@ pub struct ImapSource {
     can_idle: bool,
     can_move: bool,
     can_uidplus: bool,
+    /// The server's answer when it refused to create the `move_to` folder:
+    /// the real reason a later move fails ("Mailbox does not exist" alone
+    /// would send the operator looking in the wrong place).
+    move_target_refused: Option<String>,
 }
 
 impl ImapSource {
@@ -49,10 +53,11 @@ impl ImapSource {
             can_idle: false,
             can_move: false,
             can_uidplus: false,
+            move_target_refused: None,
         }
     }
 
-    async fn connect(&mut self) -> Result<Session, IngestError> {
+    async fn open_session(&mut self) -> Result<Session, IngestError> {
         let s = &self.settings;
         let addr = format!("{}:{}", s.host, s.port);
         let tcp = match tokio::time::timeout(s.connect_timeout, TcpStream::connect(&addr)).await {
@@ -66,7 +71,7 @@ impl ImapSource {
             }
         };
         tcp.set_nodelay(true).ok();
-        let tls_config = || tls::client_config(&s.host, s.ca_file.as_deref());
+        let tls_config = || tls::client_config(&s.host, s.ca_file.as_deref(), &s.tls_pins);
         let client = match s.tls {
             TlsMode::Implicit => {
                 let stream = timed(
@@ -114,14 +119,14 @@ impl ImapSource {
         let login = async {
             match &s.auth {
                 ImapAuth::Password(secret) => {
-                    let password = secret.resolve()?;
+                    let password = secret.resolve().await?;
                     client
                         .login(&s.username, &password)
                         .await
                         .map_err(|(e, _)| auth_err(e))
                 }
                 ImapAuth::XOAuth2(secret) => {
-                    let token = secret.resolve()?;
+                    let token = secret.resolve().await?;
                     let auth = XOAuth2 {
                         user: s.username.clone(),
                         token,
@@ -144,11 +149,10 @@ impl ImapSource {
             }
         };
         if let AfterAction::Move(target) = &s.after_processing {
-            // MOVE into a missing folder fails with TRYCREATE; make sure it
-            // exists. "Already exists" is the usual answer and is fine.
-            if let Err(e) = timed("CREATE", self.settings.op_timeout, session.create(target)).await
-            {
-                debug!(folder = %target, error = %e, "CREATE of the move target did not succeed (usually: it exists)");
+            self.move_target_refused = ensure_folder(&mut session, target, s.op_timeout).await?;
+            if let Some(reason) = &self.move_target_refused {
+                warn!(source = %s.name, folder = %self.folder, move_to = %target, reason = %reason,
+                    "the server refused to create the move_to folder; processed messages will stay where they are");
             }
         }
         let caps = timed(
@@ -235,8 +239,38 @@ impl ImapSource {
         .await;
         if let Err(e) = result {
             warn!(source = %self.settings.name, folder = %self.folder, error = %e, uids = %set,
+                move_target_refused = self.move_target_refused.as_deref().unwrap_or(""),
                 "after-processing action failed; messages are ingested but stay where they are");
         }
+    }
+}
+
+/// Creates `folder` unless it exists. Returns the server's refusal when it
+/// neither exists nor could be created; `Err` only when the connection failed.
+async fn ensure_folder(
+    session: &mut Session,
+    folder: &str,
+    limit: Duration,
+) -> Result<Option<String>, IngestError> {
+    let refusal = match timed("CREATE", limit, session.create(folder)).await {
+        Ok(()) => return Ok(None),
+        Err(IngestError::Imap(
+            e @ (async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)),
+        )) => e.to_string(),
+        Err(e) => return Err(e),
+    };
+    // The usual refusal is "already exists", worded differently by each
+    // server: ask whether the folder is there rather than parse the words.
+    let listed = timed("LIST", limit, async {
+        let stream = session.list(Some(""), Some(folder)).await?;
+        stream.try_collect::<Vec<_>>().await
+    })
+    .await?;
+    if listed.iter().any(|n| n.name() == folder) {
+        debug!(folder = %folder, "move target exists");
+        Ok(None)
+    } else {
+        Ok(Some(refusal))
     }
 }
 
@@ -246,8 +280,8 @@ async fn read_greeting(
 ) -> Result<(), IngestError> {
     match tokio::time::timeout(limit, client.read_response()).await {
         Ok(Ok(Some(_))) => Ok(()),
-        Ok(Ok(None)) => Err(IngestError::Imap(async_imap::error::Error::ConnectionLost)),
-        Ok(Err(e)) => Err(IngestError::Imap(e.into())),
+        Ok(Ok(None)) => Err(async_imap::error::Error::ConnectionLost.into()),
+        Ok(Err(e)) => Err(async_imap::error::Error::from(e).into()),
         Err(_) => Err(IngestError::Timeout {
             what: "server greeting".into(),
             secs: limit.as_secs(),
@@ -320,6 +354,13 @@ impl MailSource for ImapSource {
         &self.folder
     }
 
+    async fn connect(&mut self) -> Result<(), IngestError> {
+        if self.session.is_none() {
+            self.session = Some(self.open_session().await?);
+        }
+        Ok(())
+    }
+
     async fn sync(
         &mut self,
         pipeline: &Pipeline,
@@ -327,7 +368,7 @@ impl MailSource for ImapSource {
     ) -> Result<BatchOutcome, IngestError> {
         let mut session = match self.session.take() {
             Some(s) => s,
-            None => self.connect().await?,
+            None => self.open_session().await?,
         };
         let result = self.sync_session(&mut session, pipeline, shutdown).await;
         // Keep the session only if it is still usable.
@@ -400,6 +441,16 @@ impl ImapSource {
                     source = %source, folder = %folder, old = cp.uidvalidity, new = uidvalidity,
                     "UIDVALIDITY changed: re-reading the folder; messages already archived are recognised by Message-ID and content and not applied twice"
                 );
+                // Record the new UIDVALIDITY now, so the change is reported
+                // once even when the folder is empty and no batch follows.
+                let restart = Checkpoint {
+                    uidvalidity,
+                    last_uid: 0,
+                };
+                let empty = pipeline.prepare(Vec::new()).await?;
+                pipeline
+                    .commit_prepared(&source, &folder, Some(restart), empty)
+                    .await?;
                 0
             }
             None => 0,

@@ -2,8 +2,8 @@
 //!
 //! A source fetches what is new since its checkpoint and hands it to the
 //! [`Pipeline`] a batch at a time; the checkpoint commits with the batch. The
-//! loop here owns what every source shares: waiting, reconnecting with capped
-//! exponential backoff and jitter, and stopping only between batches on shutdown.
+//! loop here owns what every source shares: waiting, reconnecting with the
+//! shared [`Backoff`], and stopping only between batches on shutdown.
 
 mod imap;
 mod maildir;
@@ -19,7 +19,9 @@ use tracing::{info, warn};
 pub use imap::ImapSource;
 pub use maildir::MaildirSource;
 pub use pipeline::{Pipeline, Prepared, dedupe_key, prepare};
+pub use tls::{Pin, parse_pin};
 
+use crate::backoff::Backoff;
 use crate::config::SecretError;
 use crate::store::{BatchOutcome, StoreError};
 use crate::telemetry::SourceState;
@@ -39,8 +41,12 @@ pub enum IngestError {
     Auth { user: String, detail: String },
     #[error("credentials unavailable: {0}")]
     Secret(#[from] SecretError),
+    /// The server (or the network) closed the connection: a plain
+    /// disconnect, retried like any other, reported without TLS jargon.
+    #[error("disconnected: {0}")]
+    Disconnected(&'static str),
     #[error("IMAP: {0}")]
-    Imap(#[from] async_imap::error::Error),
+    Imap(async_imap::error::Error),
     #[error("IMAP server does not support what driftwatch needs: {0}")]
     Unsupported(String),
     #[error("{what} timed out after {secs} s")]
@@ -54,11 +60,44 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+impl From<async_imap::error::Error> for IngestError {
+    fn from(e: async_imap::error::Error) -> IngestError {
+        use async_imap::error::Error as E;
+        match e {
+            E::ConnectionLost => IngestError::Disconnected("the server closed the connection"),
+            E::Io(io) => match disconnect_reason(&io) {
+                Some(reason) => IngestError::Disconnected(reason),
+                None => IngestError::Imap(E::Io(io)),
+            },
+            other => IngestError::Imap(other),
+        }
+    }
+}
+
+/// The plain words for an IO error that only means "the connection is gone".
+/// A server that closes without TLS `close_notify` (rustls' "peer closed
+/// connection without sending TLS close_notify", with a manual link) is one.
+fn disconnect_reason(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::UnexpectedEof => Some("the server closed the connection"),
+        K::ConnectionReset => Some("the connection was reset"),
+        K::ConnectionAborted => Some("the connection was aborted"),
+        K::BrokenPipe => Some("the connection was closed while sending"),
+        _ => None,
+    }
+}
+
 /// A place mail comes from. Implemented for IMAP folders and Maildirs.
 pub trait MailSource: Send {
     /// `mailbox/folder`, as used in logs, checkpoints and locations.
     fn source(&self) -> &str;
     fn folder(&self) -> &str;
+    /// Opens the connection and logs in, unless one is open. Separate from
+    /// `sync` so the loop knows a reconnect worked as soon as it did.
+    fn connect(&mut self) -> impl Future<Output = Result<(), IngestError>> + Send {
+        async { Ok(()) }
+    }
     /// Fetches and commits everything new, a batch at a time; stops early,
     /// between batches, when `shutdown` fires.
     fn sync(
@@ -75,94 +114,88 @@ pub trait MailSource: Send {
     fn reset(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-/// Capped exponential backoff with jitter, so many driftwatch instances
-/// behind one mail server don't reconnect in lockstep.
-#[derive(Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
+/// First reconnect delay; doubles per failure up to `max_backoff`.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// The step of a source's cycle that failed last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failing {
+    /// Connecting or logging in: the server or network is down.
+    Connect,
+    /// Something after login (SELECT, FETCH, IDLE, a commit).
+    Session,
 }
 
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        // Up to +25% jitter from the clock's low bits: no RNG needed for this.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
-/// Runs a source until shutdown: sync, wait, repeat; on error, log once,
-/// back off, reconnect.
+/// Runs a source until shutdown: connect, sync, wait, repeat; on error, log
+/// once, back off, reconnect.
+///
+/// The backoff restarts small as soon as the step that failed works again:
+/// after connect failures, at the next successful connect and login (logged
+/// as "recovered" there, not a whole IDLE cycle later); after a failure past
+/// login, at the next successful sync. So a second outage starts again at
+/// the first delay, while a server that accepts the login and then fails
+/// every SELECT is still retried slower and slower, not every half second.
 pub async fn run_source<S: MailSource>(
     mut src: S,
     pipeline: &Pipeline,
     shutdown: CancellationToken,
     max_backoff: Duration,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), max_backoff);
-    let mut failing = false;
+    let mut backoff = Backoff::new(FIRST_RETRY, max_backoff);
+    let mut failing: Option<Failing> = None;
     let (mailbox, folder) = (src.source().to_string(), src.folder().to_string());
     let state = |s| crate::telemetry::source_state(&mailbox, &folder, s);
     while !shutdown.is_cancelled() {
         state(SourceState::Syncing);
-        let step = async {
-            // One syncer per folder across processes; if another holds it, it does the work.
-            if let Some(held) =
-                lease_folder(pipeline, src.source(), src.folder(), Duration::ZERO).await?
-            {
-                let synced = src.sync(pipeline, &shutdown).await;
-                held.release().await?;
-                synced?;
-            }
-            state(SourceState::Waiting);
-            src.wait(&shutdown).await
-        };
-        match step.await {
+        let step = match src.connect().await {
+            Err(e) => Err((Failing::Connect, e)),
             Ok(()) => {
-                if failing {
-                    info!(
-                        source = src.source(),
-                        folder = src.folder(),
-                        "mail source recovered"
-                    );
-                    failing = false;
+                if failing == Some(Failing::Connect) {
+                    recovered(&src, backoff.failures());
+                    failing = None;
+                    backoff.reset();
                 }
-                backoff.reset();
+                // One syncer per folder across processes; if another holds
+                // the lease, it does the work and this one only waits.
+                let synced = async {
+                    if let Some(held) =
+                        lease_folder(pipeline, src.source(), src.folder(), Duration::ZERO).await?
+                    {
+                        let synced = src.sync(pipeline, &shutdown).await;
+                        held.release().await?;
+                        synced?;
+                    }
+                    Ok::<(), IngestError>(())
+                }
+                .await;
+                match synced {
+                    Err(e) => Err((Failing::Session, e)),
+                    Ok(()) => {
+                        if failing.take().is_some() {
+                            recovered(&src, backoff.failures());
+                        }
+                        backoff.reset();
+                        state(SourceState::Waiting);
+                        src.wait(&shutdown).await.map_err(|e| (Failing::Session, e))
+                    }
+                }
             }
-            Err(e) => {
-                failing = true;
-                src.reset().await;
-                let delay = backoff.next_delay();
-                state(SourceState::Backoff {
-                    retry_at: std::time::Instant::now() + delay,
-                });
-                warn!(
-                    source = src.source(), folder = src.folder(), error = %e,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "mail source failed; will reconnect"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => {}
-                }
+        };
+        if let Err((what, e)) = step {
+            failing = Some(what);
+            src.reset().await;
+            let delay = backoff.next_delay();
+            state(SourceState::Backoff {
+                retry_at: std::time::Instant::now() + delay,
+            });
+            warn!(
+                source = src.source(), folder = src.folder(), error = %e,
+                retry_in_ms = delay.as_millis() as u64,
+                "mail source failed; will reconnect"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
             }
         }
     }
@@ -193,6 +226,15 @@ pub async fn lease_folder(
     })
 }
 
+fn recovered<S: MailSource>(src: &S, failures: u32) {
+    info!(
+        source = src.source(),
+        folder = src.folder(),
+        failures,
+        "mail source recovered"
+    );
+}
+
 /// Awaits `fut` for at most `limit`, naming the operation on timeout: a
 /// stalled server must not hang a source forever.
 pub(crate) async fn timed<T, E>(
@@ -214,18 +256,121 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
-    use std::time::Duration;
+    //! The reconnect schedule of [`run_source`], in virtual time: a source
+    //! whose connects fail or succeed by script, timed with a paused clock.
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
 
-    #[test]
-    fn backoff_doubles_to_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let d: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
-        let bases = [1000, 2000, 4000, 8000, 8000, 8000];
-        for (got, base) in d.iter().zip(bases) {
-            assert!(*got >= base && *got <= base + base / 4, "{d:?}");
+    #[derive(Clone, Copy)]
+    enum Step {
+        ConnectFails,
+        /// Connect works, sync works, then the wait (IDLE) fails after this long.
+        UpThenDropAfter(Duration),
+        /// Connect works, sync fails (e.g. SELECT of a missing folder).
+        SyncFails,
+    }
+
+    struct Scripted {
+        script: VecDeque<Step>,
+        current: Option<Step>,
+        attempts: Arc<Mutex<Vec<Instant>>>,
+        done: CancellationToken,
+    }
+
+    impl MailSource for Scripted {
+        fn source(&self) -> &str {
+            "scripted"
         }
-        b.reset();
-        assert!(b.next_delay() < Duration::from_millis(1300));
+        fn folder(&self) -> &str {
+            "INBOX"
+        }
+        async fn connect(&mut self) -> Result<(), IngestError> {
+            self.attempts.lock().unwrap().push(Instant::now());
+            let Some(step) = self.script.pop_front() else {
+                self.done.cancel();
+                return Err(IngestError::Disconnected("script over"));
+            };
+            self.current = Some(step);
+            match step {
+                Step::ConnectFails => Err(IngestError::Disconnected("refused")),
+                _ => Ok(()),
+            }
+        }
+        async fn sync(
+            &mut self,
+            _: &Pipeline,
+            _: &CancellationToken,
+        ) -> Result<BatchOutcome, IngestError> {
+            match self.current {
+                Some(Step::SyncFails) => Err(IngestError::Unsupported("no such folder".into())),
+                _ => Ok(BatchOutcome::default()),
+            }
+        }
+        async fn wait(&mut self, _: &CancellationToken) -> Result<(), IngestError> {
+            if let Some(Step::UpThenDropAfter(d)) = self.current {
+                tokio::time::sleep(d).await;
+            }
+            Err(IngestError::Disconnected(
+                "the server closed the connection",
+            ))
+        }
+        async fn reset(&mut self) {}
+    }
+
+    /// Gaps between successive connect attempts of `script`, run in virtual time.
+    async fn gaps(script: Vec<Step>, cap: Duration) -> Vec<Duration> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let registry =
+            crate::parse::Registry::new(vec![], crate::parse::RegistryOptions::default());
+        let pipeline = Pipeline::new(store, registry, Default::default());
+        tokio::time::pause();
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let done = CancellationToken::new();
+        let src = Scripted {
+            script: script.into(),
+            current: None,
+            attempts: attempts.clone(),
+            done: done.clone(),
+        };
+        run_source(src, &pipeline, done, cap).await;
+        let at = attempts.lock().unwrap().clone();
+        at.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[tokio::test]
+    async fn backoff_restarts_small_at_reconnect_not_after_a_full_cycle() {
+        use Step::*;
+        let idle = Duration::from_secs(300);
+        let mut script = vec![ConnectFails; 9]; // outage 1: long enough to reach the cap
+        script.push(UpThenDropAfter(idle)); // back, syncs, IDLE drops: outage 2
+        script.extend([ConnectFails; 3]);
+        script.push(UpThenDropAfter(idle));
+        let g = gaps(script, Duration::from_secs(60)).await;
+        let ms: Vec<u128> = g.iter().map(|d| d.as_millis()).collect();
+        // Outage 1 grows 0.5, 1, 2, ... and stops at the cap, jitter
+        // (up to a quarter off) included.
+        for (i, got) in ms[..9].iter().enumerate() {
+            let base = (500u128 << i).min(60_000);
+            assert!(*got <= base + 1 && *got >= base * 3 / 4, "{ms:?}");
+        }
+        // Outage 2 starts again at the first delay: the IDLE cycle (300 s)
+        // plus 0.5 s, then 1 s, 2 s, 4 s; not 19 s, 37 s, 72 s.
+        assert!((300_375..=300_500).contains(&ms[9]), "{ms:?}");
+        for (got, base) in ms[10..13].iter().zip([1000, 2000, 4000]) {
+            assert!(*got <= base + 1 && *got >= base * 3 / 4, "{ms:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_failing_after_login_is_retried_slower_and_slower() {
+        let g = gaps(vec![Step::SyncFails; 10], Duration::from_secs(60)).await;
+        let ms: Vec<u128> = g.iter().map(|d| d.as_millis()).collect();
+        // Connecting works each time, but that is no recovery: no hot loop.
+        assert!(ms[6] >= 24_000 && ms[8] <= 60_000, "{ms:?}");
     }
 }

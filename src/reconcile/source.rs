@@ -82,6 +82,9 @@ impl Drop for Export {
     }
 }
 
+/// The longest wait between two tries of one API page.
+const PAGE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The export could not be fetched: worth retrying later.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -313,7 +316,7 @@ pub async fn fetch(
             };
             let mut req = client(*timeout)?.get(url);
             if let Some((h, s)) = auth {
-                req = req.header(h.as_str(), s.resolve()?);
+                req = req.header(h.as_str(), s.resolve().await?);
             }
             if let Some(e) = &previous.etag {
                 req = req.header("if-none-match", e);
@@ -436,6 +439,7 @@ async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
             }
         }
         let mut attempt = 0u32;
+        let mut backoff = crate::backoff::Backoff::new(api.retry_backoff, PAGE_RETRY_MAX);
         let got = loop {
             let mut url = reqwest::Url::parse(&api.url).map_err(|e| FetchError::Http {
                 url: api.url.clone(),
@@ -444,7 +448,7 @@ async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
             url.query_pairs_mut().extend_pairs(params.iter());
             let mut req = client.get(url);
             if let Some((hname, s)) = &api.auth {
-                req = req.header(hname.as_str(), s.resolve()?);
+                req = req.header(hname.as_str(), s.resolve().await?);
             }
             let result = match req.send().await {
                 Ok(r) if r.status().is_success() => {
@@ -460,7 +464,7 @@ async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
             match result {
                 Ok(x) => break Ok(x),
                 Err(e) if attempt < api.retries => {
-                    let wait = api.retry_backoff * 2u32.saturating_pow(attempt);
+                    let wait = backoff.next_delay();
                     warn!(url = %api.url, page = pages, attempt, error = %e, "export page failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(wait).await;

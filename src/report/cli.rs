@@ -56,7 +56,7 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let settings = app.config.report.clone().unwrap_or_default();
     let out = render(app, &settings, args.date, args.format).await?;
     match &args.output {
-        Some(path) => std::fs::write(path, out)
+        Some(path) => crate::private_files::write(path, out.as_bytes())
             .with_context(|| format!("failed to write {}", path.display()))?,
         // JSON escapes control characters itself; text and HTML are ours
         // with vendor strings already cleaned or escaped.

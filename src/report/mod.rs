@@ -40,8 +40,8 @@ const MAX_NAP: Duration = Duration::from_secs(600);
 /// Delivers each day's report at the configured time until `shutdown`.
 ///
 /// On start it delivers whatever is due and unsent (a day missed while the
-/// service was down). After a failed delivery it retries with capped
-/// exponential backoff (`retry_initial_secs` doubling to `retry_max_secs`).
+/// service was down). After a failed delivery it retries with the shared
+/// [`crate::backoff::Backoff`] (`retry_initial_secs` doubling to `retry_max_secs`).
 /// Shutdown is only observed between rounds, never inside a delivery, so a
 /// send is not cut between "SMTP accepted" and "recorded as sent".
 pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
@@ -55,7 +55,7 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
         channels = schedule::channels(&settings).len(),
         "report scheduler started"
     );
-    let mut failures: u32 = 0;
+    let mut backoff = crate::backoff::Backoff::new(settings.retry_initial, settings.retry_max);
     loop {
         let now = Utc::now();
         let failed = match run_once(&app, now).await {
@@ -66,10 +66,9 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
             }
         };
         let nap = if failed {
-            failures = failures.saturating_add(1);
-            backoff(settings.retry_initial, settings.retry_max, failures)
+            backoff.next_delay()
         } else {
-            failures = 0;
+            backoff.reset();
             let until = schedule::next_send_after(&settings, now) - now;
             until.to_std().unwrap_or(Duration::ZERO).min(MAX_NAP)
         };
@@ -79,23 +78,4 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
         }
     }
     info!("report scheduler stopped");
-}
-
-/// `initial * 2^(failures-1)`, capped at `max`.
-pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
-    initial.saturating_mul(factor).min(max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let (i, m) = (Duration::from_secs(60), Duration::from_secs(1800));
-        let got: Vec<u64> = (1..=7).map(|n| backoff(i, m, n).as_secs()).collect();
-        assert_eq!(got, [60, 120, 240, 480, 960, 1800, 1800]);
-        assert_eq!(backoff(i, m, u32::MAX), m);
-    }
 }

@@ -114,7 +114,7 @@ pub async fn send_email(
             rendered.html.clone(),
         ))
         .map_err(|e| SendError::Message(e.to_string()))?;
-    let transport = transport(smtp)?;
+    let transport = transport(smtp).await?;
     transport
         .send(email)
         .await
@@ -128,7 +128,7 @@ pub async fn send_email(
 
 /// A transport for one delivery round. Built each time so a rotated password
 /// or CA file is picked up without a restart.
-fn transport(s: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+async fn transport(s: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
     let tls_err = |detail: String| SendError::Tls {
         host: s.host.clone(),
         detail,
@@ -159,13 +159,14 @@ fn transport(s: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, Sen
         .timeout(Some(s.timeout))
         .tls(tls);
     if let Some((user, secret)) = &s.auth {
-        b = b.credentials(Credentials::new(user.clone(), secret.resolve()?));
+        b = b.credentials(Credentials::new(user.clone(), secret.resolve().await?));
     }
     Ok(b.build())
 }
 
-/// Writes `report-DATE.{txt,html,json}` into `dir`, each through a temp file
-/// and a rename so a reader never sees half a report.
+/// Writes `report-DATE.{txt,html,json}` into `dir` (0600, the dir 0700 when
+/// created), each through a temp file and a rename so a reader never sees
+/// half a report.
 pub fn write_files(
     dir: &Path,
     date: NaiveDate,
@@ -175,7 +176,7 @@ pub fn write_files(
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    crate::private_files::create_dir(dir).map_err(|e| file_err(dir, e))?;
     let mut written = Vec::new();
     for (ext, body) in [
         ("txt", &rendered.text),
@@ -183,9 +184,7 @@ pub fn write_files(
         ("json", &rendered.json),
     ] {
         let path = dir.join(format!("report-{date}.{ext}"));
-        let tmp = dir.join(format!(".report-{date}.{ext}.tmp"));
-        std::fs::write(&tmp, body).map_err(|e| file_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
+        crate::private_files::write(&path, body.as_bytes()).map_err(|e| file_err(&path, e))?;
         written.push(path);
     }
     Ok(written)

@@ -92,10 +92,11 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
+    /// The database, its `-wal` and `-shm` are 0600 and a directory created
+    /// for it 0700: they hold raw vendor mail.
     pub async fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
+        crate::private_files::prepare_database(path)
+            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

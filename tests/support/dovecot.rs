@@ -245,6 +245,38 @@ impl Dovecot {
         tls_connector(&self.ca_file())
     }
 
+    /// Adds a mail account (Dovecot re-reads the passwd file when it changes).
+    pub fn add_user(&self, user: &str, password: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir().join("passwd"))
+            .expect("open passwd");
+        writeln!(f, "{user}:{{PLAIN}}{password}").expect("append to passwd");
+    }
+
+    /// Replaces the server certificate with a self-signed one marked
+    /// `CA:TRUE` (as `openssl req -x509` and many appliances make them) and
+    /// restarts. [`Self::ca_file`] then holds that same certificate. Returns
+    /// its DER, for pinning.
+    pub fn use_self_signed_ca_certificate(&mut self) -> Vec<u8> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().expect("generate key");
+        let cert = params.self_signed(&key).expect("self-sign");
+        fs::write(self.cert_file(), cert.pem()).expect("write cert.pem");
+        fs::write(self.key_file(), key.serialize_pem()).expect("write key.pem");
+        fs::write(self.ca_file(), cert.pem()).expect("write ca.pem");
+        self.restart();
+        cert.der().to_vec()
+    }
+
     /// Logged-in IMAP session over implicit TLS (imaps port), trusting only the test CA.
     pub async fn connect_tls(&self) -> ImapSession {
         let work = async {
