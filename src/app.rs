@@ -11,7 +11,7 @@ use tracing::{error, info};
 use crate::config::{Config, Mailbox};
 use crate::ingest::{ImapSource, MailSource, MaildirSource, Pipeline, run_source};
 use crate::parse::Registry;
-use crate::store::{BatchOutcome, Store};
+use crate::store::{BatchOutcome, RuleHashes, Store};
 
 /// How long `serve` waits for tasks to finish their current batch on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -26,13 +26,16 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
 }
 
-/// Loads the parsers directory, joining every rule-file error into one message.
-pub fn load_registry(config: &Config) -> Result<Registry> {
-    let options = crate::parse::RegistryOptions {
+fn registry_options(config: &Config) -> crate::parse::RegistryOptions {
+    crate::parse::RegistryOptions {
         ignore_senders: config.ingest.ignore_senders.clone(),
         authserv_ids: config.ingest.authserv_ids.clone(),
-    };
-    Registry::load_dir(&config.parsers_dir, options).map_err(|errors| {
+    }
+}
+
+/// Loads the parsers directory, joining every rule-file error into one message.
+pub fn load_registry(config: &Config) -> Result<Registry> {
+    Registry::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
         anyhow::anyhow!(
             "invalid parser rule files:\n  {}",
             errors
@@ -44,15 +47,34 @@ pub fn load_registry(config: &Config) -> Result<Registry> {
     })
 }
 
+/// The parsers with the hashes of their rules (`reparse::rule_hashes`),
+/// read before and after loading: a file edited meanwhile leaves the hashes
+/// unknown, so no message is stamped with rules it was not parsed by.
+pub fn load_rules(config: &Config) -> Result<(Registry, RuleHashes)> {
+    let options = format!("{:?}", registry_options(config));
+    let before = crate::reparse::rule_hashes(&config.parsers_dir, &options);
+    let registry = load_registry(config)?;
+    let after = crate::reparse::rule_hashes(&config.parsers_dir, &options);
+    Ok((
+        registry,
+        if before == after {
+            after
+        } else {
+            RuleHashes::default()
+        },
+    ))
+}
+
 impl App {
     pub async fn build(config: Config) -> Result<App> {
-        let registry = load_registry(&config)?;
+        let (registry, hashes) = load_rules(&config)?;
         let store = Store::open(&config.database)
             .await
             .with_context(|| format!("failed to open database {}", config.database.display()))?;
         let pipeline = Arc::new(Pipeline::new(
             store.clone(),
             registry,
+            hashes,
             config.ingest.clone(),
         ));
         Ok(App {
@@ -64,9 +86,9 @@ impl App {
 
     /// Re-reads the parser rule files; on error the running parsers stay.
     pub fn reload_parsers(&self) -> Result<usize> {
-        let registry = load_registry(&self.config)?;
+        let (registry, hashes) = load_rules(&self.config)?;
         let n = registry.parsers().len();
-        self.pipeline.replace_registry(registry);
+        self.pipeline.replace_rules(registry, hashes);
         Ok(n)
     }
 

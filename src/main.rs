@@ -673,6 +673,7 @@ async fn reparse(
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|d| d.and_utc()),
         dry_run,
+        rules: Default::default(),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -683,13 +684,19 @@ async fn reparse(
         bar.set_length(total);
         bar.set_position(done);
     };
-    let registry = app.pipeline.registry();
+    // The rules in force, with their stamps: mail they classified is skipped.
+    let (registry, rules) = app.pipeline.rules();
+    let opts = driftwatch::reparse::ReparseOptions {
+        rules: (*rules).clone(),
+        ..opts
+    };
     let report = driftwatch::reparse::run(&app.store, &registry, &opts, &progress).await?;
     bar.finish_and_clear();
     let verb = if dry_run { "would change" } else { "changed" };
     outln!(
-        "examined {} archived messages; {} {verb}",
+        "examined {} of {} archived messages (the rest were classified by these rules already); {} {verb}",
         report.examined,
+        report.in_scope,
         report.changed
     )?;
     for (vendor, c) in &report.per_vendor {

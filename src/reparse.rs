@@ -1,18 +1,26 @@
 //! `driftwatch reparse`: re-run archived raw mail through the current parsers.
 //!
 //! Used after fixing a parser for a vendor's new email format: messages the
-//! old parser quarantined now yield deltas, and messages it misread yield
-//! corrected ones. A message whose result is unchanged is left alone, so a
-//! reparse after a version bump that changes nothing writes nothing.
+//! old parser quarantined (or a rule ignored) now yield deltas, and messages
+//! it misread yield corrected ones. A message whose result is unchanged is
+//! left alone, so a reparse after a version bump that changes nothing writes
+//! nothing.
+//!
+//! Reparse is cheap when little changed: every archived message is stamped
+//! with a hash of the rules that classified it ([`rule_hashes`]), and only
+//! messages whose stamp differs from the current rules' are read and parsed
+//! again (on every core, a page at a time, old deltas loaded per page).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::ingest::prepare;
 use crate::model::{MessageBody, RawMessage};
 use crate::parse::Registry;
-use crate::store::{Disposition, OrderChange, Reparsed, Store, StoreError};
+use crate::store::{Disposition, OrderChange, Reparsed, RuleHashes, Store, StoreError};
 
 #[derive(Debug, Clone, Default)]
 pub struct ReparseOptions {
@@ -22,6 +30,10 @@ pub struct ReparseOptions {
     pub since: Option<DateTime<Utc>>,
     /// Show what would change; write nothing.
     pub dry_run: bool,
+    /// The hashes of the rules in `registry` (from [`rule_hashes`], loaded
+    /// with it): messages stamped with these are skipped unread. Unknown
+    /// (the default) re-reads every message.
+    pub rules: RuleHashes,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -35,6 +47,9 @@ pub struct VendorCounts {
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReparseReport {
+    /// Messages in scope: parsed, quarantined and ignored mail with its raw text.
+    pub in_scope: u64,
+    /// Those read and parsed again (the rest were classified by these rules already).
     pub examined: u64,
     pub changed: u64,
     pub per_vendor: BTreeMap<String, VendorCounts>,
@@ -43,7 +58,7 @@ pub struct ReparseReport {
     pub dry_run: bool,
 }
 
-const PAGE: i64 = 500;
+const PAGE: usize = 500;
 
 pub async fn run(
     store: &Store,
@@ -51,35 +66,32 @@ pub async fn run(
     opts: &ReparseOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ReparseReport, StoreError> {
-    let total = store.reparse_count(opts.since).await?;
+    let scope = store.reparse_scope(opts.since, &opts.rules).await?;
+    let total = scope.to_examine.len() as u64;
     let mut report = ReparseReport {
         dry_run: opts.dry_run,
+        in_scope: scope.total,
         ..Default::default()
     };
     let mut pending: Vec<Reparsed> = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.reparse_page(opts.since, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    for ids in scope.to_examine.chunks(PAGE) {
+        let page = store.messages_by_id(ids).await?;
+        let mut old_deltas = store.deltas_of_messages(ids).await?;
+        let fresh = parse_page(registry, &page).await?;
         let mut changes = Vec::new();
-        for m in page {
+        let mut unchanged = Vec::new();
+        for (m, new) in page.iter().zip(fresh) {
             report.examined += 1;
-            let old = store.message_deltas(m.id).await?;
-            let new = prepare(
-                registry,
-                RawMessage {
-                    location: String::new(),
-                    uid: 0,
-                    body: MessageBody::Full(m.raw),
-                    internal_date: m.internal_date,
-                },
-            );
-            let old_drafts: Vec<_> = old.iter().map(|d| d.draft.clone()).collect();
-            let unchanged = new.disposition.as_str() == m.disposition
+            let old = old_deltas.remove(&m.id).unwrap_or_default();
+            let same = new.disposition.as_str() == m.disposition
                 && new.reason == m.reason
-                && new.deltas == old_drafts;
-            if unchanged {
+                && new.deltas.len() == old.len()
+                && new.deltas.iter().zip(&old).all(|(n, o)| *n == o.draft);
+            if same {
+                unchanged.push((
+                    m.id,
+                    opts.rules.stamp(new.disposition, new.vendor.as_deref()),
+                ));
                 continue;
             }
             let vendors = [m.vendor.clone(), new.vendor.clone()];
@@ -98,7 +110,7 @@ pub async fn run(
             c.deltas_before += old.len() as u64;
             c.deltas_after += new.deltas.len() as u64;
             match (m.disposition.as_str(), new.disposition) {
-                ("quarantined", Disposition::Parsed) => c.newly_parsed += 1,
+                ("quarantined" | "ignored", Disposition::Parsed) => c.newly_parsed += 1,
                 ("parsed", Disposition::Quarantined) => c.newly_quarantined += 1,
                 _ => {}
             }
@@ -115,11 +127,18 @@ pub async fn run(
         }
         if opts.dry_run {
             pending.extend(changes);
-        } else if !changes.is_empty() {
-            report
-                .orders
-                .extend(store.simulate_reparse(&changes).await?);
-            store.apply_reparse(&changes, "reparse").await?;
+        } else {
+            if !changes.is_empty() {
+                report
+                    .orders
+                    .extend(store.simulate_reparse(&changes).await?);
+                store
+                    .apply_reparse(&changes, &opts.rules, "reparse")
+                    .await?;
+            }
+            if opts.rules.is_known() && !unchanged.is_empty() {
+                store.stamp_rules(&unchanged).await?;
+            }
         }
         progress(report.examined, total);
     }
@@ -137,4 +156,95 @@ pub async fn run(
         report.orders = merged.into_values().collect();
     }
     Ok(report)
+}
+
+/// Classifies a page of archived messages on every core, in order.
+async fn parse_page(
+    registry: &Registry,
+    page: &[crate::store::StoredMessage],
+) -> Result<Vec<crate::store::ArchivedMessage>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_task = page.len().div_ceil(cores).max(1);
+    std::thread::scope(|s| {
+        let tasks: Vec<_> = page
+            .chunks(per_task)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|m| {
+                            prepare(
+                                registry,
+                                RawMessage {
+                                    location: String::new(),
+                                    uid: 0,
+                                    body: MessageBody::Full(m.raw.clone()),
+                                    internal_date: m.internal_date,
+                                },
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(page.len());
+        for t in tasks {
+            out.extend(
+                t.join()
+                    .map_err(|_| StoreError::Corrupt("parser thread panicked".into()))?,
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// Stamps for the rules in `dir` under these registry options (their `Debug`
+/// text): per vendor, a hash of driftwatch's version, the options, that
+/// vendor's rule file and the `[match]` table and name of every rule file (a
+/// file claiming a sender can take another vendor's mail); plus one over every
+/// file, for mail no vendor parsed. Unknown (empty) when a file cannot be
+/// read, or changes while it is read (compare two reads around loading the
+/// registry).
+pub fn rule_hashes(dir: &Path, options: &str) -> RuleHashes {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return RuleHashes::default();
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut shared = Sha256::new();
+    shared.update(concat!("driftwatch ", env!("CARGO_PKG_VERSION"), "\0"));
+    shared.update(options.as_bytes());
+    let mut all = shared.clone();
+    let mut per_file = Vec::new();
+    for f in &files {
+        let Ok(bytes) = std::fs::read(f) else {
+            return RuleHashes::default();
+        };
+        let Ok(table) = std::str::from_utf8(&bytes)
+            .map_err(|_| ())
+            .and_then(|t| t.parse::<toml::Table>().map_err(|_| ()))
+        else {
+            return RuleHashes::default();
+        };
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        shared.update(format!("\0{name:?}\0{:?}", table.get("match")).as_bytes());
+        all.update(format!("\0{name:?}\0").as_bytes());
+        all.update(&bytes);
+        if let Some(vendor) = table.get("vendor").and_then(|v| v.as_str()) {
+            per_file.push((vendor.to_string(), bytes));
+        }
+    }
+    let by_vendor = per_file
+        .into_iter()
+        .map(|(vendor, bytes)| {
+            let mut h = shared.clone();
+            h.update(b"\0file\0");
+            h.update(&bytes);
+            (vendor, h.finalize().into())
+        })
+        .collect();
+    RuleHashes::new(by_vendor, all.finalize().into())
 }

@@ -4,19 +4,22 @@
 Fetches every message of one IMAP folder in batches (BODY.PEEK[], like
 driftwatch), parses it with the standard library's email package, extracts
 order, status and event time with the same regexes as parsers/*.toml, and
-commits the raw message, its delta and the order's latest state to SQLite,
+commits the raw message, its deltas (one per order in a digest or CSV row)
+and each order's latest state to SQLite,
 one transaction per batch. Prints one JSON line with what it did.
 
 Only the standard library: runs on any Python 3.9+.
 """
 
 import argparse
+import csv
 import email
 import email.policy
 import email.utils
 import hashlib
 import html.parser
 import imaplib
+import io
 import json
 import re
 import sqlite3
@@ -107,6 +110,88 @@ VENDORS = [
     },
 ]
 
+VENDORS += [
+    {
+        "vendor": "rivergate-flood",
+        "sender": lambda s: s == "digest@rivergateflood.example",
+        "subject": re.compile(r"(?i)rivergate daily digest"),
+        "part": "plain",
+        # One block per order, every match a delta (repeat = true).
+        "repeat": re.compile(
+            r"(?m)^Order (?P<order_ref>FL-\d+) \| Status: (?P<status>[^|\r\n]+?) \| Updated "
+            r"(?P<event_time>\d{4}-\d{2}-\d{2} \d{2}:\d{2})(?: \| Zone: (?P<flood_zone>[A-Z0-9]+))?"
+            r"[ \t]*(?:\r?\n[ \t]+Property: (?P<property>[^\r\n]+))?"),
+        "fields": ["flood_zone", "property"],
+        "time_format": "%Y-%m-%d %H:%M",
+        "tz": ZoneInfo("America/New_York"),
+        "status_map": {
+            "Order Received": "ordered", "In Research": "in_progress", "Needs Info": "on_hold",
+            "Determination Complete": "completed", "Life of Loan Monitoring": "completed",
+            "Cancelled": "cancelled",
+        },
+    },
+    {
+        "vendor": "pinnacle-credit",
+        "sender": lambda s: s == "reports@pinnaclecredit.example",
+        "subject": re.compile(r"(?i)daily order status report"),
+        # One CSV row per delta.
+        "csv": re.compile(r"(?i)^pinnacle_status_\d{8}\.csv$"),
+        "columns": {"order_ref": "Order ID", "status": "Status", "event_time": "Updated"},
+        "fields": {"loan_number": "Loan Number", "borrower": "Borrower", "product": "Product",
+                   "bureau_fee": "Bureau Fee"},
+        "time_format": "%m/%d/%Y %H:%M",
+        "tz": ZoneInfo("America/Denver"),
+        "status_map": {
+            "Ordered": "ordered", "In Process": "in_progress",
+            "Pending Consumer Verification": "on_hold", "Completed": "completed",
+            "Complete": "completed", "Cancelled": "cancelled",
+        },
+    },
+]
+
+
+def delta(v, order_ref, status_word, event_time, fields):
+    """A delta dict, or a quarantine reason string."""
+    status = v["status_map"].get(status_word)
+    if status is None:
+        return f"unmapped status {status_word}"
+    local = datetime.strptime(event_time, v["time_format"]).replace(tzinfo=v["tz"])
+    return {
+        "order_ref": order_ref,
+        "status": status,
+        "event_time": local.astimezone(UTC).isoformat(),
+        "fields": fields,
+    }
+
+
+def extract_many(v, msg):
+    """Deltas of a digest vendor (repeat pattern or CSV), or a reason."""
+    out = []
+    if "repeat" in v:
+        part = msg.get_body(preferencelist=("plain",))
+        if part is None:
+            return "no plain part"
+        for m in v["repeat"].finditer(part.get_content()):
+            fields = {f: m.group(f) for f in v["fields"] if m.group(f)}
+            d = delta(v, m.group("order_ref"), m.group("status").strip(), m.group("event_time"), fields)
+            if isinstance(d, str):
+                return d
+            out.append(d)
+    else:
+        for att in msg.iter_attachments():
+            if not v["csv"].match(att.get_filename() or ""):
+                continue
+            text = att.get_payload(decode=True).decode("utf-8-sig")
+            for row in csv.DictReader(io.StringIO(text)):
+                c = v["columns"]
+                fields = {k: row[col] for k, col in v["fields"].items() if row.get(col)}
+                d = delta(v, row[c["order_ref"]], row[c["status"]], row[c["event_time"]], fields)
+                if isinstance(d, str):
+                    return d
+                out.append(d)
+    return out or "no orders found"
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, uid INTEGER UNIQUE,
   message_id TEXT, sha256 BLOB UNIQUE, raw BLOB, sender TEXT, subject TEXT,
@@ -120,7 +205,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (folder TEXT PRIMARY KEY, last_uid INTEGER
 
 
 def extract(msg):
-    """(vendor, delta) or (vendor_or_None, quarantine reason)."""
+    """(vendor, [delta, ...]) or (vendor_or_None, quarantine reason)."""
     sender = email.utils.parseaddr(msg.get("From", ""))[1].lower()
     subject = str(msg.get("Subject", ""))
     for v in VENDORS:
@@ -128,6 +213,8 @@ def extract(msg):
             continue
         if not v["subject"].search(subject):
             return v["vendor"], "subject not recognised"
+        if "repeat" in v or "csv" in v:
+            return v["vendor"], extract_many(v, msg)
         part = msg.get_body(preferencelist=(v["part"],))
         if part is None:
             return v["vendor"], f"no {v['part']} part"
@@ -140,21 +227,13 @@ def extract(msg):
             if not m:
                 return v["vendor"], f"{key} not found"
             got[key] = m.group("v").strip()
-        status = v["status_map"].get(got["status"])
-        if status is None:
-            return v["vendor"], f"unmapped status {got['status']}"
-        local = datetime.strptime(got["event_time"], v["time_format"]).replace(tzinfo=v["tz"])
         fields = {}
         for name, rx in v["fields"].items():
             m = rx.search(text)
             if m:
                 fields[name] = m.group("v").strip()
-        return v["vendor"], {
-            "order_ref": got["order_ref"],
-            "status": status,
-            "event_time": local.astimezone(UTC).isoformat(),
-            "fields": fields,
-        }
+        d = delta(v, got["order_ref"], got["status"], got["event_time"], fields)
+        return v["vendor"], d if isinstance(d, str) else [d]
     return None, f"unknown sender {sender}"
 
 
@@ -165,7 +244,7 @@ def store_batch(db, batch):
             last = max(last, uid)
             msg = email.message_from_bytes(raw, policy=email.policy.default)
             vendor, result = extract(msg)
-            parsed = isinstance(result, dict)
+            parsed = isinstance(result, list)
             cur = db.execute(
                 "INSERT OR IGNORE INTO messages (uid, message_id, sha256, raw, sender, subject,"
                 " disposition, vendor, reason) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -176,20 +255,20 @@ def store_batch(db, batch):
             )
             if not parsed or cur.rowcount == 0:
                 continue
-            fields = json.dumps(result["fields"])
-            db.execute(
-                "INSERT INTO deltas (message, vendor, order_ref, status, event_time, fields)"
-                " VALUES (?,?,?,?,?,?)",
-                (cur.lastrowid, vendor, result["order_ref"], result["status"],
-                 result["event_time"], fields),
-            )
-            db.execute(
-                "INSERT INTO orders (vendor, order_ref, status, event_time, fields) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (vendor, order_ref) DO UPDATE SET status = excluded.status,"
-                " event_time = excluded.event_time, fields = excluded.fields"
-                " WHERE excluded.event_time >= orders.event_time",
-                (vendor, result["order_ref"], result["status"], result["event_time"], fields),
-            )
+            for d in result:
+                fields = json.dumps(d["fields"])
+                db.execute(
+                    "INSERT INTO deltas (message, vendor, order_ref, status, event_time, fields)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (cur.lastrowid, vendor, d["order_ref"], d["status"], d["event_time"], fields),
+                )
+                db.execute(
+                    "INSERT INTO orders (vendor, order_ref, status, event_time, fields) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (vendor, order_ref) DO UPDATE SET status = excluded.status,"
+                    " event_time = excluded.event_time, fields = excluded.fields"
+                    " WHERE excluded.event_time >= orders.event_time",
+                    (vendor, d["order_ref"], d["status"], d["event_time"], fields),
+                )
         db.execute(
             "INSERT INTO checkpoint VALUES ('INBOX', ?) ON CONFLICT (folder) DO UPDATE"
             " SET last_uid = max(last_uid, excluded.last_uid)", (last,))

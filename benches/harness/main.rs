@@ -23,6 +23,7 @@ mod measure;
 mod parse;
 mod reconcile;
 mod table;
+mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,7 +61,13 @@ impl Opts {
             orders: 2_000,
             python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
             parse_messages: 100,
-            only: Some(vec!["ingest".into(), "parse".into(), "reconcile".into()]),
+            only: Some(vec![
+                "ingest".into(),
+                "writepath".into(),
+                "reparse".into(),
+                "parse".into(),
+                "reconcile".into(),
+            ]),
         }
     }
 
@@ -88,8 +95,10 @@ impl Opts {
 type Section = for<'a> fn(&'a Opts, &'a mut Table) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// Every benchmark, in table order.
-const SECTIONS: [(&str, Section); 4] = [
+const SECTIONS: [(&str, Section); 6] = [
     ("ingest", |o, t| Box::pin(ingest::run(o, t))),
+    ("writepath", |o, t| Box::pin(writes::write_path(o, t))),
+    ("reparse", |o, t| Box::pin(writes::reparse(o, t))),
     ("parse", |o, t| Box::pin(parse::run(o, t))),
     ("reconcile", |o, t| Box::pin(reconcile::run(o, t))),
     ("backlog", |o, t| Box::pin(ingest::backlog(o, t))),

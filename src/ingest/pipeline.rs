@@ -13,14 +13,16 @@ use crate::config::IngestSettings;
 use crate::model::{MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
 use crate::store::{
-    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, PackedRaw, Store,
-    StoreError,
+    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, PackedRaw, RuleHashes,
+    Store, StoreError,
 };
 
 pub struct Pipeline {
     store: Store,
-    /// Swapped whole on reload, so a batch in flight keeps the parsers it started with.
-    registry: RwLock<Arc<Registry>>,
+    /// The parsers and the stamps of their rules, swapped whole on reload, so
+    /// a batch in flight keeps the parsers it started with and is stamped
+    /// with their hashes (what lets `reparse` skip it later).
+    rules: RwLock<(Arc<Registry>, Arc<RuleHashes>)>,
     pub settings: IngestSettings,
     /// Messages fetched and committed since start; readers (tests, the delta
     /// feed) await changes instead of polling the database.
@@ -28,10 +30,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(store: Store, registry: Registry, settings: IngestSettings) -> Pipeline {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        hashes: RuleHashes,
+        settings: IngestSettings,
+    ) -> Pipeline {
         Pipeline {
             store,
-            registry: RwLock::new(Arc::new(registry)),
+            rules: RwLock::new((Arc::new(registry), Arc::new(hashes))),
             settings,
             fetched: tokio::sync::watch::Sender::new(0),
         }
@@ -48,19 +55,24 @@ impl Pipeline {
     }
 
     pub fn registry(&self) -> Arc<Registry> {
-        match self.registry.read() {
+        self.rules().0
+    }
+
+    /// The parsers with the hashes of the rules they were loaded from, as one pair.
+    pub fn rules(&self) -> (Arc<Registry>, Arc<RuleHashes>) {
+        match self.rules.read() {
             Ok(r) => r.clone(),
-            // A panic while holding the lock cannot leave a half-written Arc.
+            // A panic while holding the lock cannot leave a half-written pair.
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    pub fn replace_registry(&self, registry: Registry) {
-        let mut slot = match self.registry.write() {
+    pub fn replace_rules(&self, registry: Registry, hashes: RuleHashes) {
+        let mut slot = match self.rules.write() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *slot = Arc::new(registry);
+        *slot = (Arc::new(registry), Arc::new(hashes));
     }
 
     /// Classifies and commits one batch.
@@ -77,20 +89,41 @@ impl Pipeline {
     }
 
     /// Classifies a batch on the blocking pool (so a large batch does not
-    /// stall other sources' IDLE loops). Separate from the commit so a source
-    /// can parse the next batch while the previous one commits.
+    /// stall other sources' IDLE loops), split across the machine's cores:
+    /// on a backlog parsing is a third of the work, and one core would cap
+    /// ingest below what the fetch and the commit can do. Separate from the
+    /// commit so a source can parse the next batch while the previous one
+    /// commits. The order of the messages is kept.
     pub async fn prepare(&self, messages: Vec<RawMessage>) -> Result<Prepared, StoreError> {
-        let registry = self.registry();
-        let for_batch = registry.clone();
-        let archived = tokio::task::spawn_blocking(move || {
-            messages
-                .into_iter()
-                .map(|m| prepare(&for_batch, m))
-                .collect::<Vec<_>>()
+        let (registry, hashes) = self.rules();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Small batches (a message or two from IDLE) stay on one thread.
+        let per_task = messages.len().div_ceil(cores).max(16);
+        let mut tasks = Vec::new();
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let tail = rest.split_off(per_task.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let for_chunk = registry.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|m| prepare(&for_chunk, m))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut archived = Vec::new();
+        for t in tasks {
+            archived.extend(
+                t.await
+                    .map_err(|e| StoreError::Corrupt(format!("parser task failed: {e}")))?,
+            );
+        }
+        Ok(Prepared {
+            registry,
+            hashes,
+            archived,
         })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("parser task failed: {e}")))?;
-        Ok(Prepared { registry, archived })
     }
 
     /// Commits a prepared batch with the source's checkpoint.
@@ -103,6 +136,7 @@ impl Pipeline {
     ) -> Result<BatchOutcome, StoreError> {
         let Prepared {
             registry: registry_for_health,
+            hashes,
             archived,
         } = prepared;
         for m in &archived {
@@ -122,7 +156,7 @@ impl Pipeline {
             checkpoint,
             messages: archived,
         };
-        let outcome = self.store.commit_batch(&batch).await?;
+        let outcome = self.store.commit_batch_stamped(&batch, &hashes).await?;
         self.check_health(&registry_for_health, &vendors).await;
         self.fetched.send_modify(|n| *n += outcome.fetched());
         if outcome.archived > 0 || outcome.duplicates > 0 {
@@ -173,6 +207,7 @@ impl Pipeline {
 /// A classified batch, with the parsers that classified it.
 pub struct Prepared {
     registry: Arc<Registry>,
+    hashes: Arc<RuleHashes>,
     archived: Vec<ArchivedMessage>,
 }
 

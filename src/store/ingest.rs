@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, orders, ts};
+use super::{Result, RuleHashes, Store, StoreError, orders, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource};
 
 /// What happened to an archived message. Every fetched message ends in exactly one.
@@ -239,6 +239,18 @@ impl Store {
     /// the `BEGIN IMMEDIATE` write lock nobody else can insert, so ids and
     /// offsets are assigned here, in order.
     pub async fn commit_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome> {
+        self.commit_batch_stamped(batch, &RuleHashes::default())
+            .await
+    }
+
+    /// [`Store::commit_batch`], stamping each new message with the hash of
+    /// the rules that classified it, so `reparse` can skip it while they stay
+    /// the same.
+    pub async fn commit_batch_stamped(
+        &self,
+        batch: &IngestBatch,
+        rules: &RuleHashes,
+    ) -> Result<BatchOutcome> {
         let now = Utc::now();
         let now_s = ts(now);
         let mut out = BatchOutcome::default();
@@ -283,7 +295,7 @@ impl Store {
             new_locations.push((m.location.as_str(), id));
         }
 
-        insert_messages(&mut tx, &new_messages, &now_s).await?;
+        insert_messages(&mut tx, &new_messages, rules, &now_s).await?;
         let mut deltas = Vec::new();
         for (id, m) in &new_messages {
             for d in &m.deltas {
@@ -438,7 +450,7 @@ pub(super) fn stored_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredMessa
 }
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound variables
-/// for the widest table (17 columns).
+/// for the widest table (18 columns).
 const ROWS_PER_STATEMENT: usize = 500;
 
 fn placeholders(columns: usize, rows: usize) -> String {
@@ -497,15 +509,16 @@ async fn existing_ids(
 async fn insert_messages(
     conn: &mut sqlx::SqliteConnection,
     rows: &[(i64, &ArchivedMessage)],
+    rules: &RuleHashes,
     now: &str,
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT / 4) {
         let sql = format!(
             "INSERT INTO messages (id, dedupe_key, message_id, size, raw, raw_codec, raw_complete,
                  sender, subject, date_header, internal_date, archived_at, disposition, reason,
-                 vendor, parser, parser_version)
+                 vendor, parser, parser_version, rules)
              VALUES {}",
-            placeholders(17, chunk.len())
+            placeholders(18, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, m) in chunk {
@@ -526,7 +539,12 @@ async fn insert_messages(
                 .bind(&m.reason)
                 .bind(&m.vendor)
                 .bind(&m.parser)
-                .bind(m.parser_version.map(i64::from));
+                .bind(m.parser_version.map(i64::from))
+                .bind(
+                    rules
+                        .stamp(m.disposition, m.vendor.as_deref())
+                        .map(|s| s.to_vec()),
+                );
         }
         q.execute(&mut *conn).await?;
     }

@@ -117,23 +117,31 @@ pub(super) async fn update_views(conn: &mut SqliteConnection, deltas: &[Delta]) 
     save_orders(conn, &next).await
 }
 
+/// The stored view rows of these orders. One statement per vendor and
+/// chunk, `vendor = ? AND order_ref IN (..)`: SQLite searches that by the
+/// primary key, while the row-value form `(vendor, order_ref) IN (VALUES ..)`
+/// made it scan the whole view for every chunk, which grew with the view and
+/// was most of a delta-heavy batch's commit.
 async fn load_orders(
     conn: &mut SqliteConnection,
     keys: &[(&str, &str)],
 ) -> Result<std::collections::HashMap<(String, String), OrderState>> {
     let mut found = std::collections::HashMap::new();
-    for chunk in keys.chunks(400) {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE (vendor, order_ref) IN (VALUES {})",
-            vec!["(?, ?)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (v, r) in chunk {
-            q = q.bind(*v).bind(*r);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let o = order_from_row(&row)?;
-            found.insert((o.vendor.clone(), o.order_ref.clone()), o);
+    for run in keys.chunk_by(|a, b| a.0 == b.0) {
+        let vendor = run[0].0;
+        for chunk in run.chunks(500) {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = ? AND order_ref IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
+            for (_, r) in chunk {
+                q = q.bind(*r);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let o = order_from_row(&row)?;
+                found.insert((o.vendor.clone(), o.order_ref.clone()), o);
+            }
         }
     }
     Ok(found)

@@ -1,16 +1,62 @@
 //! Reparse: replace what archived messages produced with what the current
 //! parsers make of them. Old deltas are kept and marked superseded (the log is
 //! never edited); the affected orders are refolded in the same transaction.
+//!
+//! Each archived message carries a stamp of the rules that classified it
+//! ([`RuleHashes`]); a reparse re-reads only messages whose stamp differs from
+//! what the current rules would stamp, found from a covering index without
+//! touching the raw archive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::ingest::{Disposition, StoredMessage, stored_from_row};
-use super::orders::{append_deltas, delta_from_row, order_deltas_conn, refold_order};
+use super::orders::{
+    DELTA_COLUMNS, append_deltas, delta_from_row, order_deltas_conn, refold_order,
+};
 use super::{Result, Store, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, OrderState};
 use crate::view;
+
+/// Statements bind at most this many values in an `IN (..)` list.
+const IN_CHUNK: usize = 500;
+
+/// Fingerprints of the rules a classification depends on: per vendor for
+/// parsed mail (that vendor's rule file and everything shared), and one over
+/// all rules for mail no vendor parsed (quarantined or ignored mail may be
+/// claimed by any rule file once it changes). Empty = unknown: nothing is
+/// stamped and everything is re-examined.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleHashes {
+    by_vendor: BTreeMap<String, [u8; 32]>,
+    all: Option<[u8; 32]>,
+}
+
+impl RuleHashes {
+    pub fn new(by_vendor: BTreeMap<String, [u8; 32]>, all: [u8; 32]) -> RuleHashes {
+        RuleHashes {
+            by_vendor,
+            all: Some(all),
+        }
+    }
+
+    /// The stamp for a message classified under these rules. `None` for
+    /// skipped mail (only its header is kept: nothing to reparse) and when
+    /// the rules are unknown.
+    pub fn stamp(&self, disposition: Disposition, vendor: Option<&str>) -> Option<[u8; 32]> {
+        match disposition {
+            Disposition::Parsed => vendor.and_then(|v| self.by_vendor.get(v)).copied(),
+            Disposition::Quarantined | Disposition::Ignored => self.all,
+            Disposition::Skipped => None,
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        self.all.is_some()
+    }
+}
 
 /// A message's new classification.
 #[derive(Debug, Clone)]
@@ -45,55 +91,131 @@ pub struct OrderChange {
     pub after: Option<OrderState>,
 }
 
+/// Which archived messages a reparse looks at.
+#[derive(Debug, Clone, Default)]
+pub struct ReparseScope {
+    /// Messages in scope: complete raw mail, parsed, quarantined or ignored,
+    /// archived on or after `since`.
+    pub total: u64,
+    /// Those whose stamp differs from what the current rules stamp, in id
+    /// order: the only ones whose raw mail is read again.
+    pub to_examine: Vec<i64>,
+}
+
 impl Store {
-    /// Messages a reparse may change, after id `after`, a page at a time:
-    /// complete raw messages that were parsed or quarantined.
-    pub async fn reparse_page(
+    /// The messages a reparse under `rules` must re-read, from the covering
+    /// index `messages_reparse` (no raw mail is read).
+    pub async fn reparse_scope(
         &self,
         since: Option<DateTime<Utc>>,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredMessage>> {
+        rules: &RuleHashes,
+    ) -> Result<ReparseScope> {
         let rows = sqlx::query(
-            "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at,
-                    internal_date, raw_codec
-             FROM messages
-             WHERE id > ?1 AND raw_complete = 1 AND disposition IN ('parsed', 'quarantined')
-               AND (?2 IS NULL OR archived_at >= ?2)
-             ORDER BY id LIMIT ?3",
+            "SELECT id, disposition, vendor, rules FROM messages
+             WHERE raw_complete = 1 AND disposition IN ('parsed', 'quarantined', 'ignored')
+               AND (?1 IS NULL OR archived_at >= ?1)
+             ORDER BY id",
         )
-        .bind(after)
         .bind(since.map(ts))
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(stored_from_row).collect()
+        let mut scope = ReparseScope {
+            total: rows.len() as u64,
+            to_examine: Vec::new(),
+        };
+        for r in rows {
+            let disposition = match r.try_get::<&str, _>(1)? {
+                "parsed" => Disposition::Parsed,
+                "quarantined" => Disposition::Quarantined,
+                _ => Disposition::Ignored,
+            };
+            let stamp: Option<Vec<u8>> = r.try_get(3)?;
+            let want = rules.stamp(disposition, r.try_get::<Option<&str>, _>(2)?);
+            if want.is_none() || stamp.as_deref() != want.as_ref().map(|w| &w[..]) {
+                scope.to_examine.push(r.try_get(0)?);
+            }
+        }
+        Ok(scope)
     }
 
-    pub async fn reparse_count(&self, since: Option<DateTime<Utc>>) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM messages
-             WHERE raw_complete = 1 AND disposition IN ('parsed', 'quarantined') AND (?1 IS NULL OR archived_at >= ?1)",
-        )
-        .bind(since.map(ts))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as u64)
+    /// These messages with their raw mail, in id order.
+    pub async fn messages_by_id(&self, ids: &[i64]) -> Result<Vec<StoredMessage>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at,
+                        internal_date, raw_codec
+                 FROM messages WHERE id IN ({}) ORDER BY id",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(stored_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The deltas each of these messages produced that the view still uses,
+    /// in log order: one statement per chunk instead of one per message.
+    pub async fn deltas_of_messages(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<Delta>>> {
+        let mut out: HashMap<i64, Vec<Delta>> = HashMap::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT {DELTA_COLUMNS} FROM deltas d
+                 WHERE d.message IN ({}) AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
+                 ORDER BY d.offset",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let d = delta_from_row(&r)?;
+                if let Some(m) = d.message {
+                    out.entry(m).or_default().push(d);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The deltas a message produced that the view still uses.
     pub async fn message_deltas(&self, message: i64) -> Result<Vec<Delta>> {
-        let rows = sqlx::query(
-            "SELECT d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
-                    d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version
-             FROM deltas d
-             WHERE d.message = ? AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
-             ORDER BY d.offset",
-        )
-        .bind(message)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(delta_from_row).collect()
+        Ok(self
+            .deltas_of_messages(&[message])
+            .await?
+            .remove(&message)
+            .unwrap_or_default())
+    }
+
+    /// Records that these messages were re-examined under the current rules
+    /// and their result did not change, so the next reparse skips them.
+    pub async fn stamp_rules(&self, stamped: &[(i64, Option<[u8; 32]>)]) -> Result<()> {
+        let mut by_stamp: BTreeMap<Option<[u8; 32]>, Vec<i64>> = BTreeMap::new();
+        for (id, s) in stamped {
+            by_stamp.entry(*s).or_default().push(*id);
+        }
+        let mut tx = self.write_tx().await?;
+        for (stamp, ids) in by_stamp {
+            for chunk in ids.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "UPDATE messages SET rules = ? WHERE id IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stamp.map(|s| s.to_vec()));
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// What the view of each affected order would become: nothing is written.
@@ -137,32 +259,52 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies a batch of reparse results in one transaction.
-    pub async fn apply_reparse(&self, changes: &[Reparsed], reason: &str) -> Result<()> {
+    /// Applies a batch of reparse results in one transaction; each changed
+    /// message gets the stamp of the rules that classified it now (`None`
+    /// when those are unknown, so a later reparse looks at it again).
+    pub async fn apply_reparse(
+        &self,
+        changes: &[Reparsed],
+        rules: &RuleHashes,
+        reason: &str,
+    ) -> Result<()> {
         let now = Utc::now();
         let mut tx = self.write_tx().await?;
         let affected = affected_orders(&mut tx, changes).await?;
         let mut fresh = Vec::new();
-        for c in changes {
-            sqlx::query(
+        let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
                 "INSERT OR IGNORE INTO superseded_deltas (offset, superseded_at, reason)
                  SELECT offset, ?, ? FROM deltas
-                 WHERE message = ? AND offset NOT IN (SELECT offset FROM superseded_deltas)",
-            )
-            .bind(ts(now))
-            .bind(reason)
-            .bind(c.message)
-            .execute(&mut *tx)
-            .await?;
+                 WHERE message IN ({}) AND offset NOT IN (SELECT offset FROM superseded_deltas)",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ts(now))
+                .bind(reason);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for c in changes {
             fresh.extend(c.deltas.iter().map(|d| c.delta(d, now)));
             sqlx::query(
-                "UPDATE messages SET disposition = ?, reason = ?, vendor = ?, parser = ?, parser_version = ? WHERE id = ?",
+                "UPDATE messages SET disposition = ?, reason = ?, vendor = ?, parser = ?, parser_version = ?,
+                     rules = ?
+                 WHERE id = ?",
             )
             .bind(c.disposition.as_str())
             .bind(&c.reason)
             .bind(&c.vendor)
             .bind(&c.parser)
             .bind(c.parser_version.map(i64::from))
+            .bind(
+                rules
+                    .stamp(c.disposition, c.vendor.as_deref())
+                    .map(|s| s.to_vec()),
+            )
             .bind(c.message)
             .execute(&mut *tx)
             .await?;
@@ -182,15 +324,20 @@ async fn affected_orders(
     changes: &[Reparsed],
 ) -> Result<BTreeSet<(String, String)>> {
     let mut set = BTreeSet::new();
-    for c in changes {
-        let old: Vec<(String, String)> = sqlx::query_as(
+    let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
             "SELECT vendor, order_ref FROM deltas
-             WHERE message = ? AND offset NOT IN (SELECT offset FROM superseded_deltas)",
-        )
-        .bind(c.message)
-        .fetch_all(&mut *conn)
-        .await?;
-        set.extend(old);
+             WHERE message IN ({}) AND offset NOT IN (SELECT offset FROM superseded_deltas)",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        set.extend(q.fetch_all(&mut *conn).await?);
+    }
+    for c in changes {
         set.extend(
             c.deltas
                 .iter()

@@ -1,0 +1,156 @@
+//! Reparse after a rule change: quarantined and ignored mail is looked at
+//! again, and mail whose rules did not change is skipped without being read.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use driftwatch::app::App;
+use driftwatch::reparse::{ReparseOptions, ReparseReport, run as reparse};
+use support::app::{TestConfig, copy_shipped_parsers, maildir_config};
+use support::vendor_mail;
+
+fn acme(order: u32, status: &str) -> Vec<u8> {
+    vendor_mail::acme(
+        order,
+        status,
+        "11/23/2026 09:12 AM",
+        &format!("reparse-{order}@acme-amc.example"),
+    )
+}
+
+/// `driftwatch reparse` as the CLI runs it: the app's current rules and their stamps.
+async fn reparse_now(app: &App) -> ReparseReport {
+    let (registry, rules) = app.pipeline.rules();
+    reparse(
+        &app.store,
+        &registry,
+        &ReparseOptions {
+            rules: (*rules).clone(),
+            ..Default::default()
+        },
+        &|_, _| {},
+    )
+    .await
+    .unwrap()
+}
+
+fn edit(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = text.replace(from, to);
+    assert_ne!(text, changed, "{from} is in {}", path.display());
+    std::fs::write(path, changed).unwrap();
+}
+
+async fn status_of(app: &App, order: &str) -> Option<String> {
+    app.store
+        .order("acme-appraisal", order)
+        .await
+        .unwrap()
+        .and_then(|o| o.status)
+        .map(|s| s.to_string())
+}
+
+fn deliver_three(cfg: &TestConfig) {
+    cfg.deliver("m1", &acme(48401, "Accepted"));
+    cfg.deliver("m2", &acme(48402, "Inspection Scheduled"));
+    cfg.deliver("m3", &acme(48403, "Report Delivered"));
+}
+
+#[tokio::test]
+async fn quarantined_mail_is_parsed_by_reparse_once_its_rule_is_fixed() {
+    let parsers = tempfile::tempdir().unwrap();
+    copy_shipped_parsers(parsers.path());
+    let rule = parsers.path().join("acme-appraisal.toml");
+    // The rule file lacks a status word the vendor uses: that mail is quarantined.
+    edit(&rule, "\"Accepted\" = \"accepted\"\n", "");
+    let cfg = maildir_config(parsers.path(), "");
+    deliver_three(&cfg);
+    let app = cfg.app().await;
+    app.ingest_once().await.unwrap();
+    let counts = app.store.message_counts().await.unwrap();
+    assert_eq!((counts.parsed, counts.quarantined), (2, 1));
+    assert_eq!(status_of(&app, "48401").await, None);
+
+    edit(
+        &rule,
+        "[status_map]\n",
+        "[status_map]\n\"Accepted\" = \"accepted\"\n",
+    );
+    app.reload_parsers().unwrap();
+    let done = reparse_now(&app).await;
+    assert_eq!(done.changed, 1, "{done:?}");
+    assert_eq!(done.per_vendor["acme-appraisal"].newly_parsed, 1);
+    let counts = app.store.message_counts().await.unwrap();
+    assert_eq!((counts.parsed, counts.quarantined), (3, 0));
+    assert_eq!(status_of(&app, "48401").await.as_deref(), Some("accepted"));
+}
+
+#[tokio::test]
+async fn ignored_mail_is_parsed_by_reparse_once_the_ignore_rule_is_dropped() {
+    let parsers = tempfile::tempdir().unwrap();
+    copy_shipped_parsers(parsers.path());
+    let cfg = maildir_config(
+        parsers.path(),
+        "[ingest]\nignore_senders = [\"status@acme-amc.example\"]\n",
+    );
+    deliver_three(&cfg);
+    let app = cfg.app().await;
+    app.ingest_once().await.unwrap();
+    assert_eq!(app.store.message_counts().await.unwrap().ignored, 3);
+    drop(app);
+
+    // The rule that ignored the sender is removed from the config.
+    edit(
+        &cfg.path,
+        "ignore_senders = [\"status@acme-amc.example\"]\n",
+        "",
+    );
+    let app = cfg.app().await;
+    let done = reparse_now(&app).await;
+    assert_eq!(done.changed, 3, "{done:?}");
+    assert_eq!(done.per_vendor["acme-appraisal"].newly_parsed, 3);
+    let counts = app.store.message_counts().await.unwrap();
+    assert_eq!((counts.parsed, counts.ignored), (3, 0));
+    assert_eq!(status_of(&app, "48403").await.as_deref(), Some("completed"));
+}
+
+#[tokio::test]
+async fn reparse_reads_only_mail_whose_rules_changed() {
+    let parsers = tempfile::tempdir().unwrap();
+    copy_shipped_parsers(parsers.path());
+    let cfg = maildir_config(parsers.path(), "");
+    deliver_three(&cfg);
+    cfg.deliver("k1", &support::vendor_mail::unknown_sender(1));
+    let app = cfg.app().await;
+    app.ingest_once().await.unwrap();
+
+    // Rules unchanged: nothing is read again.
+    let same = reparse_now(&app).await;
+    assert_eq!((same.in_scope, same.examined, same.changed), (4, 0, 0));
+
+    // Another vendor's rule changes: Acme's mail is still skipped, the
+    // quarantined message (which any rule file might now claim) is read again.
+    edit(
+        &parsers.path().join("keystone-title.toml"),
+        "\"Cancelled\" = \"cancelled\"",
+        "\"Cancelled\" = \"cancelled\"\n\"Void\" = \"cancelled\"",
+    );
+    app.reload_parsers().unwrap();
+    let other = reparse_now(&app).await;
+    assert_eq!((other.examined, other.changed), (1, 0), "{other:?}");
+
+    // Acme's rule changes: its mail is read again, and the change applied.
+    edit(
+        &parsers.path().join("acme-appraisal.toml"),
+        "\"Report Delivered\" = \"completed\"",
+        "\"Report Delivered\" = \"on_hold\"",
+    );
+    app.reload_parsers().unwrap();
+    let acme = reparse_now(&app).await;
+    assert_eq!((acme.examined, acme.changed), (3, 1), "{acme:?}");
+    assert_eq!(status_of(&app, "48403").await.as_deref(), Some("on_hold"));
+
+    // And once applied, the next reparse has nothing to read.
+    let again = reparse_now(&app).await;
+    assert_eq!((again.examined, again.changed), (0, 0));
+}
