@@ -36,10 +36,10 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 impl Tokens {
     /// Reads every token's value; a missing one names the token, never its value.
-    pub fn resolve(settings: &[TokenSettings]) -> anyhow::Result<Tokens> {
+    pub async fn resolve(settings: &[TokenSettings]) -> anyhow::Result<Tokens> {
         let mut tokens = Vec::new();
         for t in settings {
-            let value = t.secret.resolve().map_err(|e| {
+            let value = t.secret.resolve().await.map_err(|e| {
                 anyhow::anyhow!(
                     "http token `{}` ({:?}) is not available: {e}",
                     t.name,

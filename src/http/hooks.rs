@@ -37,13 +37,13 @@ impl std::fmt::Debug for Hook {
 
 /// Resolves and decodes every hook secret at start: a missing or malformed
 /// one stops `serve` with the vendor's name, never the value.
-pub(super) fn resolve(hooks: &[HookSettings]) -> anyhow::Result<HashMap<String, Hook>> {
+pub(super) async fn resolve(hooks: &[HookSettings]) -> anyhow::Result<HashMap<String, Hook>> {
     let mut out = HashMap::new();
     for h in hooks {
         let key = match &h.secret {
             None => None,
             Some(s) => {
-                let v = s.resolve().map_err(|e| {
+                let v = s.resolve().await.map_err(|e| {
                     anyhow::anyhow!(
                         "webhook secret of `{}` ({s:?}) is not available: {e}",
                         h.vendor

@@ -66,8 +66,8 @@ impl Server {
         settings: HttpSettings,
         shutdown: CancellationToken,
     ) -> Result<Server> {
-        let tokens = Tokens::resolve(&settings.tokens)?;
-        let hooks = hooks::resolve(&settings.hooks)?;
+        let tokens = Tokens::resolve(&settings.tokens).await?;
+        let hooks = hooks::resolve(&settings.hooks).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([http] listen)", settings.listen))?;

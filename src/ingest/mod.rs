@@ -327,7 +327,7 @@ mod tests {
             .unwrap();
         let registry =
             crate::parse::Registry::new(vec![], crate::parse::RegistryOptions::default());
-        let pipeline = Pipeline::new(store, registry, Default::default());
+        let pipeline = Pipeline::new(store, registry, Default::default(), Default::default());
         tokio::time::pause();
         let attempts = Arc::new(Mutex::new(Vec::new()));
         let done = CancellationToken::new();
