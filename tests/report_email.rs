@@ -334,10 +334,13 @@ async fn report_arrives_by_email_with_text_and_safe_html_parts() {
             "onerror=alert(2)>",
             "src=\"http",
             "<link",
-            "<style",
+            "@import",
+            "url(",
         ] {
             assert!(!lower.contains(bad), "HTML part contains {bad}");
         }
+        // One <style> block: the phone layout's media query, nothing remote.
+        assert_eq!(lower.matches("<style").count(), 1);
     }
     to.sort();
     assert_eq!(to, ["alice@localhost", "lead@localhost"]);

@@ -56,13 +56,41 @@ const PHONE_CSS: &str = "@media only screen and (max-width:600px){\
 table.dw-stack,.dw-stack tbody,.dw-stack tr,.dw-stack td{display:block !important;width:100% !important;box-sizing:border-box}\
 .dw-stack th{display:none !important}\
 .dw-stack tr{border-bottom:2px solid #e4e7ec;padding:4px 0}\
-.dw-stack td{border:0 !important;padding:2px 0 2px 40% !important;position:relative;white-space:normal !important}\
+.dw-stack td{border:0 !important;padding:2px 0 2px 40% !important;position:relative;white-space:normal !important;overflow-wrap:anywhere}\
 .dw-stack td:before{content:attr(data-label);position:absolute;left:0;top:3px;width:37%;font-size:11px;color:#667085}\
 }";
 
-/// Lets a long unbroken vendor string (a URL, a megabyte of one word) wrap
-/// instead of widening its cell past the screen.
+/// Lets a long unbroken vendor string (a URL, a 200-character order ref)
+/// wrap instead of widening its cell past the screen. Only on cells that
+/// hold such a word ([`td`]): on every cell it would let the table squeeze
+/// short columns to one letter per line.
 const WRAP: &str = "overflow-wrap:anywhere;word-break:break-word";
+
+/// Words longer than this (in characters, markup not counted) get [`WRAP`].
+const LONG_WORD: usize = 24;
+
+/// The longest run of non-space characters in `html`'s text (tags skipped,
+/// an entity counted as one character).
+fn longest_word(html: &str) -> usize {
+    let (mut longest, mut run, mut in_tag, mut in_entity) = (0, 0, false, false);
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            '&' => {
+                in_entity = true;
+                run += 1;
+            }
+            ';' if in_entity => in_entity = false,
+            _ if in_entity => {}
+            c if c.is_whitespace() => run = 0,
+            _ => run += 1,
+        }
+        longest = longest.max(run);
+    }
+    longest
+}
 
 pub fn render_html(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
@@ -75,7 +103,7 @@ pub fn render_html(r: &Report) -> String {
          <title>{}</title><style>{PHONE_CSS}</style></head>\n\
          <body style=\"margin:0;padding:0;background:#f2f4f7;{FONT};color:#101828\">\n\
          <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#f2f4f7;table-layout:fixed\"><tr><td class=\"dw-outer\" align=\"center\" style=\"padding:16px\">\n\
-         <table class=\"dw-card\" role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px;{WRAP}\">",
+         <table class=\"dw-card\" role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:820px;background:#ffffff;border:1px solid {BORDER};border-radius:6px\">",
         esc(&r.subject())
     );
 
@@ -140,7 +168,7 @@ pub fn render_html(r: &Report) -> String {
                 .unwrap_or_default();
         let _ = write!(
             o,
-            "<div style=\"margin:6px 0;padding:8px 12px;background:{bg};border-left:4px solid {colour};font-size:14px\">\
+            "<div style=\"margin:6px 0;padding:8px 12px;background:{bg};border-left:4px solid {colour};font-size:14px;{WRAP}\">\
              <strong style=\"color:{colour}\">{}</strong> &middot; <strong>{}</strong> \
              <span style=\"color:{MUTED}\">{}</span><br>{}</div>",
             esc(a.kind.label()),
@@ -437,8 +465,13 @@ fn table_start(o: &mut String, headers: &[&str]) {
 /// A cell of a detail table; `html` must already be escaped. `label` is its
 /// column's name, shown above the value when the table stacks on a phone.
 fn td(label: &str, html: &str) -> String {
+    let wrap = if longest_word(html) > LONG_WORD {
+        WRAP
+    } else {
+        ""
+    };
     format!(
-        "<td data-label=\"{}\" style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;{WRAP}\">{html}</td>",
+        "<td data-label=\"{}\" style=\"padding:6px 8px;border-bottom:1px solid {BORDER};vertical-align:top;{wrap}\">{html}</td>",
         esc(label)
     )
 }
@@ -484,7 +517,17 @@ fn more(o: &mut String, omitted: usize, what: &str, command: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, longest_word};
+
+    #[test]
+    fn longest_word_skips_markup_and_counts_entities_once() {
+        assert_eq!(
+            longest_word("<span style=\"color:#667085;font-size:12px\">ab</span> abc"),
+            3
+        );
+        assert_eq!(longest_word("a&amp;b c"), 3);
+        assert_eq!(longest_word(&"x".repeat(30)), 30);
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {
