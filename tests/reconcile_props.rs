@@ -258,12 +258,7 @@ max_row_drop_pct = 100
     let rows = export_rows(&w);
     let path = env.path("export.csv");
     std::fs::write(&path, export_csv(&w, &rows)).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified((t0() + chrono::Duration::days(1)).into())
-        .unwrap();
+    reconcile_support::set_mtime(&path, t0() + chrono::Duration::days(1));
     let v = env.vendor(&app, "v");
     let result = run_vendor(&app.store, &v, &env.path("work"), RunOptions::default()).await;
     let fixes = support::db::count(
