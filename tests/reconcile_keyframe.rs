@@ -80,12 +80,7 @@ max_row_drop_pct = 100
     async fn run_at(&self, csv: &str, mtime: DateTime<Utc>) -> Result<RunSummary, ReconcileError> {
         let path = self.env.path("export.csv");
         std::fs::write(&path, csv).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime.into())
-            .unwrap();
+        reconcile_support::set_mtime(&path, mtime);
         let v = self.env.vendor(&self.app, "acme");
         let opts = RunOptions {
             now: Some(Utc::now()),

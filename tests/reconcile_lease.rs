@@ -86,12 +86,7 @@ async fn fixture() -> (Env, driftwatch::app::App) {
     std::fs::write(&path, export()).unwrap();
     // The key frame's as_of is the file's mtime: the same in every fixture.
     let mtime = Utc.with_ymd_and_hms(2026, 5, 2, 6, 0, 0).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime.into())
-        .unwrap();
+    reconcile_support::set_mtime(&path, mtime);
     (env, app)
 }
 

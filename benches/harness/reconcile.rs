@@ -122,6 +122,11 @@ parsers_dir = "{parsers}"
 [[vendor]]
 name = "bench"
 policy = "fix"
+# The export is given with --file; it lists every order.
+[vendor.export]
+kind = "file"
+path = "export.csv"
+complete = true
 [vendor.mapping]
 key = "order_ref"
 status = "status"

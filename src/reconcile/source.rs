@@ -803,6 +803,25 @@ pub struct RowsRead {
     pub bad: RowErrors,
 }
 
+impl RowsRead {
+    /// One row's result: an order to `f`, a bad row counted, an empty key skipped.
+    fn take(
+        &mut self,
+        row: u64,
+        order: Result<Option<RemoteOrder>, BadValue>,
+        f: &mut dyn FnMut(RemoteOrder),
+    ) {
+        match order {
+            Ok(Some(o)) => {
+                self.rows += 1;
+                f(o);
+            }
+            Ok(None) => {}
+            Err(e) => self.bad.push(row, e),
+        }
+    }
+}
+
 fn for_each_json(
     records: &[serde_json::Value],
     vendor: &VendorSettings,
@@ -824,14 +843,7 @@ fn for_each_json(
     let mut read = RowsRead::default();
     for (i, rec) in records.iter().enumerate() {
         let row = i as u64 + 1;
-        match vendor.remote_order(|c| json_get(rec, c)) {
-            Ok(Some(o)) => {
-                read.rows += 1;
-                f(o);
-            }
-            Ok(None) => {}
-            Err(e) => read.bad.push(row, e),
-        }
+        read.take(row, vendor.remote_order(|c| json_get(rec, c)), f);
     }
     Ok(read)
 }
@@ -923,14 +935,7 @@ pub fn for_each_row(
                         encoding: enc_name(d.encoding),
                     });
                 }
-                match order {
-                    Ok(Some(o)) => {
-                        read.rows += 1;
-                        f(o);
-                    }
-                    Ok(None) => {}
-                    Err(e) => read.bad.push(row, e),
-                }
+                read.take(row, order, f);
             }
             Ok(read)
         }

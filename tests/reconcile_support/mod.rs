@@ -77,3 +77,13 @@ impl Rng {
         self.unit() < p
     }
 }
+
+/// Sets a file's modification time: an export's `as_of` by default.
+pub fn set_mtime(path: &Path, t: chrono::DateTime<chrono::Utc>) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open export")
+        .set_modified(t.into())
+        .expect("set mtime");
+}
