@@ -237,7 +237,7 @@ pub fn validate(
             ("mapping.event_time", m.event_time.as_ref()),
         ]
         .into_iter()
-        .chain(m.fields.iter().map(|(_, p)| ("mapping.fields", Some(p))))
+        .chain(m.fields.values().map(|p| ("mapping.fields", Some(p))))
         {
             if let Some(p) = p
                 && !p.is_empty()

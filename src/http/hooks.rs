@@ -169,7 +169,7 @@ fn verify(
     }
 }
 
-fn text_at<'a>(v: &'a Value, pointer: &str, what: &str) -> Result<Option<String>, String> {
+fn text_at(v: &Value, pointer: &str, what: &str) -> Result<Option<String>, String> {
     match v.pointer(pointer) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

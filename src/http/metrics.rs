@@ -174,6 +174,18 @@ pub(super) fn render(
         }
     }
     o.family(
+        "driftwatch_webhooks",
+        "gauge",
+        "Webhooks stored by intake, by vendor and disposition (parsed, quarantined); refused requests are not stored.",
+    );
+    for (vendor, disposition, n) in &scrape.webhooks {
+        o.sample(
+            "driftwatch_webhooks",
+            &[("vendor", vendor), ("disposition", disposition)],
+            n,
+        );
+    }
+    o.family(
         "driftwatch_feed_readers",
         "gauge",
         "Connected delta feed readers (long polls and SSE streams).",

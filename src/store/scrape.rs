@@ -42,6 +42,8 @@ pub struct Scrape {
     /// Seconds from a message's Date header to its commit, for the most
     /// recent messages that have one.
     pub recent_lags: Vec<f64>,
+    /// (vendor, disposition, count) of stored webhooks.
+    pub webhooks: Vec<(String, String, i64)>,
 }
 
 /// How many recent messages the lag summary covers.
@@ -121,8 +123,15 @@ impl Store {
         .bind(LAG_WINDOW)
         .fetch_all(&mut *tx)
         .await?;
+        let webhooks = sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT vendor, disposition, count(*) FROM webhooks
+             GROUP BY vendor, disposition ORDER BY vendor, disposition",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Scrape {
+            webhooks,
             messages,
             deltas,
             open_drifts,
