@@ -202,6 +202,12 @@ async fn no_secret_appears_in_the_log_at_trace_level() {
     std::fs::write(cfg.dir.path().join("imap-password"), CANARY_PASSWORD).unwrap();
     let log = ingest_at_trace(&cfg);
     assert_absent(&log, user, CANARY_PASSWORD);
+    // The same in JSON lines.
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    std::fs::write(&cfg.path, format!("{text}\n[log]\nformat = \"json\"\n")).unwrap();
+    let log = ingest_at_trace(&cfg);
+    assert!(log.contains("\"level\":\"TRACE\""), "{log}");
+    assert_absent(&log, user, CANARY_PASSWORD);
 
     // XOAUTH2 with a token from a command (Dovecot checks it like a password).
     let cfg = imap_config(

@@ -255,8 +255,8 @@ async fn ensure_folder(
     let refusal = match timed("CREATE", limit, session.create(folder)).await {
         Ok(()) => return Ok(None),
         Err(IngestError::Imap(
-            e @ (async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_)),
-        )) => e.to_string(),
+            async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text),
+        )) => server_words(&text).to_string(),
         Err(e) => return Err(e),
     };
     // The usual refusal is "already exists", worded differently by each
@@ -272,6 +272,14 @@ async fn ensure_folder(
     } else {
         Ok(Some(refusal))
     }
+}
+
+/// The server's own words from async-imap's NO/BAD text, which reads
+/// `code: None, info: Some("[CANNOT] Invalid mailbox name …")`.
+fn server_words(text: &str) -> &str {
+    text.split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map_or(text, |(words, _)| words)
 }
 
 async fn read_greeting(
@@ -649,6 +657,16 @@ async fn fetch_batch(
 #[cfg(test)]
 mod tests {
     use super::uid_set;
+
+    #[test]
+    fn server_refusals_are_quoted_in_the_servers_words() {
+        let t = "code: None, info: Some(\"[CANNOT] Invalid mailbox name (0.001 secs).\")";
+        assert_eq!(
+            super::server_words(t),
+            "[CANNOT] Invalid mailbox name (0.001 secs)."
+        );
+        assert_eq!(super::server_words("plain"), "plain");
+    }
 
     #[test]
     fn uid_sets_compress_runs() {
