@@ -17,6 +17,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod http;
 mod ingest;
 mod mail;
 mod measure;
@@ -60,7 +61,12 @@ impl Opts {
             orders: 2_000,
             python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
             parse_messages: 100,
-            only: Some(vec!["ingest".into(), "parse".into(), "reconcile".into()]),
+            only: Some(vec![
+                "ingest".into(),
+                "parse".into(),
+                "reconcile".into(),
+                "http".into(),
+            ]),
         }
     }
 
@@ -88,11 +94,12 @@ impl Opts {
 type Section = for<'a> fn(&'a Opts, &'a mut Table) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// Every benchmark, in table order.
-const SECTIONS: [(&str, Section); 4] = [
+const SECTIONS: [(&str, Section); 5] = [
     ("ingest", |o, t| Box::pin(ingest::run(o, t))),
     ("parse", |o, t| Box::pin(parse::run(o, t))),
     ("reconcile", |o, t| Box::pin(reconcile::run(o, t))),
     ("backlog", |o, t| Box::pin(ingest::backlog(o, t))),
+    ("http", |o, t| Box::pin(http::run(o, t))),
 ];
 
 fn main() {
