@@ -3,7 +3,7 @@
 # Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
 # memory), and the Python side (pandas + datacompy, in a venv under target/).
 #   ./scripts/bench.sh                              # everything: ~10 minutes on 2 cores
-#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,parse,reconcile,backlog
+#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,parse,reconcile,backlog,http
 #   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
 #   DRIFTWATCH_BENCH_ORDERS=1000000 DRIFTWATCH_BENCH_RUNS=3 ./scripts/bench.sh
 #   DRIFTWATCH_BENCH_DIR=/tmp/rb ...                 # keep (and reuse) the reconcile data

@@ -17,6 +17,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod http;
 mod ingest;
 mod mail;
 mod measure;
@@ -67,6 +68,7 @@ impl Opts {
                 "reparse".into(),
                 "parse".into(),
                 "reconcile".into(),
+                "http".into(),
             ]),
         }
     }
@@ -95,13 +97,14 @@ impl Opts {
 type Section = for<'a> fn(&'a Opts, &'a mut Table) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// Every benchmark, in table order.
-const SECTIONS: [(&str, Section); 6] = [
+const SECTIONS: [(&str, Section); 7] = [
     ("ingest", |o, t| Box::pin(ingest::run(o, t))),
     ("writepath", |o, t| Box::pin(writes::write_path(o, t))),
     ("reparse", |o, t| Box::pin(writes::reparse(o, t))),
     ("parse", |o, t| Box::pin(parse::run(o, t))),
     ("reconcile", |o, t| Box::pin(reconcile::run(o, t))),
     ("backlog", |o, t| Box::pin(ingest::backlog(o, t))),
+    ("http", |o, t| Box::pin(http::run(o, t))),
 ];
 
 fn main() {

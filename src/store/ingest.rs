@@ -370,25 +370,7 @@ impl Store {
 
     /// Quarantined messages, newest first: (id, archived_at, sender, subject, reason).
     pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
-        let rows = sqlx::query(
-            "SELECT id, archived_at, sender, subject, reason, vendor FROM messages
-             WHERE disposition = 'quarantined' ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QuarantineRow {
-                    id: r.try_get(0)?,
-                    archived_at: super::parse_ts(r.try_get::<&str, _>(1)?)?,
-                    sender: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    vendor: r.try_get(5)?,
-                })
-            })
-            .collect()
+        self.quarantine_page(None, None, limit).await
     }
 }
 

@@ -493,27 +493,7 @@ impl Store {
 
     /// Recent runs of a vendor, newest first.
     pub async fn reconcile_runs(&self, vendor: &str, limit: i64) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
-            "SELECT id, vendor, started_at, finished_at, outcome, reason, source FROM reconcile_runs
-             WHERE vendor = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(vendor)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunRow {
-                    id: r.try_get(0)?,
-                    vendor: r.try_get(1)?,
-                    started_at: parse_ts(r.try_get::<&str, _>(2)?)?,
-                    finished_at: r.try_get::<Option<&str>, _>(3)?.map(parse_ts).transpose()?,
-                    outcome: r.try_get(4)?,
-                    reason: r.try_get(5)?,
-                    source: r.try_get(6)?,
-                })
-            })
-            .collect()
+        self.runs_page(Some(vendor), None, limit).await
     }
 
     /// Appends deltas with given record times, one transaction. For a
