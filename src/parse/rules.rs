@@ -442,19 +442,21 @@ impl RuleParser {
                 "at least one [[extract]] pattern (or a [csv] table) is needed",
             ));
         }
+        let source_of = |key: &str, place: &str| -> Result<Source, ConfigError> {
+            Source::parse(place).ok_or_else(|| {
+                src.error(
+                    &format!("{key}.in"),
+                    format!(
+                        "`{place}` is not a place to look: use subject, text, html or header:NAME"
+                    ),
+                )
+            })
+        };
         let mut patterns = Vec::new();
         let mut captured = std::collections::BTreeSet::new();
         for (i, e) in raw.extract.iter().enumerate() {
             let key = format!("extract[{i}]");
-            let source = Source::parse(&e.source).ok_or_else(|| {
-                src.error(
-                    &format!("{key}.in"),
-                    format!(
-                        "`{}` is not a place to look: use subject, text, html or header:NAME",
-                        e.source
-                    ),
-                )
-            })?;
+            let source = source_of(&key, &e.source)?;
             let regex = compile(&format!("{key}.pattern"), &e.pattern)?;
             let names: Vec<&str> = regex.capture_names().flatten().collect();
             if names.is_empty() {
@@ -481,15 +483,7 @@ impl RuleParser {
         let mut ignores = Vec::new();
         for (i, g) in raw.ignore.iter().enumerate() {
             let key = format!("ignore[{i}]");
-            let source = Source::parse(&g.source).ok_or_else(|| {
-                src.error(
-                    &format!("{key}.in"),
-                    format!(
-                        "`{}` is not a place to look: use subject, text, html or header:NAME",
-                        g.source
-                    ),
-                )
-            })?;
+            let source = source_of(&key, &g.source)?;
             let regex = compile(&format!("{key}.pattern"), &g.pattern)?;
             ignores.push(Ignore {
                 reason: g
