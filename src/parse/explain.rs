@@ -131,6 +131,7 @@ pub fn explain(raw: &[u8], registry: &Registry, vendor: Option<&str>) -> String 
     }
     // Mail is untrusted: no terminal control sequences reach the screen.
     out.chars()
+        .filter(|&c| c != '\r')
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {
                 '\u{FFFD}'
