@@ -339,3 +339,35 @@ fn html_tables_survive_gt_in_attributes_and_html5_entities() {
     );
     assert!(html.contains("Examiner | ☆☆☆ M. Brennan"), "{html}");
 }
+
+#[test]
+fn explain_reads_every_real_vendor_mail_without_a_panic_or_control_characters() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    if !corpus.is_dir() {
+        eprintln!("SKIP: no mail corpus at {} (CI has it)", corpus.display());
+        return;
+    }
+    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let mut stack = vec![corpus];
+    let mut n = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "eml") {
+                let text = driftwatch::parse::explain(&std::fs::read(&p).unwrap(), &r, None);
+                assert!(text.contains("== outcome =="), "{}", p.display());
+                assert!(
+                    !text
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t'),
+                    "{}",
+                    p.display()
+                );
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 100, "corpus too small: {n}");
+}

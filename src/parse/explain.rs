@@ -110,18 +110,7 @@ pub fn explain(raw: &[u8], registry: &Registry, vendor: Option<&str>) -> String 
     let _ = writeln!(out, "\n== outcome ==");
     let outcome = match vendor.and_then(|v| chosen.iter().find(|p| p.vendor() == v)) {
         // One vendor asked for: its extraction, whoever would take the mail.
-        Some(p) => match p.extract(&mail) {
-            Ok(deltas) => Outcome::Parsed {
-                vendor: p.vendor().into(),
-                parser: p.name().into(),
-                version: p.version(),
-                deltas,
-            },
-            Err(e) => Outcome::Quarantined {
-                vendor: Some(p.vendor().into()),
-                reason: format!("{}: {e}", p.name()),
-            },
-        },
+        Some(p) => super::extract_outcome(p.as_ref(), &mail),
         None => registry.classify(&mail),
     };
     match outcome {
@@ -142,6 +131,7 @@ pub fn explain(raw: &[u8], registry: &Registry, vendor: Option<&str>) -> String 
     }
     // Mail is untrusted: no terminal control sequences reach the screen.
     out.chars()
+        .filter(|&c| c != '\r')
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {
                 '\u{FFFD}'

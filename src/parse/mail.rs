@@ -157,14 +157,17 @@ impl<'a> Mail<'a> {
     /// sent); such a part is decoded here, through its charset.
     fn part_text(&self, p: &MessagePart<'_>) -> Option<String> {
         let text = p.text_contents()?;
-        let raw = self
-            .msg
-            .raw_message
-            .get(p.raw_body_offset() as usize..p.raw_end_offset() as usize)
-            .unwrap_or_default();
-        let encoding = p.content_transfer_encoding().unwrap_or_default();
-        if text.as_bytes() == raw && encoding.eq_ignore_ascii_case("quoted-printable") {
-            let bytes = decode_quoted_printable(raw);
+        let qp = p
+            .content_transfer_encoding()
+            .is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
+        let raw = || {
+            self.msg
+                .raw_message
+                .get(p.raw_body_offset() as usize..p.raw_end_offset() as usize)
+                .unwrap_or_default()
+        };
+        if qp && text.as_bytes() == raw() {
+            let bytes = decode_quoted_printable(raw());
             let charset = p
                 .content_type()
                 .and_then(|c| c.attribute("charset"))

@@ -320,18 +320,24 @@ impl Registry {
                 reason,
             };
         }
-        match parser.extract(mail) {
-            Ok(deltas) => Outcome::Parsed {
-                vendor: parser.vendor().to_string(),
-                parser: parser.name().to_string(),
-                version: parser.version(),
-                deltas,
-            },
-            Err(e) => Outcome::Quarantined {
-                vendor: Some(parser.vendor().to_string()),
-                reason: format!("{}: {e}", parser.name()),
-            },
-        }
+        extract_outcome(parser.as_ref(), mail)
+    }
+}
+
+/// One parser's extraction as an outcome: its deltas, or a quarantine
+/// reason prefixed with the parser's name.
+pub(crate) fn extract_outcome(parser: &dyn Parser, mail: &Mail<'_>) -> Outcome {
+    match parser.extract(mail) {
+        Ok(deltas) => Outcome::Parsed {
+            vendor: parser.vendor().to_string(),
+            parser: parser.name().to_string(),
+            version: parser.version(),
+            deltas,
+        },
+        Err(e) => Outcome::Quarantined {
+            vendor: Some(parser.vendor().to_string()),
+            reason: format!("{}: {e}", parser.name()),
+        },
     }
 }
 
