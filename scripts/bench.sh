@@ -3,7 +3,7 @@
 # Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
 # memory), and the Python side (pandas + datacompy, in a venv under target/).
 #   ./scripts/bench.sh                              # everything: ~10 minutes on 2 cores
-#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,parse,reconcile,backlog,http
+#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,writepath,reparse,parse,reconcile,backlog,http
 #   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
 #   DRIFTWATCH_BENCH_ORDERS=1000000 DRIFTWATCH_BENCH_RUNS=3 ./scripts/bench.sh
 #   DRIFTWATCH_BENCH_DIR=/tmp/rb ...                 # keep (and reuse) the reconcile data
@@ -37,6 +37,8 @@ export PYTHON
 
 # Dovecot's Maildirs (one file per message) on tmpfs when it has room: the
 # bare-fetch limit should measure IMAP, not this machine's disk.
+# driftwatch's and Python's databases stay in temp dirs under /tmp: on disk
+# (ext4 here), as users have them.
 if [ -z "${DRIFTWATCH_TEST_TMPDIR:-}" ] && [ -d /dev/shm ]; then
   free_kb=$(df -Pk /dev/shm | awk 'NR==2 {print $4}')
   if [ "${free_kb:-0}" -gt $((6 * 1024 * 1024)) ]; then

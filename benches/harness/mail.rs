@@ -190,7 +190,7 @@ pub const PINNACLE_RARE_STATUS: &str = "Pending Consumer Verification";
 /// message count per vendor, so most orders are new and some repeat).
 /// Bodies are padded to 2-12 KB.
 pub fn heavy_mix(count: u32, seed: u64) -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(seed ^ 0x5eed_0f_de17a);
+    let mut rng = Rng::new(seed ^ 0x05ee_d0fd_e17a);
     let pool = count.max(100) * 8;
     (0..count)
         .map(|i| {

@@ -108,11 +108,6 @@ impl Store {
             // half of the commit time in the ingest benchmark.
             .page_size(16384)
             .pragma("wal_autocheckpoint", "4096")
-            // 32 MB of page cache per connection (SQLite's default is 2 MB):
-            // a delta-heavy batch touches view and index pages all over the
-            // database, and with the default every one was read back with a
-            // pread before it could be changed.
-            .pragma("cache_size", "-32768")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -184,15 +184,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The deltas a message produced that the view still uses.
-    pub async fn message_deltas(&self, message: i64) -> Result<Vec<Delta>> {
-        Ok(self
-            .deltas_of_messages(&[message])
-            .await?
-            .remove(&message)
-            .unwrap_or_default())
-    }
-
     /// Records that these messages were re-examined under the current rules
     /// and their result did not change, so the next reparse skips them.
     pub async fn stamp_rules(&self, stamped: &[(i64, Option<[u8; 32]>)]) -> Result<()> {
