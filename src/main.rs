@@ -183,6 +183,7 @@ enum ParsersCmd {
     /// as text, attachments; each rule file's checks and pattern matches; the
     /// deltas it would give.
     Explain {
+        /// The email to explain, as a raw `.eml` file.
         file: PathBuf,
         /// Examine only this vendor's rule file (and show its extraction).
         #[arg(long)]

@@ -164,7 +164,7 @@ impl Drop for Tmpfs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_gives_a_clear_error_and_serve_resumes_once_space_is_back() {
     let dovecot = Dovecot::start();
-    let mail = mixed_mail(400, 6000);
+    let mail = mixed_mail(1200, 6000);
     let n = mail.len() as i64;
     dovecot.append("INBOX", &mail).await;
     let settings = "[ingest]\nbatch_max_messages = 25\n";
@@ -177,11 +177,11 @@ async fn full_disk_gives_a_clear_error_and_serve_resumes_once_space_is_back() {
             return;
         }
     };
-    // Leave ~1 MB: enough to create the database, far from enough for the
-    // ~2.7 MB of mail.
+    // Leave ~3 MB: enough to create the database and run every migration
+    // (their WAL alone is over 1 MB), far from enough for the ~8 MB of mail.
     let filler = data.join("filler");
     let free = fs.free_bytes();
-    std::fs::write(&filler, vec![0u8; (free - (1 << 20)) as usize]).unwrap();
+    std::fs::write(&filler, vec![0u8; (free - (3 << 20)) as usize]).unwrap();
 
     let (mut child, log_path) = spawn_logged(&cfg, &["serve"], "info");
     let log = wait_log(

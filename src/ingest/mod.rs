@@ -112,6 +112,12 @@ pub trait MailSource: Send {
     ) -> impl Future<Output = Result<(), IngestError>> + Send;
     /// Drops any connection after an error, so the next sync starts clean.
     fn reset(&mut self) -> impl Future<Output = ()> + Send;
+    /// Whether another process (a second `serve` on the same database) may
+    /// sync this folder too, so each sync must hold the folder's lease. True
+    /// for every real mailbox; a source private to one process may say no.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// First reconnect delay; doubles per failure up to `max_backoff`.
@@ -158,7 +164,9 @@ pub async fn run_source<S: MailSource>(
                 // One syncer per folder across processes; if another holds
                 // the lease, it does the work and this one only waits.
                 let synced = async {
-                    if let Some(held) =
+                    if !src.shared() {
+                        src.sync(pipeline, &shutdown).await?;
+                    } else if let Some(held) =
                         lease_folder(pipeline, src.source(), src.folder(), Duration::ZERO).await?
                     {
                         let synced = src.sync(pipeline, &shutdown).await;
@@ -317,6 +325,11 @@ mod tests {
             ))
         }
         async fn reset(&mut self) {}
+        /// Private to the test; and a lease is a database round trip, which
+        /// a paused clock would race (it jumps to the pool's timeout).
+        fn shared(&self) -> bool {
+            false
+        }
     }
 
     /// Gaps between successive connect attempts of `script`, run in virtual time.
