@@ -456,7 +456,15 @@ async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<Exit
                 return Ok(ExitCode::SUCCESS);
             }
             let table = driftwatch::out::table(
-                &["#", "RECEIVED (UTC)", "VENDOR", "WEBHOOK-ID", "DISPOSITION", "DELTAS", "REASON"],
+                &[
+                    "#",
+                    "RECEIVED (UTC)",
+                    "VENDOR",
+                    "WEBHOOK-ID",
+                    "DISPOSITION",
+                    "DELTAS",
+                    "REASON",
+                ],
                 rows.iter().map(|w| {
                     vec![
                         w.id.to_string(),
@@ -482,7 +490,10 @@ async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<Exit
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(reason) => {
-                    eprintln!("webhook {id} still does not parse: {}", driftwatch::out::clean(&reason.to_string()));
+                    eprintln!(
+                        "webhook {id} still does not parse: {}",
+                        driftwatch::out::clean(&reason.to_string())
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }
