@@ -82,7 +82,7 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
             Err(e) => return Err(e),
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::private_files::create_dir(parent)?;
         }
         crate::private_files::write(&path, bytes)?;
     }

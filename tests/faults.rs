@@ -170,7 +170,7 @@ async fn full_disk_gives_a_clear_error_and_serve_resumes_once_space_is_back() {
     let settings = "[ingest]\nbatch_max_messages = 25\n";
     let cfg = imap_config(&dovecot, settings, "");
     let data = cfg.dir.path().join("data");
-    let fs = match Tmpfs::mount(&data, 16 << 20) {
+    let fs = match Tmpfs::mount(&data, 128 << 20) {
         Ok(fs) => fs,
         Err(why) => {
             eprintln!("SKIPPED full-disk test: {why}");

@@ -118,6 +118,19 @@ async fn every_file_driftwatch_creates_is_private_under_umask_022() {
         let p = report.unwrap().path();
         assert_eq!(mode(&p), 0o600, "{}", p.display());
     }
+    // Every folder the demo writes, nested ones included (fixtures/<vendor>/).
+    let mut dirs = vec![dir.clone()];
+    while let Some(d) = dirs.pop() {
+        assert_eq!(mode(&d), 0o700, "demo folder {}", d.display());
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "demo file {}", p.display());
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
