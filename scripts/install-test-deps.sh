@@ -7,6 +7,7 @@
 # Chromium is installed by scripts/install-chromium.sh (scripts/test.sh runs
 # it): the report's phone-layout test renders in it.
 # systemd-analyze checks the shipped unit (tests/packaging.rs).
+# PostgreSQL (server and client) runs the suite's second round (scripts/test.sh).
 set -euo pipefail
 
 need=()
@@ -14,6 +15,10 @@ command -v dovecot >/dev/null 2>&1 || need+=(dovecot-imapd dovecot-lmtpd)
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# PostgreSQL: the second store backend (scripts/postgres.sh runs a private server).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

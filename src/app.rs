@@ -68,9 +68,7 @@ pub fn load_rules(config: &Config) -> Result<(Registry, RuleHashes)> {
 impl App {
     pub async fn build(config: Config) -> Result<App> {
         let (registry, hashes) = load_rules(&config)?;
-        let store = Store::open(&config.database)
-            .await
-            .with_context(|| format!("failed to open database {}", config.database.display()))?;
+        let store = config.database.open().await?;
         let pipeline = Arc::new(Pipeline::new(
             store.clone(),
             registry,

@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::store::{Backend, Location, Store};
+
 /// A configuration problem, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -230,6 +232,38 @@ impl Secret {
     }
 }
 
+/// Where the store is (`database`) and, for PostgreSQL, where its password
+/// comes from (`database_password_env` / `database_password_file`).
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub location: Location,
+    pub password: Option<Secret>,
+}
+
+impl Database {
+    /// Resolves the password (at use time, like every secret) and opens the
+    /// store, applying pending migrations.
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        let mut location = self.location.clone();
+        if let (Location::Postgres { password, .. }, Some(secret)) = (&mut location, &self.password)
+        {
+            *password =
+                Some(secret.resolve().await.context(
+                    "database password (database_password_env / database_password_file)",
+                )?);
+        }
+        Store::connect(&location)
+            .await
+            .with_context(|| format!("failed to open database {}", self.describe()))
+    }
+
+    /// The path or URL (never the password), for messages.
+    pub fn describe(&self) -> String {
+        self.location.describe()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The file format.
 
@@ -237,7 +271,9 @@ impl Secret {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     data_dir: Option<PathBuf>,
-    database: Option<PathBuf>,
+    database: Option<String>,
+    database_password_env: Option<String>,
+    database_password_file: Option<PathBuf>,
     parsers_dir: Option<PathBuf>,
     #[serde(default)]
     ingest: RawIngest,
@@ -351,7 +387,10 @@ pub enum AfterProcessing {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
-    pub database: PathBuf,
+    /// Where driftwatch keeps its files (`data_dir`): the SQLite database by
+    /// default, downloaded exports while they are read.
+    pub data_dir: PathBuf,
+    pub database: Database,
     pub parsers_dir: PathBuf,
     pub ingest: IngestSettings,
     pub mailboxes: Vec<Mailbox>,
@@ -455,7 +494,11 @@ impl Config {
     pub fn defaults_in(dir: &Path) -> Config {
         Config {
             file: dir.join("driftwatch.toml"),
-            database: dir.join("data/driftwatch.db"),
+            data_dir: dir.join("data"),
+            database: Database {
+                location: Location::Sqlite(dir.join("data/driftwatch.db")),
+                password: None,
+            },
             parsers_dir: dir.join("parsers"),
             ingest: IngestSettings::default(),
             mailboxes: vec![],
@@ -487,11 +530,30 @@ impl Config {
             Some(d) => PathBuf::from(d),
             None => rel(raw.data_dir.as_deref().unwrap_or(Path::new("data"))),
         };
-        let database = match &raw.database {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => data_dir.join(p),
-            None => data_dir.join("driftwatch.db"),
+        let location = match &raw.database {
+            Some(text) => Location::parse(text, &data_dir).map_err(|e| src.error("database", e))?,
+            None => Location::Sqlite(data_dir.join("driftwatch.db")),
         };
+        let password = match (&raw.database_password_env, &raw.database_password_file) {
+            (Some(_), Some(_)) => {
+                return Err(src.error(
+                    "database_password_file",
+                    "conflicts with `database_password_env`: give one password source",
+                ));
+            }
+            (Some(v), None) => Some(Secret::Env(v.clone())),
+            (None, Some(p)) => Some(Secret::File(rel(p))),
+            (None, None) => None,
+        };
+        if password.is_some() && location.backend() == Backend::Sqlite {
+            let key = if raw.database_password_env.is_some() {
+                "database_password_env"
+            } else {
+                "database_password_file"
+            };
+            return Err(src.error(key, "only applies to a postgres:// database"));
+        }
+        let database = Database { location, password };
         let parsers_dir = rel(raw.parsers_dir.as_deref().unwrap_or(Path::new("parsers")));
 
         let d = IngestSettings::default();
@@ -684,6 +746,7 @@ impl Config {
             report,
             http,
             file: file.to_path_buf(),
+            data_dir,
             database,
             parsers_dir,
             ingest,

@@ -278,12 +278,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 config.file.display(),
                 config.mailboxes.len(),
                 registry.parsers().len(),
-                config.database.display()
+                config.database.describe()
             )?;
         }
         Command::Migrate => {
-            Store::open(&config.database).await?;
-            outln!("database {} is up to date", config.database.display())?;
+            config.database.open().await?;
+            outln!("database {} is up to date", config.database.describe())?;
         }
         Command::Serve | Command::Ingest { once: false } => {
             let app = App::build(config).await?;
@@ -298,7 +298,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             order_ref,
             json,
         } => {
-            let store = Store::open(&config.database).await?;
+            let store = config.database.open().await?;
             driftwatch::cli::orders(&store, vendor.as_deref(), order_ref.as_deref(), json).await?;
         }
         Command::Tail {
@@ -307,7 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             follow,
         } => {
-            let store = Store::open(&config.database).await?;
+            let store = config.database.open().await?;
             let filter = DeltaFilter {
                 vendor,
                 order_ref: None,
@@ -333,11 +333,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Hooks { command } => {
-            let store = Store::open(&config.database).await?;
+            let store = config.database.open().await?;
             return hooks(&store, &config, command).await;
         }
         Command::Quarantine { command } => {
-            let store = Store::open(&config.database).await?;
+            let store = config.database.open().await?;
             return quarantine(&store, &config, command).await;
         }
         Command::Parsers {
@@ -369,7 +369,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return reparse(&app, vendor, since, dry_run).await;
         }
         Command::Rebuild => {
-            let store = Store::open(&config.database).await?;
+            let store = config.database.open().await?;
             let n = store.rebuild_view().await?;
             outln!("rebuilt {n} orders from the delta log")?;
         }

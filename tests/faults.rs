@@ -285,7 +285,7 @@ async fn a_short_foreign_write_lock_makes_ingest_wait_not_fail() {
     dovecot.append("INBOX", &mixed_mail(100, 2000)).await;
     let cfg = imap_config(&dovecot, "", "");
     migrate(&cfg);
-    let release = hold_write_lock(&cfg.database(), Duration::from_secs(3)).await;
+    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(3)).await;
     let started = Instant::now();
     run_to_completion(&cfg);
     let waited = started.elapsed();
@@ -313,7 +313,7 @@ async fn a_long_foreign_write_lock_fails_ingest_clearly_and_serve_resumes() {
     migrate(&cfg);
 
     // ingest --once: longer than the 10 s busy timeout -> a clear error, nothing half-done.
-    let release = hold_write_lock(&cfg.database(), Duration::from_secs(12)).await;
+    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(12)).await;
     let out = driftwatch(&cfg, &["ingest", "--once"])
         .stderr(Stdio::piped())
         .output()
@@ -325,7 +325,7 @@ async fn a_long_foreign_write_lock_fails_ingest_clearly_and_serve_resumes() {
     release.await.unwrap();
 
     // serve: the same lock makes the source back off and retry, then finish.
-    let release = hold_write_lock(&cfg.database(), Duration::from_secs(12)).await;
+    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(12)).await;
     let (mut child, log_path) = spawn_logged(&cfg, &["serve"], "info");
     wait_log(&log_path, "database is locked", Duration::from_secs(30)).await;
     release.await.unwrap();

@@ -49,18 +49,21 @@ max_fixes = 100000
 "#,
         parsers.display()
     );
+    let db = db::Db::for_data_dir(&dir.join("data"));
+    let text = format!("{}{text}", db.config_line());
     let path = dir.join("driftwatch.toml");
     std::fs::write(&path, text).unwrap();
     TestConfig {
         dir: tempfile::tempdir_in(dir).unwrap(),
         path,
+        db,
     }
 }
 
 /// 8,000 scheduled orders told by email; the export moves 14% of them on
 /// and changes the fee of 5%: about 1,500 fixes in one run.
-async fn seed(db_path: &Path, export: &Path) {
-    let store = Store::open(db_path).await.unwrap();
+async fn seed(db_path: &db::Db, export: &Path) {
+    let store = Store::connect(&db_path.location()).await.unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
     let items: Vec<_> = (0..ORDERS)
         .map(|i| {
@@ -96,14 +99,7 @@ async fn seed(db_path: &Path, export: &Path) {
     std::fs::write(export, csv).unwrap();
 }
 
-fn reset(db_path: &Path, base: &Path) {
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
-    std::fs::copy(base, db_path).unwrap();
-}
-
-async fn reconcile_tables(db_path: &Path) -> Vec<i64> {
+async fn reconcile_tables(db_path: &db::Db) -> Vec<i64> {
     let mut v = Vec::new();
     for sql in [
         "SELECT count(*) FROM reconcile_runs WHERE outcome = 'ok'",
@@ -135,11 +131,10 @@ async fn sigkill_during_a_reconcile_fix_then_rerun_equals_an_uninterrupted_run()
     eprintln!("DRIFTWATCH_FAULT_SEED={seed_value}");
     let root = tempfile::tempdir().unwrap();
     let cfg = config(root.path());
-    let db_path = root.path().join("data/driftwatch.db");
-    std::fs::create_dir_all(db_path.parent().unwrap()).unwrap();
+    let db_path = cfg.database();
+    std::fs::create_dir_all(root.path().join("data")).unwrap();
     seed(&db_path, &root.path().join("export.csv")).await;
-    let base = root.path().join("base.db");
-    std::fs::copy(&db_path, &base).unwrap();
+    let base = db_path.save_copy("base");
 
     let started = Instant::now();
     reconcile_to_completion(&cfg);
@@ -157,7 +152,7 @@ async fn sigkill_during_a_reconcile_fix_then_rerun_equals_an_uninterrupted_run()
     let mut before_commit = 0;
     let mut after_commit = 0;
     for _ in 0..KILLS {
-        reset(&db_path, &base);
+        db_path.restore(&base);
         let mut child = driftwatch(&cfg, &["reconcile", "--vendor", "acme"])
             .stderr(Stdio::null())
             .spawn()
@@ -202,16 +197,15 @@ async fn sigkill_during_a_reconcile_fix_then_rerun_equals_an_uninterrupted_run()
 async fn two_processes_reconciling_one_export_at_once_equal_one_after_the_other() {
     let root = tempfile::tempdir().unwrap();
     let cfg = config(root.path());
-    let db_path = root.path().join("data/driftwatch.db");
-    std::fs::create_dir_all(db_path.parent().unwrap()).unwrap();
+    let db_path = cfg.database();
+    std::fs::create_dir_all(root.path().join("data")).unwrap();
     let export = root.path().join("export.csv");
     seed(&db_path, &export).await;
     // Drop the last order from the export: it is `missing_remote` once.
     let text = std::fs::read_to_string(&export).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&export, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
-    let base = root.path().join("base.db");
-    std::fs::copy(&db_path, &base).unwrap();
+    let base = db_path.save_copy("base");
 
     reconcile_to_completion(&cfg);
     reconcile_to_completion(&cfg);
@@ -221,7 +215,7 @@ async fn two_processes_reconciling_one_export_at_once_equal_one_after_the_other(
     assert_eq!(db::count(&db_path, cancelled).await, 0);
 
     for attempt in 0..3 {
-        reset(&db_path, &base);
+        db_path.restore(&base);
         let spawn = || {
             driftwatch(&cfg, &["reconcile", "--vendor", "acme", "--wait", "120"])
                 .stderr(Stdio::piped())

@@ -239,13 +239,7 @@ async fn readyz_is_ready_when_the_store_writes_and_the_mailbox_runs() {
     let serving = Serving::start(&app);
     wait_healthy(&base).await;
     // Another process holding the write lock: the store cannot take writes now.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(cfg.database());
-    let mut foreign = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
-    let lock = sqlx::Connection::begin_with(&mut foreign, "BEGIN IMMEDIATE")
-        .await
-        .unwrap();
+    let lock = support::db::WriteLockHold::take(&cfg.database()).await;
     let res = get(&format!("{base}/readyz"), None).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = res.json().await.unwrap();
@@ -256,7 +250,7 @@ async fn readyz_is_ready_when_the_store_writes_and_the_mailbox_runs() {
             .starts_with("store: no write lock"),
         "{body}"
     );
-    lock.rollback().await.unwrap();
+    lock.release().await;
     serving.stop().await;
 }
 

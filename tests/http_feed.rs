@@ -98,7 +98,7 @@ async fn long_poll_wakes_within_a_second_of_a_commit_in_this_or_another_process(
     // A commit by another process on the same database (`ingest --once`).
     let other = maildir_config(
         &parsers_dir(),
-        &format!("database = \"{}\"", cfg.database().display()),
+        &format!("database = \"{}\"", cfg.database().config_value()),
     );
     other.deliver("1.eml", &acme_mail(1));
     let poll = long_poll(&base, offsets[0]);
@@ -288,7 +288,7 @@ async fn sse_reader_that_resumes_across_restarts_sees_every_delta_once_in_order(
 
     let db: Vec<i64> = {
         let pool = support::db::open(&cfg.database()).await;
-        sqlx::query_scalar("SELECT offset FROM deltas ORDER BY offset")
+        sqlx::query_scalar(r#"SELECT "offset" FROM deltas ORDER BY "offset""#)
             .fetch_all(&pool)
             .await
             .unwrap()

@@ -192,7 +192,7 @@ async fn webhook_is_verified_parsed_into_deltas_and_a_repeat_is_not_applied_agai
     std::fs::write(&cfg.path, text).unwrap();
     let (ok, said) = run(&["hooks", "replay", &q]);
     assert!(ok, "{said}");
-    let store = driftwatch::store::Store::open(&cfg.database())
+    let store = driftwatch::store::Store::connect(&cfg.database().location())
         .await
         .unwrap();
     let order = store.order("shipco", "43").await.unwrap().unwrap();

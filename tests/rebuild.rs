@@ -48,7 +48,7 @@ async fn rebuild_recomputes_exactly_the_incremental_view() {
 
 /// Every column of the orders table, including the ones `db::dump` leaves out.
 async fn dump_orders(
-    path: &Path,
+    path: &db::Db,
 ) -> Vec<(
     String,
     String,

@@ -183,6 +183,7 @@ async fn reconcile_by_hand_while_serve_holds_the_lease_exits_75_or_waits() {
     let cfg = support::app::TestConfig {
         dir: tempfile::tempdir_in(env.dir.path()).unwrap(),
         path: env.config.clone(),
+        db: env.database(),
     };
     let held = app
         .store

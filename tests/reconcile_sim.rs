@@ -13,6 +13,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod reconcile_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -43,7 +43,7 @@ async fn every_file_driftwatch_creates_is_private_under_umask_022() {
         &vendor_mail::acme(501, "Accepted", "11/23/2026 09:00 AM", "a@x"),
     );
     let config = cfg.path.to_str().unwrap();
-    let db = cfg.database();
+    let db = cfg.database().sqlite_path().to_path_buf();
     let data = db.parent().unwrap().to_path_buf();
 
     // While serving, the database's -wal and -shm exist: all 0600, dir 0700.

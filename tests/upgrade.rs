@@ -24,7 +24,7 @@ async fn a_database_from_before_compression_upgrades_and_reads_its_mail_back() {
         conn.ensure_migrations_table("_sqlx_migrations")
             .await
             .unwrap();
-        for m in sqlx::migrate!("./migrations")
+        for m in sqlx::migrate!("./migrations/sqlite")
             .iter()
             .filter(|m| m.version <= 4)
         {

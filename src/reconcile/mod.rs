@@ -160,11 +160,7 @@ pub async fn run_once(
 
 /// Where HTTP exports are downloaded to while being read.
 fn work_dir(app: &App) -> PathBuf {
-    app.config
-        .database
-        .parent()
-        .map(|d| d.join("exports"))
-        .unwrap_or_else(|| PathBuf::from("exports"))
+    app.config.data_dir.join("exports")
 }
 
 /// The lease name that serialises reconcile runs of one vendor.

@@ -70,9 +70,9 @@ impl Store {
         let (av, ar) = p.after.clone().unzip();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders
-             WHERE (?1 IS NULL OR vendor = ?1) AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR (vendor, order_ref) > (?3, ?4))
-             ORDER BY vendor, order_ref LIMIT ?5"
+             WHERE ($1 IS NULL OR vendor = $1) AND ($2 IS NULL OR status = $2)
+               AND ($3 IS NULL OR (vendor, order_ref) > ($3, $4))
+             ORDER BY vendor, order_ref LIMIT $5"
         )))
         .bind(&p.vendor)
         .bind(p.status.map(Status::as_str))
@@ -94,10 +94,10 @@ impl Store {
     ) -> Result<Vec<DriftRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DRIFT_COLUMNS} FROM drifts
-             WHERE (?1 IS NULL OR vendor = ?1)
-               AND (?2 IS NULL OR (?2 = (closed_at IS NULL)))
-               AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
+             WHERE ($1 IS NULL OR vendor = $1)
+               AND ($2 IS NULL OR ($2 = (closed_at IS NULL)))
+               AND ($3 IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
         )))
         .bind(vendor)
         .bind(open)
@@ -117,9 +117,9 @@ impl Store {
     ) -> Result<Vec<QuarantineRow>> {
         let rows = sqlx::query(
             "SELECT id, archived_at, sender, subject, reason, vendor FROM messages
-             WHERE disposition = 'quarantined' AND (?1 IS NULL OR vendor = ?1)
-               AND (?2 IS NULL OR id < ?2)
-             ORDER BY id DESC LIMIT ?3",
+             WHERE disposition = 'quarantined' AND ($1 IS NULL OR vendor = $1)
+               AND ($2 IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(vendor)
         .bind(before)
@@ -149,8 +149,8 @@ impl Store {
     ) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, vendor, started_at, finished_at, outcome, reason, source FROM reconcile_runs
-             WHERE (?1 IS NULL OR vendor = ?1) AND (?2 IS NULL OR id < ?2)
-             ORDER BY id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR vendor = $1) AND ($2 IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(vendor)
         .bind(before)

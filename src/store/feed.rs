@@ -2,14 +2,15 @@
 //! wake-up when it grows, and a snapshot of the view with the offset it is
 //! consistent at.
 //!
-//! Offsets are assigned under the write lock (`BEGIN IMMEDIATE`), so they
+//! Offsets are assigned under the write lock (SQLite's `BEGIN IMMEDIATE`,
+//! PostgreSQL's advisory write lock), so they
 //! commit in order: a reader that has seen offset N and reads `offset > N`
 //! later can never miss a delta that committed in between.
 
 use std::sync::LazyLock;
 
 use futures_util::TryStreamExt;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 use tokio::sync::watch;
 
 use super::orders::{ORDER_COLUMNS, order_from_row};
@@ -31,18 +32,18 @@ pub fn appended() -> watch::Receiver<i64> {
     APPENDED.subscribe()
 }
 
-async fn log_end(conn: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deltas'), 0)",
+async fn log_end(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar(r#"SELECT coalesce(max("offset"), 0) FROM deltas"#)
+            .fetch_one(conn)
+            .await?,
     )
-    .fetch_one(conn)
-    .await?)
 }
 
 /// The whole order view as of one offset, read in chunks inside one read
 /// transaction so the view cannot move under it and memory stays flat.
 pub struct Snapshot {
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
     /// Every delta up to here is in the view, and none after it.
     pub offset: i64,
     after: Option<(String, String)>,
@@ -54,13 +55,13 @@ impl Snapshot {
         // A separate statement for the first chunk keeps the key range
         // usable by the primary key (an `OR` would scan).
         let after = match &self.after {
-            Some(_) => "(vendor, order_ref) > (?1, ?2)",
-            None => "?1 IS NULL AND ?2 IS NULL",
+            Some(_) => "(vendor, order_ref) > ($1, $2)",
+            None => "$1 IS NULL AND $2 IS NULL",
         };
         let (v, r) = self.after.clone().unzip();
         let rows: Vec<_> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE {after}
-             ORDER BY vendor, order_ref LIMIT ?3"
+             ORDER BY vendor, order_ref LIMIT $3"
         )))
         .bind(v)
         .bind(r)
@@ -89,7 +90,7 @@ impl Store {
 
     /// Opens a read transaction on the view and the offset it reflects.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.read_tx().await?;
         // The first read starts the transaction's snapshot; the view rows
         // read later in it are as of this same commit.
         let offset = log_end(&mut tx).await?;
@@ -105,7 +106,7 @@ impl Store {
     pub async fn probe_write(&self) -> Result<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO readiness_probe (id, probed_at) VALUES (1, ?)
+            "INSERT INTO readiness_probe (id, probed_at) VALUES (1, $1)
              ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
         )
         .bind(super::ts(chrono::Utc::now()))

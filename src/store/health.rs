@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, ts};
+use super::{Result, Store, StoreError, ts};
 
 /// Recent windows compared with the history before them: a short window
 /// catches a format change within the day, a longer one a slow drift.
@@ -50,9 +50,9 @@ impl Store {
         let mut raised = Vec::new();
         // Quarantine rate over the vendor's messages (parsed or quarantined).
         let rows = sqlx::query(
-            "SELECT disposition = 'quarantined' FROM messages
-             WHERE vendor = ? AND disposition IN ('parsed', 'quarantined')
-             ORDER BY id DESC LIMIT ?",
+            "SELECT CASE WHEN disposition = 'quarantined' THEN 1 ELSE 0 END FROM messages
+             WHERE vendor = $1 AND disposition IN ('parsed', 'quarantined')
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(vendor)
         .bind(RECENT + BASELINE)
@@ -60,7 +60,7 @@ impl Store {
         .await?;
         let flags: Vec<bool> = rows
             .iter()
-            .map(|r| r.try_get::<bool, _>(0))
+            .map(|r| r.try_get::<i64, _>(0).map(|q| q != 0))
             .collect::<Result<_, _>>()?;
         if let Some((base, cur)) = rates(&flags) {
             raised.push(FormatAlert {
@@ -80,19 +80,25 @@ impl Store {
         // Empty rate per field over the vendor's email deltas.
         for field in fields {
             let rows = sqlx::query(
-                "SELECT json_extract(fields, '$.' || json_quote(?)) IS NULL FROM deltas
-                 WHERE vendor = ? AND source = 'email'
-                 ORDER BY offset DESC LIMIT ?",
+                r#"SELECT fields FROM deltas
+                 WHERE vendor = $1 AND source = 'email'
+                 ORDER BY "offset" DESC LIMIT $2"#,
             )
-            .bind(field)
             .bind(vendor)
             .bind(RECENT + BASELINE)
             .fetch_all(&self.pool)
             .await?;
+            // Read in Rust, not with each database's JSON functions: a
+            // missing key and a JSON null both count as empty.
             let empty: Vec<bool> = rows
                 .iter()
-                .map(|r| r.try_get::<bool, _>(0))
-                .collect::<Result<_, _>>()?;
+                .map(|r| {
+                    let fields: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(r.try_get::<&str, _>(0)?)
+                            .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
+                    Ok(fields.get(field).is_none_or(serde_json::Value::is_null))
+                })
+                .collect::<Result<_>>()?;
             if let Some((base, cur)) = rates(&empty) {
                 raised.push(FormatAlert {
                     vendor: vendor.to_string(),
@@ -113,8 +119,8 @@ impl Store {
         for a in raised {
             let since = ts(now - Duration::hours(24));
             let recent: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM format_alerts WHERE vendor = ? AND kind = ? AND coalesce(field, '') = coalesce(?, '')
-                 AND detected_at >= ?",
+                "SELECT 1 FROM format_alerts WHERE vendor = $1 AND kind = $2 AND coalesce(field, '') = coalesce($3, '')
+                 AND detected_at >= $4",
             )
             .bind(&a.vendor)
             .bind(&a.kind)
@@ -127,7 +133,7 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO format_alerts (vendor, detected_at, kind, field, baseline, current, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&a.vendor)
             .bind(ts(a.detected_at))

@@ -59,7 +59,7 @@ impl Store {
         };
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO webhooks (vendor, webhook_id, received_at, headers, body, disposition, reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vendor, webhook_id) DO NOTHING RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (vendor, webhook_id) DO NOTHING RETURNING id",
         )
         .bind(&w.vendor)
         .bind(&w.webhook_id)
@@ -72,7 +72,7 @@ impl Store {
         .await?;
         let Some(id) = id else {
             let id =
-                sqlx::query_scalar("SELECT id FROM webhooks WHERE vendor = ? AND webhook_id = ?")
+                sqlx::query_scalar("SELECT id FROM webhooks WHERE vendor = $1 AND webhook_id = $2")
                     .bind(&w.vendor)
                     .bind(&w.webhook_id)
                     .fetch_one(&mut *tx)
@@ -96,7 +96,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT w.id, w.vendor, w.webhook_id, w.received_at, w.disposition, w.reason,
                     (SELECT count(*) FROM webhook_deltas x WHERE x.webhook = w.id)
-             FROM webhooks w ORDER BY w.id DESC LIMIT ?",
+             FROM webhooks w ORDER BY w.id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -133,7 +133,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT id, vendor, received_at, body,
                     (SELECT count(*) FROM webhook_deltas x WHERE x.webhook = w.id)
-             FROM webhooks w WHERE id = ?",
+             FROM webhooks w WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -161,7 +161,7 @@ impl Store {
     ) -> Result<HookOutcome> {
         let mut tx = self.write_tx().await?;
         let applied: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_deltas WHERE webhook = ?")
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deltas WHERE webhook = $1")
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -171,7 +171,7 @@ impl Store {
         let drafts = match parsed {
             Ok(d) => d,
             Err(reason) => {
-                sqlx::query("UPDATE webhooks SET reason = ? WHERE id = ?")
+                sqlx::query("UPDATE webhooks SET reason = $1 WHERE id = $2")
                     .bind(reason)
                     .bind(id)
                     .execute(&mut *tx)
@@ -181,7 +181,7 @@ impl Store {
             }
         };
         let offsets = apply(&mut tx, id, drafts, received_at).await?;
-        sqlx::query("UPDATE webhooks SET disposition = 'parsed', reason = NULL WHERE id = ?")
+        sqlx::query("UPDATE webhooks SET disposition = 'parsed', reason = NULL WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -192,7 +192,7 @@ impl Store {
 
 /// Appends a webhook's deltas, updates the view and links them to it.
 async fn apply(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: i64,
     drafts: &[DeltaDraft],
     received_at: DateTime<Utc>,
@@ -204,7 +204,7 @@ async fn apply(
     let deltas = append_deltas(conn, deltas).await?;
     update_views(conn, &deltas).await?;
     for d in &deltas {
-        sqlx::query("INSERT INTO webhook_deltas (offset, webhook) VALUES (?, ?)")
+        sqlx::query(r#"INSERT INTO webhook_deltas ("offset", webhook) VALUES ($1, $2)"#)
             .bind(d.offset)
             .bind(id)
             .execute(&mut *conn)

@@ -202,7 +202,7 @@ pub struct MessageCounts {
 impl Store {
     pub async fn checkpoint(&self, source: &str, folder: &str) -> Result<Option<Checkpoint>> {
         let row = sqlx::query(
-            "SELECT uidvalidity, last_uid FROM checkpoints WHERE source = ? AND folder = ?",
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE source = $1 AND folder = $2",
         )
         .bind(source)
         .bind(folder)
@@ -221,7 +221,7 @@ impl Store {
     /// which has no UIDs, knows what it has done.
     pub async fn known_locations(&self, source: &str, folder: &str) -> Result<HashSet<String>> {
         let rows = sqlx::query_scalar::<_, String>(
-            "SELECT location FROM message_locations WHERE source = ? AND folder = ?",
+            "SELECT location FROM message_locations WHERE source = $1 AND folder = $2",
         )
         .bind(source)
         .bind(folder)
@@ -322,12 +322,13 @@ impl Store {
         if let Some(cp) = batch.checkpoint {
             sqlx::query(
                 "INSERT INTO checkpoints (source, folder, uidvalidity, last_uid, updated_at)
-                 VALUES (?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (source, folder) DO UPDATE SET
                      uidvalidity = excluded.uidvalidity,
                      -- A re-offered older batch must never move the checkpoint back.
                      last_uid = CASE WHEN checkpoints.uidvalidity = excluded.uidvalidity
-                                     THEN max(checkpoints.last_uid, excluded.last_uid)
+                                     AND checkpoints.last_uid > excluded.last_uid
+                                     THEN checkpoints.last_uid
                                      ELSE excluded.last_uid END,
                      updated_at = excluded.updated_at",
             )
@@ -404,7 +405,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at,
                     internal_date, raw_codec
-             FROM messages WHERE id = ?",
+             FROM messages WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -413,11 +414,11 @@ impl Store {
     }
 }
 
-pub(super) fn stored_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage> {
+pub(super) fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredMessage> {
     Ok(StoredMessage {
         id: r.try_get(0)?,
         raw: PackedRaw::from_row(r.try_get(10)?, r.try_get(1)?)?.unpack()?,
-        raw_complete: r.try_get(2)?,
+        raw_complete: r.try_get::<i64, _>(2)? != 0,
         disposition: r.try_get(3)?,
         reason: r.try_get(4)?,
         vendor: r.try_get(5)?,
@@ -435,14 +436,9 @@ pub(super) fn stored_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredMessa
 /// for the widest table (18 columns).
 const ROWS_PER_STATEMENT: usize = 500;
 
-fn placeholders(columns: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
 /// Which of these locations of a source folder were committed before.
 async fn known_among(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     source: &str,
     folder: &str,
     locations: &[&str],
@@ -450,8 +446,8 @@ async fn known_among(
     let mut found = HashSet::new();
     for chunk in locations.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT location FROM message_locations WHERE source = ? AND folder = ? AND location IN ({})",
-            vec!["?"; chunk.len()].join(", ")
+            "SELECT location FROM message_locations WHERE source = $1 AND folder = $2 AND location IN ({})",
+            super::list_placeholders(3, chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
             .bind(source)
@@ -466,14 +462,14 @@ async fn known_among(
 
 /// Ids of already archived messages among these identities.
 async fn existing_ids(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     keys: &[&[u8]],
 ) -> Result<HashMap<[u8; 32], i64>> {
     let mut found = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT dedupe_key, id FROM messages WHERE dedupe_key IN ({})",
-            vec!["?"; chunk.len()].join(", ")
+            super::list_placeholders(1, chunk.len())
         );
         let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(sqlx::AssertSqlSafe(sql));
         for k in chunk {
@@ -489,7 +485,7 @@ async fn existing_ids(
 }
 
 async fn insert_messages(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     rows: &[(i64, &ArchivedMessage)],
     rules: &RuleHashes,
     now: &str,
@@ -500,7 +496,7 @@ async fn insert_messages(
                  sender, subject, date_header, internal_date, archived_at, disposition, reason,
                  vendor, parser, parser_version, rules)
              VALUES {}",
-            placeholders(18, chunk.len())
+            super::row_placeholders(1, 18, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, m) in chunk {
@@ -511,7 +507,7 @@ async fn insert_messages(
                 .bind(m.size as i64)
                 .bind(&m.raw.bytes)
                 .bind(m.raw.codec.as_str())
-                .bind(m.raw_complete)
+                .bind(i64::from(m.raw_complete))
                 .bind(&m.sender)
                 .bind(&m.subject)
                 .bind(m.date_header.map(ts))
@@ -534,7 +530,7 @@ async fn insert_messages(
 }
 
 async fn insert_locations(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     source: &str,
     folder: &str,
     rows: &[(&str, i64)],
@@ -543,7 +539,7 @@ async fn insert_locations(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO message_locations (source, folder, location, message, fetched_at) VALUES {}",
-            placeholders(5, chunk.len())
+            super::row_placeholders(1, 5, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (location, id) in chunk {

@@ -107,7 +107,7 @@ impl Store {
         let now = Utc::now();
         let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
         let mut tx = self.write_tx().await?;
-        let current = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = ?")
+        let current = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -122,7 +122,7 @@ impl Store {
             }
         }
         let token: i64 = sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, token, expires_at) VALUES (?, ?, 1, ?)
+            "INSERT INTO leases (name, holder, token, expires_at) VALUES ($1, $2, 1, $3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                  token = leases.token + 1, expires_at = excluded.expires_at
              RETURNING token",
@@ -146,7 +146,7 @@ impl Store {
         let now = Utc::now();
         let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
         let n = sqlx::query(
-            "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
+            "UPDATE leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND token = $4",
         )
         .bind(ts(expires))
         .bind(&fence.name)
@@ -160,13 +160,15 @@ impl Store {
 
     /// Gives a lease back, so the next holder need not wait for it to expire.
     pub async fn release_lease(&self, fence: &Fence) -> Result<()> {
-        sqlx::query("UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ?")
-            .bind(ts(DateTime::<Utc>::UNIX_EPOCH))
-            .bind(&fence.name)
-            .bind(&fence.holder)
-            .bind(fence.token)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND token = $4",
+        )
+        .bind(ts(DateTime::<Utc>::UNIX_EPOCH))
+        .bind(&fence.name)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -193,9 +195,9 @@ impl Store {
 /// With `BEGIN IMMEDIATE` (SQLite) the transaction already owns the write
 /// lock, so no grant can slip in between this check and the commit; on
 /// PostgreSQL the same statement takes `FOR UPDATE`.
-pub(crate) async fn fence(conn: &mut sqlx::SqliteConnection, fence: &Fence) -> Result<()> {
+pub(crate) async fn fence(conn: &mut sqlx::AnyConnection, fence: &Fence) -> Result<()> {
     let ok: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
+        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3 AND expires_at > $4",
     )
     .bind(&fence.name)
     .bind(&fence.holder)

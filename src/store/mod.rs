@@ -1,10 +1,22 @@
 //! All SQL lives here. Nothing outside `store` imports sqlx.
 //!
-//! SQLite in WAL mode with `synchronous = NORMAL`: a committed transaction
-//! survives a process crash (the case we must handle: SIGKILL, OOM), and the
-//! fsync per commit that `FULL` adds would cap ingest at the disk's flush rate.
-//! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the
-//! busy timeout instead of failing with a lock upgrade deadlock.
+//! One store, two backends behind sqlx's `Any` driver: every statement is
+//! written once, in the SQL both SQLite and PostgreSQL accept (`$N`
+//! placeholders, `ON CONFLICT`, integers as BIGINT, times as fixed-width
+//! UTC text). Where they differ the store asks `self.backend`.
+//!
+//! SQLite (the default) runs in WAL mode with `synchronous = NORMAL`: a
+//! committed transaction survives a process crash (the case we must handle:
+//! SIGKILL, OOM), and the fsync per commit that `FULL` adds would cap ingest
+//! at the disk's flush rate. Write transactions start with `BEGIN IMMEDIATE`
+//! so two writers queue on the busy timeout instead of failing with a lock
+//! upgrade deadlock.
+//!
+//! PostgreSQL gets the same one-writer discipline from a transaction-level
+//! advisory lock taken by every write transaction: the delta log's offsets are
+//! assigned under it, so they are gap-free and commit in order however many
+//! instances write, and every read-then-write in the store keeps the meaning
+//! it has on SQLite. Readers never take it.
 
 mod browse;
 mod feed;
@@ -18,13 +30,14 @@ mod reparse;
 mod report;
 mod scrape;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::AnyConnection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Transaction};
 
 pub use browse::{OrderPage, VendorSummary};
 pub use feed::{Snapshot, appended};
@@ -71,11 +84,18 @@ impl StoreError {
         match self {
             StoreError::Db(sqlx::Error::Database(e)) => {
                 let code = e.code().unwrap_or_default();
-                // SQLITE_BUSY(5), SQLITE_LOCKED(6), SQLITE_IOERR(10), SQLITE_FULL(13), extended codes keep the low byte.
-                matches!(
-                    code.parse::<i32>().map(|c| c & 0xff),
-                    Ok(5) | Ok(6) | Ok(10) | Ok(13)
-                )
+                match code.parse::<i32>() {
+                    // SQLite: BUSY(5), LOCKED(6), IOERR(10), FULL(13); extended codes keep the low byte.
+                    Ok(c) => matches!(c & 0xff, 5 | 6 | 10 | 13),
+                    // PostgreSQL SQLSTATE: serialization failure, deadlock,
+                    // disk full / out of memory, lock not available, server
+                    // shutting down, connection failures.
+                    Err(_) => {
+                        matches!(&*code, "40001" | "40P01" | "53100" | "53200" | "55P03")
+                            || code.starts_with("57P")
+                            || code.starts_with("08")
+                    }
+                }
             }
             StoreError::Db(sqlx::Error::PoolTimedOut) | StoreError::Db(sqlx::Error::Io(_)) => true,
             _ => false,
@@ -85,58 +105,208 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which database the store is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the store lives: what `database` in the config resolves to.
+#[derive(Clone)]
+pub enum Location {
+    /// A SQLite file (created on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database. `url` carries no password; `password` comes
+    /// from the environment or a file and never reaches a log.
+    Postgres {
+        url: String,
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Location {
+    /// Reads `database` from the config: a `postgres://` (or
+    /// `postgresql://`) URL, or else a SQLite path. A password written into
+    /// the URL is refused: it would end up in process listings, shell
+    /// history and config backups.
+    pub fn parse(text: &str, base: &Path) -> std::result::Result<Location, String> {
+        let lower = text.to_ascii_lowercase();
+        if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+            if lower.contains("://") {
+                return Err(format!(
+                    "`{text}` is not a database driftwatch knows: use a SQLite file path or a postgres:// URL"
+                ));
+            }
+            return Ok(Location::Sqlite(base.join(text)));
+        }
+        let url = url::Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
+        if url.password().is_some() {
+            return Err(
+                "the URL holds a password; put it in `database_password_file` or `database_password_env` instead"
+                    .into(),
+            );
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL names no host (postgres://user@host:5432/dbname)".into());
+        }
+        Ok(Location::Postgres {
+            url: text.to_string(),
+            password: None,
+        })
+    }
+
+    /// What logs and messages may show: the path, or the URL (which never
+    /// carries the password).
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres { .. } => Backend::Postgres,
+        }
+    }
+}
+
+/// The PostgreSQL advisory lock every write transaction holds (an arbitrary
+/// constant: "dw" in ASCII). It is the PostgreSQL twin of SQLite's one writer.
+const WRITE_LOCK: i64 = 0x6477;
+
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
-    /// The database, its `-wal` and `-shm` are 0600 and a directory created
-    /// for it 0700: they hold raw vendor mail.
+    /// Opens (creating if needed) a SQLite database and applies pending
+    /// migrations. The database, its `-wal` and `-shm` are 0600 and a
+    /// directory created for it 0700: they hold raw vendor mail.
     pub async fn open(path: &Path) -> Result<Store> {
-        crate::private_files::prepare_database(path)
-            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Checkpoint the WAL every 64 MB instead of every 4 MB: the raw
-            // archive makes ingest write-heavy, and frequent checkpoints were
-            // half of the commit time in the ingest benchmark.
-            .page_size(16384)
-            .pragma("wal_autocheckpoint", "4096")
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            // SQLite rolls a transaction back by itself on some errors
-            // (SQLITE_FULL on a full disk, SQLITE_IOERR); sqlx 0.9 still counts
-            // it as open, its ROLLBACK then fails, and the connection refuses
-            // every later BEGIN ("attempted to call begin_with at non-zero
-            // transaction depth"), so ingest could never resume. Retire such a
-            // connection instead of pooling it. The ping first lets a queued
-            // rollback from a dropped transaction finish.
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    if !sqlx::Connection::is_in_transaction(conn) {
-                        return Ok(true);
-                    }
-                    sqlx::Connection::ping(conn).await?;
-                    Ok(!sqlx::Connection::is_in_transaction(conn))
-                })
-            })
-            .connect_with(opts)
-            .await?;
-        let store = Store { pool };
+        Store::connect(&Location::Sqlite(path.to_path_buf())).await
+    }
+
+    /// Opens the store wherever it lives and applies pending migrations
+    /// (several instances starting at once on one PostgreSQL serialise on
+    /// the migrator's own lock).
+    pub async fn connect(location: &Location) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let store = match location {
+            Location::Sqlite(path) => Store::connect_sqlite(path).await?,
+            Location::Postgres { url, password } => Store::connect_postgres(url, password).await?,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
+    async fn connect_sqlite(path: &Path) -> Result<Store> {
+        crate::private_files::prepare_database(path)
+            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        // The Any driver takes SQLite options only from a URL, so what the
+        // URL cannot say is set per connection. `page_size` first: it only
+        // applies to a new, empty database and cannot change once in WAL.
+        let url = url::Url::from_file_path(path).map_err(|()| {
+            StoreError::Db(sqlx::Error::Configuration(
+                format!("database path {} is not absolute", path.display()).into(),
+            ))
+        })?;
+        let url = format!("sqlite://{}?mode=rwc", url.path());
+        let pool = pool_options(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Checkpoint the WAL every 64 MB instead of every 4 MB:
+                    // the raw archive makes ingest write-heavy, and frequent
+                    // checkpoints were half of the commit time in the ingest
+                    // benchmark.
+                    for pragma in [
+                        "PRAGMA page_size = 16384",
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA wal_autocheckpoint = 4096",
+                    ] {
+                        sqlx::raw_sql(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    async fn connect_postgres(url: &str, password: &Option<String>) -> Result<Store> {
+        let mut url = url::Url::parse(url)
+            .map_err(|e| StoreError::Db(sqlx::Error::Configuration(e.to_string().into())))?;
+        if let Some(pw) = password {
+            url.set_password(Some(pw)).map_err(|()| {
+                StoreError::Db(sqlx::Error::Configuration(
+                    "this database URL cannot carry a password".into(),
+                ))
+            })?;
+        }
+        // TLS on by default: a server off this host is verified (chain and
+        // name) unless the URL says otherwise; loopback may stay plain.
+        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+            let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                || url.host_str() == Some("localhost");
+            if !loopback {
+                url.query_pairs_mut().append_pair("sslmode", "verify-full");
+            }
+        }
+        let pool = pool_options(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // SQLite's busy timeout, for the advisory write lock: a
+                    // writer stuck behind another for this long fails (and
+                    // retries) instead of hanging.
+                    sqlx::raw_sql("SET lock_timeout = '10s'")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url.as_str())
+            .await?;
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
         Ok(())
     }
 
@@ -145,9 +315,82 @@ impl Store {
         self.pool.close().await;
     }
 
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A transaction that may write: the one writer at a time.
+    async fn write_tx(&self) -> Result<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
+
+    /// A transaction whose reads all see one commit: SQLite's read
+    /// transactions do; PostgreSQL's default (read committed) does not.
+    async fn read_tx(&self) -> Result<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin().await?),
+            Backend::Postgres => Ok(self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?),
+        }
+    }
+}
+
+fn pool_options(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        // SQLite rolls a transaction back by itself on some errors
+        // (SQLITE_FULL on a full disk, SQLITE_IOERR); sqlx 0.9 still counts
+        // it as open, its ROLLBACK then fails, and the connection refuses
+        // every later BEGIN ("attempted to call begin_with at non-zero
+        // transaction depth"), so ingest could never resume. Retire such a
+        // connection instead of pooling it. The ping first lets a queued
+        // rollback from a dropped transaction finish.
+        .after_release(|conn: &mut AnyConnection, _| {
+            Box::pin(async move {
+                if !sqlx::Connection::is_in_transaction(conn) {
+                    return Ok(true);
+                }
+                sqlx::Connection::ping(conn).await?;
+                Ok(!sqlx::Connection::is_in_transaction(conn))
+            })
+        })
+}
+
+/// `($start, …), (…)`: `rows` row tuples of `cols` numbered placeholders,
+/// for multi-row statements (both backends read `$N`).
+pub(crate) fn row_placeholders(start: usize, cols: usize, rows: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        out.push_str(&list_placeholders(start + r * cols, cols));
+        out.push(')');
+    }
+    out
+}
+
+/// `$start, $start+1, …`: `n` numbered placeholders for an `IN (…)` list.
+pub(crate) fn list_placeholders(start: usize, n: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "${}", start + i);
+    }
+    out
 }
 
 /// The one timestamp format in the database: fixed width, so text order is time order.

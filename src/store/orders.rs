@@ -1,16 +1,15 @@
 //! The delta log and the order view derived from it.
 
 use futures_util::TryStreamExt;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, Fields, OrderState, Status};
 use crate::view;
 
-pub(super) const DELTA_COLUMNS: &str =
-    "d.offset, d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
-     d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version";
+pub(super) const DELTA_COLUMNS: &str = r#"d."offset", d.vendor, d.order_ref, d.source, d.status, d.vendor_status, d.fields,
+     d.event_time, d.time_source, d.recorded_at, d.message, d.parser, d.parser_version"#;
 
 pub(super) const ORDER_COLUMNS: &str =
     "vendor, order_ref, status, vendor_status, fields, event_time, last_offset,
@@ -29,14 +28,12 @@ pub struct DeltaFilter {
 /// statements: each statement is a round trip to SQLite's worker thread,
 /// and thousands of fixes or reparsed messages one by one cost seconds.
 pub(super) async fn append_deltas(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     mut deltas: Vec<Delta>,
 ) -> Result<Vec<Delta>> {
-    let mut next: i64 = sqlx::query_scalar(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deltas'), 0) + 1",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let mut next: i64 = sqlx::query_scalar(r#"SELECT coalesce(max("offset"), 0) + 1 FROM deltas"#)
+        .fetch_one(&mut *conn)
+        .await?;
     for d in &mut deltas {
         d.offset = next;
         next += 1;
@@ -47,14 +44,13 @@ pub(super) async fn append_deltas(
     Ok(deltas)
 }
 
-async fn insert_deltas(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
+async fn insert_deltas(conn: &mut AnyConnection, deltas: &[Delta]) -> Result<()> {
     for chunk in deltas.chunks(200) {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let sql = format!(
-            "INSERT INTO deltas (offset, vendor, order_ref, source, status, vendor_status, fields, event_time,
+            r#"INSERT INTO deltas ("offset", vendor, order_ref, source, status, vendor_status, fields, event_time,
                  time_source, recorded_at, message, parser, parser_version)
-             VALUES {}",
-            vec![row; chunk.len()].join(", ")
+             VALUES {}"#,
+            super::row_placeholders(1, 13, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for d in chunk {
@@ -84,7 +80,7 @@ async fn insert_deltas(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<
 /// log), one load and one save per batch: in-order deltas are applied on top
 /// of the stored state; an order that received an out-of-order delta is
 /// refolded from its log.
-pub(super) async fn update_views(conn: &mut SqliteConnection, deltas: &[Delta]) -> Result<()> {
+pub(super) async fn update_views(conn: &mut AnyConnection, deltas: &[Delta]) -> Result<()> {
     let mut by_order: std::collections::BTreeMap<(&str, &str), Vec<&Delta>> = Default::default();
     for d in deltas {
         by_order
@@ -123,7 +119,7 @@ pub(super) async fn update_views(conn: &mut SqliteConnection, deltas: &[Delta]) 
 /// made it scan the whole view for every chunk, which grew with the view and
 /// was most of a delta-heavy batch's commit.
 async fn load_orders(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &[(&str, &str)],
 ) -> Result<std::collections::HashMap<(String, String), OrderState>> {
     let mut found = std::collections::HashMap::new();
@@ -131,8 +127,8 @@ async fn load_orders(
         let vendor = run[0].0;
         for chunk in run.chunks(500) {
             let sql = format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = ? AND order_ref IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = $1 AND order_ref IN ({})",
+                super::list_placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
             for (_, r) in chunk {
@@ -147,7 +143,7 @@ async fn load_orders(
     Ok(found)
 }
 
-async fn save_orders(conn: &mut SqliteConnection, states: &[OrderState]) -> Result<()> {
+async fn save_orders(conn: &mut AnyConnection, states: &[OrderState]) -> Result<()> {
     for chunk in states.chunks(300) {
         let sql = format!(
             "INSERT INTO orders (vendor, order_ref, status, vendor_status, fields, event_time,
@@ -158,7 +154,7 @@ async fn save_orders(conn: &mut SqliteConnection, states: &[OrderState]) -> Resu
                  fields = excluded.fields, event_time = excluded.event_time,
                  last_offset = excluded.last_offset, updated_at = excluded.updated_at,
                  delta_count = excluded.delta_count",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            super::row_placeholders(1, 9, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
@@ -183,7 +179,7 @@ async fn save_orders(conn: &mut SqliteConnection, states: &[OrderState]) -> Resu
 /// Recomputes one order from its non-superseded deltas; removes the order
 /// from the view when none are left.
 pub(super) async fn refold_order(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vendor: &str,
     order_ref: &str,
 ) -> Result<Option<OrderState>> {
@@ -194,7 +190,7 @@ pub(super) async fn refold_order(
             Ok(Some(s))
         }
         None => {
-            sqlx::query("DELETE FROM orders WHERE vendor = ? AND order_ref = ?")
+            sqlx::query("DELETE FROM orders WHERE vendor = $1 AND order_ref = $2")
                 .bind(vendor)
                 .bind(order_ref)
                 .execute(&mut *conn)
@@ -205,12 +201,12 @@ pub(super) async fn refold_order(
 }
 
 pub(super) async fn load_order(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vendor: &str,
     order_ref: &str,
 ) -> Result<Option<OrderState>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = ? AND order_ref = ?"
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = $1 AND order_ref = $2"
     )))
     .bind(vendor)
     .bind(order_ref)
@@ -219,20 +215,20 @@ pub(super) async fn load_order(
     row.as_ref().map(order_from_row).transpose()
 }
 
-async fn save_order(conn: &mut SqliteConnection, s: &OrderState) -> Result<()> {
+async fn save_order(conn: &mut AnyConnection, s: &OrderState) -> Result<()> {
     save_orders(conn, std::slice::from_ref(s)).await
 }
 
 pub(super) async fn order_deltas_conn(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vendor: &str,
     order_ref: &str,
 ) -> Result<Vec<Delta>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {DELTA_COLUMNS} FROM deltas d
-         WHERE d.vendor = ? AND d.order_ref = ?
-           AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
-         ORDER BY d.event_time, d.offset"
+        r#"SELECT {DELTA_COLUMNS} FROM deltas d
+         WHERE d.vendor = $1 AND d.order_ref = $2
+           AND d."offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+         ORDER BY d.event_time, d."offset""#
     )))
     .bind(vendor)
     .bind(order_ref)
@@ -241,7 +237,7 @@ pub(super) async fn order_deltas_conn(
     rows.iter().map(delta_from_row).collect()
 }
 
-pub(super) fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
+pub(super) fn delta_from_row(r: &AnyRow) -> Result<Delta> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
         .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
     Ok(Delta {
@@ -266,7 +262,7 @@ pub(super) fn delta_from_row(r: &SqliteRow) -> Result<Delta> {
     })
 }
 
-pub(super) fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
+pub(super) fn order_from_row(r: &AnyRow) -> Result<OrderState> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(4)?)
         .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
     Ok(OrderState {
@@ -288,7 +284,7 @@ pub(super) fn order_from_row(r: &SqliteRow) -> Result<OrderState> {
 impl Store {
     pub async fn orders(&self, vendor: Option<&str>) -> Result<Vec<OrderState>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE (?1 IS NULL OR vendor = ?1)
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR vendor = $1)
              ORDER BY vendor, order_ref"
         )))
         .bind(vendor)
@@ -316,9 +312,9 @@ impl Store {
         filter: &DeltaFilter,
     ) -> Result<Vec<Delta>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DELTA_COLUMNS} FROM deltas d
-             WHERE d.offset > ?1 AND (?2 IS NULL OR d.vendor = ?2) AND (?3 IS NULL OR d.order_ref = ?3)
-             ORDER BY d.offset LIMIT ?4"
+            r#"SELECT {DELTA_COLUMNS} FROM deltas d
+             WHERE d."offset" > $1 AND ($2 IS NULL OR d.vendor = $2) AND ($3 IS NULL OR d.order_ref = $3)
+             ORDER BY d."offset" LIMIT $4"#
         )))
         .bind(offset)
         .bind(&filter.vendor)
@@ -352,15 +348,15 @@ impl Store {
 
 /// Folds the next chunk of complete orders after (vendor, order_ref), in key order.
 async fn next_chunk(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     after_vendor: &str,
     after_ref: &str,
 ) -> Result<Vec<OrderState>> {
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {DELTA_COLUMNS} FROM deltas d
-         WHERE (d.vendor, d.order_ref) > (?1, ?2)
-           AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
-         ORDER BY d.vendor, d.order_ref, d.event_time, d.offset"
+        r#"SELECT {DELTA_COLUMNS} FROM deltas d
+         WHERE (d.vendor, d.order_ref) > ($1, $2)
+           AND d."offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+         ORDER BY d.vendor, d.order_ref, d.event_time, d."offset""#
     )))
     .bind(after_vendor)
     .bind(after_ref)

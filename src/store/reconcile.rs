@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::orders::{DELTA_COLUMNS, append_deltas, delta_from_row, update_views};
-use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
+use super::{Backend, Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
 use crate::reconcile::drift::{Cause, DriftKind, Outcome};
 use crate::view;
@@ -175,7 +175,7 @@ pub(super) const DRIFT_COLUMNS: &str =
     "id, vendor, order_ref, kind, field, local_value, remote_value, cause,
      seen_count, opened_at, closed_at, closed_reason, fix_delta";
 
-pub(super) fn drift_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DriftRow> {
+pub(super) fn drift_from_row(r: &sqlx::any::AnyRow) -> Result<DriftRow> {
     Ok(DriftRow {
         id: r.try_get(0)?,
         vendor: r.try_get(1)?,
@@ -259,33 +259,40 @@ fn unpack_orders(mut s: &str, each: &mut impl FnMut(AsOfOrder) -> Result<()>) ->
 /// (JSON escapes control characters; status and event_time are ours).
 /// (One aggregate per column measured slower here than this one string.)
 async fn packed_view_chunk(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     vendor: &str,
     after: &str,
     as_of: &str,
-) -> Result<sqlx::sqlite::SqliteRow> {
-    Ok(sqlx::query(
-        "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
-             SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
-                    || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
-             FROM orders WHERE vendor = ? AND order_ref > ? AND updated_at <= ?
-             ORDER BY order_ref LIMIT ?)",
-    )
-    .bind(vendor)
-    .bind(after)
-    .bind(as_of)
-    .bind(VIEW_CHUNK)
-    .fetch_one(conn)
-    .await?)
+) -> Result<sqlx::any::AnyRow> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
+                 SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
+                        || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
+                 FROM orders WHERE vendor = $1 AND order_ref > $2 AND updated_at <= $3
+                 ORDER BY order_ref LIMIT $4)"
+        }
+        Backend::Postgres => {
+            "SELECT string_agg(enc, '' ORDER BY order_ref), max(order_ref), count(*) FROM (
+                 SELECT order_ref, octet_length(order_ref) || ':' || order_ref
+                        || coalesce(status, '') || chr(31) || event_time || fields || chr(30) AS enc
+                 FROM orders WHERE vendor = $1 AND order_ref > $2 AND updated_at <= $3
+                 ORDER BY order_ref LIMIT $4) AS chunk"
+        }
+    };
+    Ok(sqlx::query(sql)
+        .bind(vendor)
+        .bind(after)
+        .bind(as_of)
+        .bind(VIEW_CHUNK)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// SQLite's default limit on bound parameters is far above this; small
 /// batches keep each statement cheap to prepare.
 const IN_BATCH: usize = 400;
-
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(",")
-}
 
 impl Store {
     /// Streams the vendor's orders as the view stood at `cut`. Orders whose
@@ -302,17 +309,18 @@ impl Store {
         // view is being read (in `serve` they run side by side) would be in
         // neither the untouched chunks nor the touched list, and show up as
         // a false `missing_local`.
-        let mut conn = self.pool.begin().await?;
+        let mut conn = self.read_tx().await?;
         let as_of = ts(cut.as_of);
-        let touched: Vec<String> =
-            sqlx::query_scalar("SELECT order_ref FROM orders WHERE vendor = ? AND updated_at > ?")
-                .bind(vendor)
-                .bind(&as_of)
-                .fetch_all(&mut *conn)
-                .await?;
+        let touched: Vec<String> = sqlx::query_scalar(
+            "SELECT order_ref FROM orders WHERE vendor = $1 AND updated_at > $2",
+        )
+        .bind(vendor)
+        .bind(&as_of)
+        .fetch_all(&mut *conn)
+        .await?;
         // The untouched orders, a packed chunk at a time. SQLite packs the next chunk while this thread unpacks the current
         // one: the two halves of the work take about as long as each other.
-        let mut row = packed_view_chunk(&mut conn, vendor, "", &as_of).await?;
+        let mut row = packed_view_chunk(&mut conn, self.backend, vendor, "", &as_of).await?;
         loop {
             let n: i64 = row.try_get(2)?;
             if n == 0 {
@@ -325,7 +333,7 @@ impl Store {
             }
             let after: String = row.try_get(1)?;
             let (next, unpacked) = tokio::join!(
-                packed_view_chunk(&mut conn, vendor, &after, &as_of),
+                packed_view_chunk(&mut conn, self.backend, vendor, &after, &as_of),
                 async { unpack_orders(packed, &mut each) }
             );
             unpacked?;
@@ -364,7 +372,7 @@ impl Store {
 
     async fn deltas_of(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         vendor: &str,
         refs: &[String],
         with_superseded: bool,
@@ -372,14 +380,14 @@ impl Store {
         let filter = if with_superseded {
             ""
         } else {
-            "AND s.offset IS NULL"
+            r#"AND s."offset" IS NULL"#
         };
         let sql = format!(
-            "SELECT {DELTA_COLUMNS}, s.offset IS NOT NULL FROM deltas d
-             LEFT JOIN superseded_deltas s ON s.offset = d.offset
-             WHERE d.vendor = ? AND d.order_ref IN ({}) {filter}
-             ORDER BY d.order_ref, d.event_time, d.offset",
-            placeholders(refs.len())
+            r#"SELECT {DELTA_COLUMNS}, CASE WHEN s."offset" IS NULL THEN 0 ELSE 1 END FROM deltas d
+             LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
+             WHERE d.vendor = $1 AND d.order_ref IN ({}) {filter}
+             ORDER BY d.order_ref, d.event_time, d."offset""#,
+            super::list_placeholders(2, refs.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
         for r in refs {
@@ -389,7 +397,7 @@ impl Store {
         let mut out: HashMap<String, Vec<Evidence>> = HashMap::new();
         for r in &rows {
             let delta = delta_from_row(r)?;
-            let superseded: bool = r.try_get(13)?;
+            let superseded = r.try_get::<i64, _>(13)? != 0;
             out.entry(delta.draft.order_ref.clone())
                 .or_default()
                 .push(Evidence { delta, superseded });
@@ -419,7 +427,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT subject, coalesce(date_header, internal_date, archived_at) FROM messages
              WHERE disposition = 'quarantined' AND subject IS NOT NULL
-               AND (vendor = ? OR vendor IS NULL)",
+               AND (vendor = $1 OR vendor IS NULL)",
         )
         .bind(vendor)
         .fetch_all(&self.pool)
@@ -434,7 +442,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT k.id, k.content_hash, k.row_count, k.as_of, k.etag, k.last_modified,
                     (SELECT outcome FROM reconcile_runs r WHERE r.key_frame = k.id ORDER BY r.id DESC LIMIT 1)
-             FROM key_frames k WHERE k.vendor = ? ORDER BY k.id DESC LIMIT 1",
+             FROM key_frames k WHERE k.vendor = $1 ORDER BY k.id DESC LIMIT 1",
         )
         .bind(vendor)
         .fetch_optional(&self.pool)
@@ -459,7 +467,7 @@ impl Store {
     pub async fn last_good_key_frame(&self, vendor: &str) -> Result<Option<(i64, DateTime<Utc>)>> {
         let row = sqlx::query(
             "SELECT k.row_count, k.as_of FROM reconcile_runs r JOIN key_frames k ON k.id = r.key_frame
-             WHERE r.vendor = ? AND r.outcome = 'ok' ORDER BY r.id DESC LIMIT 1",
+             WHERE r.vendor = $1 AND r.outcome = 'ok' ORDER BY r.id DESC LIMIT 1",
         )
         .bind(vendor)
         .fetch_optional(&self.pool)
@@ -470,7 +478,7 @@ impl Store {
 
     /// How many orders the vendor has in the view (to size maps up front).
     pub async fn order_count(&self, vendor: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE vendor = ?")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE vendor = $1")
             .bind(vendor)
             .fetch_one(&self.pool)
             .await?;
@@ -481,11 +489,11 @@ impl Store {
     pub async fn drifts(&self, vendor: Option<&str>, open_only: bool) -> Result<Vec<DriftRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DRIFT_COLUMNS} FROM drifts
-             WHERE (?1 IS NULL OR vendor = ?1) AND (?2 = 0 OR closed_at IS NULL)
+             WHERE ($1 IS NULL OR vendor = $1) AND ($2 = 0 OR closed_at IS NULL)
              ORDER BY id DESC"
         )))
         .bind(vendor)
-        .bind(open_only)
+        .bind(i64::from(open_only))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(drift_from_row).collect()
@@ -529,7 +537,7 @@ impl Store {
                 sqlx::query_scalar::<_, i64>(
                     "INSERT INTO key_frames (vendor, source, as_of, fetched_at, content_hash,
                          row_count, complete, etag, last_modified)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 )
                 .bind(&run.vendor)
                 .bind(&k.source)
@@ -537,7 +545,7 @@ impl Store {
                 .bind(ts(k.fetched_at))
                 .bind(&k.content_hash[..])
                 .bind(k.row_count)
-                .bind(k.complete)
+                .bind(i64::from(k.complete))
                 .bind(&k.etag)
                 .bind(&k.last_modified)
                 .fetch_one(&mut *tx)
@@ -549,7 +557,7 @@ impl Store {
             "INSERT INTO reconcile_runs (vendor, started_at, finished_at, key_frame, source, policy,
                  dry_run, outcome, reason, orders_remote, orders_local, missing_local,
                  missing_remote, status_mismatch, field_mismatch, key_frame_changes, email_told)
-             VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(&run.vendor)
         .bind(ts(run.started_at))
@@ -589,10 +597,10 @@ impl Store {
             fixed += i64::from(fix.is_some());
             let updated = if d.existing {
                 sqlx::query(
-                    "UPDATE drifts SET last_run = ?, seen_count = seen_count + 1,
-                         local_value = ?, remote_value = ?,
-                         closed_at = ?, closed_reason = ?, fix_delta = ?
-                     WHERE vendor = ? AND order_ref = ? AND kind = ? AND coalesce(field, '') = ?
+                    "UPDATE drifts SET last_run = $1, seen_count = seen_count + 1,
+                         local_value = $2, remote_value = $3,
+                         closed_at = $4, closed_reason = $5, fix_delta = $6
+                     WHERE vendor = $7 AND order_ref = $8 AND kind = $9 AND coalesce(field, '') = $10
                        AND closed_at IS NULL",
                 )
                 .bind(run_id)
@@ -622,7 +630,7 @@ impl Store {
                 "INSERT INTO drifts (vendor, order_ref, kind, field, local_value, remote_value,
                      cause, first_run, last_run, opened_at, closed_at, closed_reason, fix_delta)
                  VALUES {}",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                super::row_placeholders(1, 13, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (d, fix) in chunk {
@@ -647,8 +655,8 @@ impl Store {
         let mut closed = 0i64;
         if run.close_unseen {
             closed += sqlx::query(
-                "UPDATE drifts SET closed_at = ?, closed_reason = 'agreed_by_key_frame'
-                 WHERE vendor = ? AND closed_at IS NULL AND last_run != ?",
+                "UPDATE drifts SET closed_at = $1, closed_reason = 'agreed_by_key_frame'
+                 WHERE vendor = $2 AND closed_at IS NULL AND last_run != $3",
             )
             .bind(&finished)
             .bind(&run.vendor)
@@ -659,8 +667,8 @@ impl Store {
         }
         for id in &run.close_agreed {
             closed += sqlx::query(
-                "UPDATE drifts SET closed_at = ?, closed_reason = 'agreed_by_delta'
-                 WHERE id = ? AND closed_at IS NULL",
+                "UPDATE drifts SET closed_at = $1, closed_reason = 'agreed_by_delta'
+                 WHERE id = $2 AND closed_at IS NULL",
             )
             .bind(&finished)
             .bind(id)
@@ -668,7 +676,7 @@ impl Store {
             .await?
             .rows_affected() as i64;
         }
-        sqlx::query("UPDATE reconcile_runs SET fixed = ?, closed = ? WHERE id = ?")
+        sqlx::query("UPDATE reconcile_runs SET fixed = $1, closed = $2 WHERE id = $3")
             .bind(fixed)
             .bind(closed)
             .bind(run_id)
@@ -704,7 +712,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {cols}, o.status, o.fields FROM drifts d
              JOIN orders o ON o.vendor = d.vendor AND o.order_ref = d.order_ref
-             WHERE d.vendor = ? AND d.closed_at IS NULL AND o.updated_at > d.opened_at"
+             WHERE d.vendor = $1 AND d.closed_at IS NULL AND o.updated_at > d.opened_at"
         )))
         .bind(vendor)
         .fetch_all(&self.pool)
@@ -732,7 +740,7 @@ impl Store {
     ) -> Result<HashMap<(String, DriftKind, String), i64>> {
         let rows = sqlx::query(
             "SELECT order_ref, kind, coalesce(field, ''), seen_count FROM drifts
-             WHERE vendor = ? AND closed_at IS NULL",
+             WHERE vendor = $1 AND closed_at IS NULL",
         )
         .bind(vendor)
         .fetch_all(&self.pool)

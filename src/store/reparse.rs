@@ -113,7 +113,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, disposition, vendor, rules FROM messages
              WHERE raw_complete = 1 AND disposition IN ('parsed', 'quarantined', 'ignored')
-               AND (?1 IS NULL OR archived_at >= ?1)
+               AND ($1 IS NULL OR archived_at >= $1)
              ORDER BY id",
         )
         .bind(since.map(ts))
@@ -146,7 +146,7 @@ impl Store {
                 "SELECT id, raw, raw_complete, disposition, reason, vendor, sender, subject, archived_at,
                         internal_date, raw_codec
                  FROM messages WHERE id IN ({}) ORDER BY id",
-                vec!["?"; chunk.len()].join(", ")
+                super::list_placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -165,10 +165,10 @@ impl Store {
         let mut out: HashMap<i64, Vec<Delta>> = HashMap::new();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT {DELTA_COLUMNS} FROM deltas d
-                 WHERE d.message IN ({}) AND d.offset NOT IN (SELECT offset FROM superseded_deltas)
-                 ORDER BY d.offset",
-                vec!["?"; chunk.len()].join(", ")
+                r#"SELECT {DELTA_COLUMNS} FROM deltas d
+                 WHERE d.message IN ({}) AND d."offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+                 ORDER BY d."offset""#,
+                super::list_placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -195,8 +195,8 @@ impl Store {
         for (stamp, ids) in by_stamp {
             for chunk in ids.chunks(IN_CHUNK) {
                 let sql = format!(
-                    "UPDATE messages SET rules = ? WHERE id IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
+                    "UPDATE messages SET rules = $1 WHERE id IN ({})",
+                    super::list_placeholders(2, chunk.len())
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stamp.map(|s| s.to_vec()));
                 for id in chunk {
@@ -266,10 +266,11 @@ impl Store {
         let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "INSERT OR IGNORE INTO superseded_deltas (offset, superseded_at, reason)
-                 SELECT offset, ?, ? FROM deltas
-                 WHERE message IN ({}) AND offset NOT IN (SELECT offset FROM superseded_deltas)",
-                vec!["?"; chunk.len()].join(", ")
+                r#"INSERT INTO superseded_deltas ("offset", superseded_at, reason)
+                 SELECT "offset", $1, $2 FROM deltas
+                 WHERE message IN ({}) AND "offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+                 ON CONFLICT DO NOTHING"#,
+                super::list_placeholders(3, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ts(now))
@@ -282,9 +283,9 @@ impl Store {
         for c in changes {
             fresh.extend(c.deltas.iter().map(|d| c.delta(d, now)));
             sqlx::query(
-                "UPDATE messages SET disposition = ?, reason = ?, vendor = ?, parser = ?, parser_version = ?,
-                     rules = ?
-                 WHERE id = ?",
+                "UPDATE messages SET disposition = $1, reason = $2, vendor = $3, parser = $4, parser_version = $5,
+                     rules = $6
+                 WHERE id = $7",
             )
             .bind(c.disposition.as_str())
             .bind(&c.reason)
@@ -311,16 +312,16 @@ impl Store {
 
 /// Orders touched by the old or the new deltas of the changed messages.
 async fn affected_orders(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     changes: &[Reparsed],
 ) -> Result<BTreeSet<(String, String)>> {
     let mut set = BTreeSet::new();
     let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
-            "SELECT vendor, order_ref FROM deltas
-             WHERE message IN ({}) AND offset NOT IN (SELECT offset FROM superseded_deltas)",
-            vec!["?"; chunk.len()].join(", ")
+            r#"SELECT vendor, order_ref FROM deltas
+             WHERE message IN ({}) AND "offset" NOT IN (SELECT "offset" FROM superseded_deltas)"#,
+            super::list_placeholders(1, chunk.len())
         );
         let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
         for id in chunk {

@@ -8,7 +8,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError, parse_ts, ts};
 
@@ -130,14 +130,14 @@ fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-fn json_value(r: &SqliteRow, i: usize) -> Result<Option<Value>> {
+fn json_value(r: &AnyRow, i: usize) -> Result<Option<Value>> {
     let raw: Option<String> = r.try_get(i)?;
     // A value that is not JSON is still worth showing as text: the report must
     // not fail because one row was written oddly.
     Ok(raw.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))))
 }
 
-fn opt_ts(r: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+fn opt_ts(r: &AnyRow, i: usize) -> Result<Option<DateTime<Utc>>> {
     r.try_get::<Option<&str>, _>(i)?.map(parse_ts).transpose()
 }
 
@@ -151,7 +151,7 @@ impl Store {
         let at = ts(at);
         let rows = sqlx::query(
             "SELECT vendor, kind, cause, count(*) FROM drifts
-             WHERE opened_at < ?1 AND (closed_at IS NULL OR closed_at >= ?1)
+             WHERE opened_at < $1 AND (closed_at IS NULL OR closed_at >= $1)
              GROUP BY vendor, kind, cause",
         )
         .bind(&at)
@@ -172,11 +172,11 @@ impl Store {
     ) -> Result<Vec<DriftRow>> {
         let rows = sqlx::query(
             "SELECT vendor, order_ref, kind, field, local_value, remote_value, cause, opened_at
-             FROM drifts WHERE opened_at < ?1 AND (closed_at IS NULL OR closed_at >= ?1)
+             FROM drifts WHERE opened_at < $1 AND (closed_at IS NULL OR closed_at >= $1)
              ORDER BY CASE kind WHEN 'status_mismatch' THEN 0 WHEN 'missing_local' THEN 1
                       WHEN 'missing_remote' THEN 2 ELSE 3 END,
                   opened_at, vendor, order_ref
-             LIMIT ?2",
+             LIMIT $2",
         )
         .bind(ts(at))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -203,7 +203,7 @@ impl Store {
         let at = ts(at);
         let rows = sqlx::query(
             "SELECT vendor, count(*) FROM drifts
-             WHERE opened_at < ? AND (closed_at IS NULL OR closed_at >= ?) GROUP BY vendor",
+             WHERE opened_at < $1 AND (closed_at IS NULL OR closed_at >= $2) GROUP BY vendor",
         )
         .bind(&at)
         .bind(&at)
@@ -223,11 +223,12 @@ impl Store {
         let (from, to) = (ts(from), ts(to));
         let rows = sqlx::query(
             "SELECT vendor,
-                 sum(opened_at >= ?1 AND opened_at < ?2),
-                 sum(coalesce(closed_at >= ?1 AND closed_at < ?2, 0)),
-                 sum(coalesce(closed_at >= ?1 AND closed_at < ?2 AND closed_reason = 'fixed', 0))
+                 CAST(sum(CASE WHEN opened_at >= $1 AND opened_at < $2 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN closed_at >= $1 AND closed_at < $2 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN closed_at >= $1 AND closed_at < $2 AND closed_reason = 'fixed'
+                          THEN 1 ELSE 0 END) AS BIGINT)
              FROM drifts
-             WHERE (opened_at >= ?1 AND opened_at < ?2) OR (closed_at >= ?1 AND closed_at < ?2)
+             WHERE (opened_at >= $1 AND opened_at < $2) OR (closed_at >= $1 AND closed_at < $2)
              GROUP BY vendor ORDER BY vendor",
         )
         .bind(&from)
@@ -251,7 +252,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT vendor, started_at, finished_at, outcome, reason, orders_remote, orders_local,
                  missing_local + missing_remote + status_mismatch + field_mismatch, fixed, closed
-             FROM reconcile_runs WHERE started_at >= ? AND started_at < ?
+             FROM reconcile_runs WHERE started_at >= $1 AND started_at < $2
              ORDER BY vendor, started_at, id",
         )
         .bind(ts(from))
@@ -284,7 +285,7 @@ impl Store {
     ) -> Result<Vec<MailCountRow>> {
         let rows = sqlx::query(
             "SELECT vendor, disposition, count(*) FROM messages
-             WHERE archived_at >= ? AND archived_at < ? GROUP BY vendor, disposition",
+             WHERE archived_at >= $1 AND archived_at < $2 GROUP BY vendor, disposition",
         )
         .bind(ts(from))
         .bind(ts(to))
@@ -310,8 +311,8 @@ impl Store {
     ) -> Result<Vec<QuarantinedRow>> {
         let rows = sqlx::query(
             "SELECT vendor, sender, subject, reason, archived_at FROM messages
-             WHERE disposition = 'quarantined' AND archived_at >= ? AND archived_at < ?
-             ORDER BY archived_at, id LIMIT ?",
+             WHERE disposition = 'quarantined' AND archived_at >= $1 AND archived_at < $2
+             ORDER BY archived_at, id LIMIT $3",
         )
         .bind(ts(from))
         .bind(ts(to))
@@ -339,7 +340,7 @@ impl Store {
     ) -> Result<Vec<FormatAlertRow>> {
         let rows = sqlx::query(
             "SELECT vendor, detected_at, kind, field, baseline, current, detail FROM format_alerts
-             WHERE detected_at >= ? AND detected_at < ? ORDER BY vendor, detected_at, id",
+             WHERE detected_at >= $1 AND detected_at < $2 ORDER BY vendor, detected_at, id",
         )
         .bind(ts(from))
         .bind(ts(to))
@@ -370,14 +371,14 @@ impl Store {
         let cutoff = ts(cutoff);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT vendor, order_ref, status, vendor_status, updated_at FROM orders
-             WHERE {OPEN_ORDER} AND updated_at < ? ORDER BY updated_at, vendor, order_ref LIMIT ?"
+             WHERE {OPEN_ORDER} AND updated_at < $1 ORDER BY updated_at, vendor, order_ref LIMIT $2"
         )))
         .bind(&cutoff)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < ?"
+            "SELECT count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < $1"
         )))
         .bind(&cutoff)
         .fetch_one(&self.pool)
@@ -400,7 +401,7 @@ impl Store {
     /// Stuck orders (see [`Store::report_stuck_orders`]) counted per vendor.
     pub async fn report_stuck_counts(&self, cutoff: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT vendor, count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < ? GROUP BY vendor"
+            "SELECT vendor, count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < $1 GROUP BY vendor"
         )))
         .bind(ts(cutoff))
         .fetch_all(&self.pool)
@@ -417,11 +418,11 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT o.vendor, count(*),
                  (SELECT max(m.archived_at) FROM messages m
-                  WHERE m.vendor = o.vendor AND m.archived_at < ?1)
+                  WHERE m.vendor = o.vendor AND m.archived_at < $1)
              FROM orders o
              WHERE {OPEN_ORDER}
                AND EXISTS (SELECT 1 FROM deltas d WHERE d.vendor = o.vendor
-                           AND d.order_ref = o.order_ref AND d.recorded_at < ?1)
+                           AND d.order_ref = o.order_ref AND d.recorded_at < $1)
              GROUP BY o.vendor ORDER BY o.vendor"
         )))
         .bind(ts(before))
@@ -469,7 +470,7 @@ impl Store {
     ) -> Result<BeginSend> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "SELECT state, last_attempt_at FROM report_sends WHERE report_date = ? AND recipient = ?",
+            "SELECT state, last_attempt_at FROM report_sends WHERE report_date = $1 AND recipient = $2",
         )
         .bind(date_text(date))
         .bind(recipient)
@@ -489,7 +490,7 @@ impl Store {
         let attempt: i64 = sqlx::query_scalar(
             "INSERT INTO report_sends (report_date, recipient, state, attempts, created_at,
                  last_attempt_at, message_id)
-             VALUES (?, ?, 'pending', 1, ?, ?, ?)
+             VALUES ($1, $2, 'pending', 1, $3, $4, $5)
              ON CONFLICT (report_date, recipient) DO UPDATE SET
                  state = 'pending', attempts = attempts + 1, last_attempt_at = excluded.last_attempt_at
              RETURNING attempts",
@@ -512,8 +513,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE report_sends SET state = 'sent', sent_at = ?, last_error = NULL
-             WHERE report_date = ? AND recipient = ?",
+            "UPDATE report_sends SET state = 'sent', sent_at = $1, last_error = NULL
+             WHERE report_date = $2 AND recipient = $3",
         )
         .bind(ts(now))
         .bind(date_text(date))
@@ -525,8 +526,8 @@ impl Store {
 
     pub async fn fail_send(&self, date: NaiveDate, recipient: &str, error: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE report_sends SET state = 'failed', last_error = ?
-             WHERE report_date = ? AND recipient = ?",
+            "UPDATE report_sends SET state = 'failed', last_error = $1
+             WHERE report_date = $2 AND recipient = $3",
         )
         .bind(error)
         .bind(date_text(date))
@@ -540,7 +541,7 @@ impl Store {
     pub async fn report_sends(&self, since: NaiveDate) -> Result<Vec<SendRow>> {
         let rows = sqlx::query(
             "SELECT report_date, recipient, state, attempts, last_error, message_id, sent_at
-             FROM report_sends WHERE report_date >= ? ORDER BY report_date, recipient",
+             FROM report_sends WHERE report_date >= $1 ORDER BY report_date, recipient",
         )
         .bind(date_text(since))
         .fetch_all(&self.pool)

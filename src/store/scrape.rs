@@ -49,7 +49,7 @@ pub struct Scrape {
 /// How many recent messages the lag summary covers.
 const LAG_WINDOW: i64 = 1000;
 
-async fn last_runs(conn: &mut sqlx::SqliteConnection) -> Result<Vec<LastRun>> {
+async fn last_runs(conn: &mut sqlx::AnyConnection) -> Result<Vec<LastRun>> {
     let rows = sqlx::query(
         "SELECT r.vendor, r.outcome, r.started_at, r.finished_at, r.reason FROM reconcile_runs r
          WHERE r.id = (SELECT max(id) FROM reconcile_runs x WHERE x.vendor = r.vendor AND x.dry_run = 0)
@@ -78,7 +78,7 @@ impl Store {
     }
 
     pub async fn scrape(&self) -> Result<Scrape> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.read_tx().await?;
         let messages = sqlx::query(
             "SELECT l.source, l.folder, coalesce(m.vendor, ''), m.disposition, count(*)
              FROM message_locations l JOIN messages m ON m.id = l.message
@@ -115,14 +115,19 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let last_runs = last_runs(&mut tx).await?;
-        let recent_lags = sqlx::query_scalar::<_, f64>(
-            "SELECT (julianday(archived_at) - julianday(date_header)) * 86400.0 FROM
-               (SELECT archived_at, date_header FROM messages WHERE date_header IS NOT NULL
-                ORDER BY id DESC LIMIT ?)",
+        let recent_lags = sqlx::query_as::<_, (String, String)>(
+            "SELECT archived_at, date_header FROM messages WHERE date_header IS NOT NULL
+             ORDER BY id DESC LIMIT $1",
         )
         .bind(LAG_WINDOW)
         .fetch_all(&mut *tx)
-        .await?;
+        .await?
+        .iter()
+        .map(|(archived, sent)| {
+            let lag = parse_ts(archived)? - parse_ts(sent)?;
+            Ok(lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6)
+        })
+        .collect::<Result<Vec<f64>>>()?;
         let webhooks = sqlx::query_as::<_, (String, String, i64)>(
             "SELECT vendor, disposition, count(*) FROM webhooks
              GROUP BY vendor, disposition ORDER BY vendor, disposition",

@@ -9,9 +9,12 @@ use driftwatch::app::App;
 use driftwatch::config::Config;
 use driftwatch::reconcile::VendorSettings;
 
+use crate::support::db::Db;
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    pub db: Db,
 }
 
 impl Env {
@@ -19,13 +22,15 @@ impl Env {
     pub fn new(vendor_toml: &str) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let parsers = Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers");
+        let db = Db::for_data_dir(&dir.path().join("data"));
         let text = format!(
-            "data_dir = \"data\"\nparsers_dir = \"{}\"\n\n{vendor_toml}\n",
+            "data_dir = \"data\"\n{}parsers_dir = \"{}\"\n\n{vendor_toml}\n",
+            db.config_line(),
             parsers.display()
         );
         let config = dir.path().join("driftwatch.toml");
         std::fs::write(&config, text).expect("write config");
-        Env { dir, config }
+        Env { dir, config, db }
     }
 
     pub async fn app(&self) -> App {
@@ -47,8 +52,8 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    pub fn database(&self) -> PathBuf {
-        self.dir.path().join("data/driftwatch.db")
+    pub fn database(&self) -> Db {
+        self.db.clone()
     }
 }
 

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use driftwatch::app::App;
 use driftwatch::config::Config;
 
+use super::db::Db;
 use super::dovecot::Dovecot;
 
 pub struct TestConfig {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    pub db: Db,
 }
 
 impl TestConfig {
@@ -21,8 +23,22 @@ impl TestConfig {
         App::build(self.load()).await.expect("app builds")
     }
 
-    pub fn database(&self) -> PathBuf {
-        self.dir.path().join("data/driftwatch.db")
+    /// The test's database (see [`Db`]: SQLite here, or PostgreSQL in that round).
+    pub fn database(&self) -> Db {
+        self.db.clone()
+    }
+}
+
+/// The `database` line for a generated config: none when the test's own
+/// config text already names one.
+fn db_line(db: &Db, top_extra: &str) -> String {
+    if top_extra
+        .lines()
+        .any(|l| l.trim_start().starts_with("database"))
+    {
+        String::new()
+    } else {
+        db.config_line()
     }
 }
 
@@ -51,16 +67,18 @@ pub fn imap_config(dovecot: &Dovecot, top_extra: &str, mailbox_extra: &str) -> T
     if !has("password") && !has("oauth2") {
         mailbox.push_str(&format!("password_file = \"{}\"\n", pw.display()));
     }
+    let db = Db::for_config(&dir.path().join("data"), top_extra);
     let text = format!(
-        "data_dir = \"data\"\nparsers_dir = \"{parsers}\"\n{top_extra}\n\
+        "data_dir = \"data\"\n{}parsers_dir = \"{parsers}\"\n{top_extra}\n\
          [[mailbox]]\nname = \"vendors\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
          username = \"{user}\"\n{mailbox}{mailbox_extra}\n",
+        db_line(&db, top_extra),
         parsers = parsers_dir().display(),
         user = dovecot.user(),
     );
     let path = dir.path().join("driftwatch.toml");
     std::fs::write(&path, text).expect("write config");
-    TestConfig { dir, path }
+    TestConfig { dir, path, db }
 }
 
 /// A config with one Maildir mailbox (empty `Maildir/{new,cur,tmp}` in the
@@ -70,14 +88,16 @@ pub fn maildir_config(parsers: &Path, top_extra: &str) -> TestConfig {
     for sub in ["new", "cur", "tmp"] {
         std::fs::create_dir_all(dir.path().join("Maildir").join(sub)).expect("maildir");
     }
+    let db = Db::for_config(&dir.path().join("data"), top_extra);
     let text = format!(
-        "data_dir = \"data\"\nparsers_dir = \"{}\"\n{top_extra}\n\
+        "data_dir = \"data\"\n{}parsers_dir = \"{}\"\n{top_extra}\n\
          [[mailbox]]\nname = \"local\"\nkind = \"maildir\"\npath = \"Maildir\"\npoll_interval_secs = 1\n",
+        db_line(&db, top_extra),
         parsers.display()
     );
     let path = dir.path().join("driftwatch.toml");
     std::fs::write(&path, text).expect("write config");
-    TestConfig { dir, path }
+    TestConfig { dir, path, db }
 }
 
 impl TestConfig {

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::app::TestConfig;
+use super::db::Db;
 
 /// `driftwatch --config <cfg> ARGS` with quiet logs and no stdin/stdout.
 pub fn driftwatch(cfg: &TestConfig, args: &[&str]) -> Command {
@@ -55,7 +56,7 @@ pub fn spawn_logged(cfg: &TestConfig, args: &[&str], level: &str) -> (Child, Pat
 
 /// Message locations committed so far, read from outside the process (0
 /// before the database exists or while it cannot be opened).
-pub async fn committed(db_path: &Path) -> i64 {
+pub async fn committed(db_path: &Db) -> i64 {
     progress(db_path, COMMITTED).await
 }
 
@@ -64,14 +65,13 @@ pub const COMMITTED: &str = "SELECT count(*) FROM message_locations";
 
 /// A count (`sql`) read from outside the process; 0 before the database
 /// exists, while it cannot be opened, or before the table exists.
-pub async fn progress(db_path: &Path, sql: &str) -> i64 {
+pub async fn progress(db_path: &Db, sql: &str) -> i64 {
     if !db_path.exists() {
         return 0;
     }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db_path)
-        .read_only(true);
-    let Ok(mut conn) = sqlx::ConnectOptions::connect(&opts).await else {
+    sqlx::any::install_default_drivers();
+    let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_path.url()).await
+    else {
         return 0;
     };
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
@@ -82,14 +82,14 @@ pub async fn progress(db_path: &Path, sql: &str) -> i64 {
 
 /// Polls (every 5 ms, bounded) until `committed >= n`, or the child exits.
 /// Returns the count reached.
-pub async fn wait_committed(db_path: &Path, n: i64, child: &mut Child, limit: Duration) -> i64 {
+pub async fn wait_committed(db_path: &Db, n: i64, child: &mut Child, limit: Duration) -> i64 {
     wait_progress(db_path, COMMITTED, n, child, limit).await
 }
 
 /// Polls (every 5 ms, bounded) until the count `sql` reaches `n`, or the
 /// child exits. Returns the count reached.
 pub async fn wait_progress(
-    db_path: &Path,
+    db_path: &Db,
     sql: &str,
     n: i64,
     child: &mut Child,

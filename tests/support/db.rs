@@ -1,39 +1,244 @@
-//! Reading a driftwatch database from a test, independently of the store code.
+//! The test's database, on the backend the suite runs against, read
+//! independently of the store code.
+//!
+//! `DRIFTWATCH_TEST_BACKEND=postgres` (set by `scripts/test.sh` for its
+//! PostgreSQL round, with `DRIFTWATCH_TEST_POSTGRES` naming a private server)
+//! gives every test config its own fresh PostgreSQL database; otherwise each
+//! test has a SQLite file in its temp dir. A PostgreSQL run without a server
+//! fails; it never falls back to SQLite.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
 
-pub async fn open(db: &Path) -> SqlitePool {
-    let opts = SqliteConnectOptions::new().filename(db).read_only(true);
-    SqlitePoolOptions::new()
+/// Where one test's driftwatch database is.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// True when this test run is the PostgreSQL round.
+pub fn on_postgres() -> bool {
+    match std::env::var("DRIFTWATCH_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("DRIFTWATCH_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The base URL of the test PostgreSQL server (no database path).
+pub fn postgres_server() -> String {
+    std::env::var("DRIFTWATCH_TEST_POSTGRES").expect(
+        "DRIFTWATCH_TEST_BACKEND=postgres needs DRIFTWATCH_TEST_POSTGRES=postgres://user@host:port (scripts/test.sh starts one)",
+    )
+}
+
+fn fresh_postgres_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "dw_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+fn pg_url(name: &str) -> String {
+    format!("{}/{name}?sslmode=disable", postgres_server())
+}
+
+/// Runs one statement on the test server's `postgres` database.
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .arg(pg_url("postgres"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql (PostgreSQL client)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A new, empty PostgreSQL database on the test server: its URL.
+pub fn fresh_postgres_database() -> String {
+    let name = fresh_postgres_name();
+    psql(&format!("CREATE DATABASE {name}"));
+    pg_url(&name)
+}
+
+impl Db {
+    /// The database for a test whose data dir is `data_dir`: a SQLite file
+    /// there, or a fresh PostgreSQL database in the PostgreSQL round.
+    pub fn for_data_dir(data_dir: &Path) -> Db {
+        if on_postgres() {
+            Db::Postgres(fresh_postgres_database())
+        } else {
+            Db::Sqlite(data_dir.join("driftwatch.db"))
+        }
+    }
+
+    /// [`Db::for_data_dir`], unless the config text already names its
+    /// `database` (a test sharing another test config's database).
+    pub fn for_config(data_dir: &Path, config_text: &str) -> Db {
+        let named = config_text.lines().find_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("database")?
+                .trim_start()
+                .strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_string())
+        });
+        match named {
+            Some(v) if v.starts_with("postgres") => Db::Postgres(v),
+            Some(v) => Db::Sqlite(data_dir.join(v)),
+            None => Db::for_data_dir(data_dir),
+        }
+    }
+
+    /// The config line that points driftwatch at this database (none for
+    /// the default SQLite file in the data dir).
+    pub fn config_line(&self) -> String {
+        match self {
+            Db::Sqlite(_) => String::new(),
+            Db::Postgres(url) => format!("database = \"{url}\"\n"),
+        }
+    }
+
+    /// What `database = "…"` says for this database.
+    pub fn config_value(&self) -> String {
+        match self {
+            Db::Sqlite(p) => p.display().to_string(),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// The SQLite file; panics in the PostgreSQL round (for tests of
+    /// SQLite's own behaviour).
+    pub fn sqlite_path(&self) -> &Path {
+        match self {
+            Db::Sqlite(p) => p,
+            Db::Postgres(url) => panic!("this test needs a SQLite file, not {url}"),
+        }
+    }
+
+    pub fn location(&self) -> driftwatch::store::Location {
+        match self {
+            Db::Sqlite(p) => driftwatch::store::Location::Sqlite(p.clone()),
+            Db::Postgres(url) => driftwatch::store::Location::Postgres {
+                url: url.clone(),
+                password: None,
+            },
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Db::Sqlite(p) => format!("sqlite://{}?mode=ro", p.display()),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// A copy of this database as it is now (no process may be using it).
+    pub fn save_copy(&self, name: &str) -> Db {
+        match self {
+            Db::Sqlite(p) => {
+                let copy = p.with_file_name(format!("{name}.db"));
+                std::fs::copy(p, &copy).expect("copy SQLite database");
+                Db::Sqlite(copy)
+            }
+            Db::Postgres(_) => {
+                let copy = fresh_postgres_name();
+                psql(&format!(
+                    "CREATE DATABASE {copy} TEMPLATE {}",
+                    self.pg_name()
+                ));
+                Db::Postgres(pg_url(&copy))
+            }
+        }
+    }
+
+    /// Puts this database back to `saved` (from [`Db::save_copy`]).
+    pub fn restore(&self, saved: &Db) {
+        match (self, saved) {
+            (Db::Sqlite(p), Db::Sqlite(base)) => {
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+                }
+                std::fs::copy(base, p).expect("restore SQLite database");
+            }
+            (Db::Postgres(_), Db::Postgres(_)) => {
+                psql(&format!("DROP DATABASE {} WITH (FORCE)", self.pg_name()));
+                psql(&format!(
+                    "CREATE DATABASE {} TEMPLATE {}",
+                    self.pg_name(),
+                    saved.pg_name()
+                ));
+            }
+            _ => panic!("restore across backends"),
+        }
+    }
+
+    fn pg_name(&self) -> String {
+        match self {
+            Db::Postgres(url) => url
+                .rsplit('/')
+                .next()
+                .and_then(|t| t.split('?').next())
+                .expect("database name in URL")
+                .to_string(),
+            Db::Sqlite(_) => unreachable!("SQLite has no database name"),
+        }
+    }
+
+    /// True once the database exists (SQLite: its file).
+    pub fn exists(&self) -> bool {
+        match self {
+            Db::Sqlite(p) => p.exists(),
+            Db::Postgres(_) => true,
+        }
+    }
+}
+
+pub async fn open(db: &Db) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
         .max_connections(1)
-        .connect_with(opts)
+        .connect(&db.url())
         .await
         .expect("open test database")
 }
 
-pub async fn count(db: &Path, sql: &str) -> i64 {
+pub async fn count(db: &Db, sql: &str) -> i64 {
     let pool = open(db).await;
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&pool)
-        .await
-        .expect("count query");
+    // As BIGINT: PostgreSQL's sum() of integers is NUMERIC.
+    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(({sql}) AS BIGINT)"
+    )))
+    .fetch_one(&pool)
+    .await
+    .expect("count query");
     pool.close().await;
-    n
+    n.unwrap_or(0)
 }
 
 /// Every row of every driftwatch table, as text, leaving out only the columns
 /// that record *when* we did something (those differ between any two runs).
 /// Two databases with equal dumps hold the same archive, log, view and checkpoints.
-pub async fn dump(db: &Path) -> Vec<String> {
+pub async fn dump(db: &Db) -> Vec<String> {
     const TABLES: [(&str, &str); 6] = [
         ("messages", "id"),
         ("message_locations", "source, folder, location"),
         ("checkpoints", "source, folder"),
-        ("deltas", "offset"),
-        ("superseded_deltas", "offset"),
+        ("deltas", "\"offset\""),
+        ("superseded_deltas", "\"offset\""),
         ("orders", "vendor, order_ref"),
     ];
     const WALL_CLOCK: [&str; 5] = [
@@ -46,18 +251,30 @@ pub async fn dump(db: &Path) -> Vec<String> {
     let pool = open(db).await;
     let mut out = Vec::new();
     for (table, order) in TABLES {
-        let cols: Vec<String> =
-            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA table_info({table})")))
-                .fetch_all(&pool)
-                .await
-                .expect("table_info")
-                .iter()
-                .map(|r| r.get::<String, _>("name"))
-                .filter(|c| !WALL_CLOCK.contains(&c.as_str()))
-                .collect();
+        let (columns_sql, quote): (String, fn(&str) -> String) = match db {
+            Db::Sqlite(_) => (
+                format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+                |c| format!("quote(\"{c}\")"),
+            ),
+            Db::Postgres(_) => (
+                format!(
+                    "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
+                     WHERE table_name = '{table}' ORDER BY ordinal_position"
+                ),
+                |c| format!("quote_nullable(\"{c}\")"),
+            ),
+        };
+        let cols: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(columns_sql))
+            .fetch_all(&pool)
+            .await
+            .expect("table columns")
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .filter(|c| !WALL_CLOCK.contains(&c.as_str()))
+            .collect();
         let select = cols
             .iter()
-            .map(|c| format!("quote({c})"))
+            .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(" || '|' || ");
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -70,4 +287,36 @@ pub async fn dump(db: &Path) -> Vec<String> {
     }
     pool.close().await;
     out
+}
+
+/// Another process's hold on the store's write lock (SQLite: an open
+/// `BEGIN IMMEDIATE`; PostgreSQL: the store's advisory write lock), until
+/// [`WriteLockHold::release`].
+pub struct WriteLockHold(sqlx::AnyConnection);
+
+impl WriteLockHold {
+    pub async fn take(db: &Db) -> WriteLockHold {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let url = match db {
+            Db::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Db::Postgres(url) => url.clone(),
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        let sql = match db {
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+            // The key the store's write transactions take (0x6477).
+            Db::Postgres(_) => "SELECT 1 FROM pg_advisory_lock(25719)",
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        WriteLockHold(conn)
+    }
+
+    pub async fn release(self) {
+        use sqlx::Connection;
+        self.0.close().await.expect("release the write lock");
+    }
 }
