@@ -19,6 +19,7 @@
 //! it has on SQLite. Readers never take it.
 
 mod browse;
+mod copy;
 mod feed;
 mod health;
 mod hooks;
@@ -40,6 +41,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
 
 pub use browse::{OrderPage, VendorSummary};
+pub use copy::TableCopy;
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
 pub use hooks::{HookOutcome, NewWebhook, StoredWebhook, WebhookRow};

@@ -55,8 +55,13 @@ fn pg_url(name: &str) -> String {
 
 /// Runs one statement on the test server's `postgres` database.
 fn psql(sql: &str) {
+    psql_on(&postgres_server(), sql);
+}
+
+/// Runs one statement on `server`'s `postgres` database.
+pub fn psql_on(server: &str, sql: &str) {
     let out = std::process::Command::new("psql")
-        .arg(pg_url("postgres"))
+        .arg(format!("{server}/postgres?sslmode=disable"))
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("run psql (PostgreSQL client)");
@@ -318,5 +323,78 @@ impl WriteLockHold {
     pub async fn release(self) {
         use sqlx::Connection;
         self.0.close().await.expect("release the write lock");
+    }
+}
+
+/// A private PostgreSQL server for one test (scripts/postgres.sh), stopped
+/// when dropped. For tests of PostgreSQL itself (TLS, several instances,
+/// migrate-store), which run in every round.
+pub struct PgServer {
+    pub dir: tempfile::TempDir,
+    /// `postgres://dw@127.0.0.1:PORT` (no database).
+    pub server: String,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("driftwatch-pg")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        // The server runs as user postgres (initdb refuses root): it must reach its directory.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod temp dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres.sh");
+        for _ in 0..5 {
+            let port = super::free_port();
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .arg(dir.path().join("pg"))
+                .arg(port.to_string())
+                .output()
+                .expect("run scripts/postgres.sh");
+            if out.status.success() {
+                let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let server = url.trim_end_matches("/postgres").to_string();
+                return PgServer { dir, server };
+            }
+            eprintln!(
+                "postgres.sh start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        panic!(
+            "could not start a private PostgreSQL (scripts/postgres.sh; scripts/install-test-deps.sh installs it)"
+        );
+    }
+
+    /// A new empty database on this server: its URL (plain, trusted loopback).
+    pub fn database(&self, name: &str) -> String {
+        psql_on(&self.server, &format!("CREATE DATABASE {name}"));
+        format!("{}/{name}?sslmode=disable", self.server)
+    }
+
+    /// User `dw`'s password (needed over TLS).
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("pg/password")
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("pg/ca.pem")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .status();
     }
 }
