@@ -3,7 +3,8 @@
 # Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
 # memory), and the Python side (pandas + datacompy, in a venv under target/).
 #   ./scripts/bench.sh                              # everything: ~10 minutes on 2 cores
-#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,writepath,reparse,parse,reconcile,backlog,http
+#   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,writepath,reparse,parse,reconcile,backlog,http,failover
+#   (ingest, reconcile and failover run a second time on a private PostgreSQL; DRIFTWATCH_BENCH_POSTGRES=0 skips that)
 #   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
 #   DRIFTWATCH_BENCH_ORDERS=1000000 DRIFTWATCH_BENCH_RUNS=3 ./scripts/bench.sh
 #   DRIFTWATCH_BENCH_DIR=/tmp/rb ...                 # keep (and reuse) the reconcile data
@@ -48,3 +49,19 @@ fi
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB RAM" >&2
 cargo bench --locked --bench harness
+
+# The same store on PostgreSQL, side by side: ingest, reconcile and lease
+# failover against a private server on loopback (scripts/postgres.sh).
+if [ "${DRIFTWATCH_BENCH_POSTGRES:-1}" = 1 ]; then
+  pg_dir=$(mktemp -d /tmp/driftwatch-bench-pg.XXXXXX)
+  trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  url=$(scripts/postgres.sh start "$pg_dir" "$pg_port")
+  only=${DRIFTWATCH_BENCH_ONLY:-ingest,reconcile,failover}
+  pg_only=$(echo "$only" | tr ',' '\n' | grep -E '^(ingest|reconcile|failover)$' | paste -sd, -)
+  if [ -n "$pg_only" ]; then
+    echo "== the same on PostgreSQL ($pg_only)" >&2
+    DRIFTWATCH_TEST_BACKEND=postgres DRIFTWATCH_TEST_POSTGRES=${url%/postgres} \
+      DRIFTWATCH_BENCH_ONLY=$pg_only cargo bench --locked --bench harness
+  fi
+fi

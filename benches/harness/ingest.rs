@@ -59,7 +59,8 @@ async fn run_mix(opts: &Opts, table: &mut Table, mix: Mix) {
                     dw.push(s);
                     dw_mem.push(m);
                 }
-                _ if !python_available(opts) => {}
+                // Python has its own SQLite file: it runs in the SQLite round only.
+                _ if crate::support::db::on_postgres() || !python_available(opts) => {}
                 _ => {
                     let (s, m) = python_once(opts, &dovecot, u64::from(n));
                     py.push(s);
@@ -92,9 +93,14 @@ async fn run_mix(opts: &Opts, table: &mut Table, mix: Mix) {
         Mix::Light => ">= 60%",
         Mix::DeltaHeavy => ">= 50%",
     };
+    let backend = if crate::support::db::on_postgres() {
+        ", into PostgreSQL"
+    } else {
+        ""
+    };
     table.row(
         &format!(
-            "Ingest {n} msgs, {}, {:.0} MB, {deltas} deltas, from Dovecot, end to end",
+            "Ingest {n} msgs, {}, {:.0} MB, {deltas} deltas, from Dovecot, end to end{backend}",
             mix.label(),
             bytes as f64 / 1e6
         ),
@@ -106,6 +112,9 @@ async fn run_mix(opts: &Opts, table: &mut Table, mix: Mix) {
         &format!("{:.0}% of bare fetch", 100.0 * vs_bare),
         target,
     );
+    if py.is_empty() {
+        return;
+    }
     table.row(
         "  same, vs what a user would write",
         &format!("{d:.0} msg/s"),

@@ -11,12 +11,15 @@
 //! Environment: `DRIFTWATCH_BENCH_MESSAGES` (20000), `DRIFTWATCH_BENCH_BACKLOG`
 //! (100000), `DRIFTWATCH_BENCH_RUNS` (3), `DRIFTWATCH_BENCH_ORDERS` (1000000),
 //! `DRIFTWATCH_BENCH_ONLY` (comma list of section names), `DRIFTWATCH_BENCH_DIR`
-//! (keep and reuse the reconcile data there), `PYTHON` (python3).
+//! (keep and reuse the reconcile data there), `PYTHON` (python3). With
+//! `DRIFTWATCH_TEST_BACKEND=postgres` and `DRIFTWATCH_TEST_POSTGRES` (what
+//! ./scripts/bench.sh sets for its second round) the store is PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod failover;
 mod http;
 mod ingest;
 mod mail;
@@ -97,7 +100,7 @@ impl Opts {
 type Section = for<'a> fn(&'a Opts, &'a mut Table) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
 /// Every benchmark, in table order.
-const SECTIONS: [(&str, Section); 7] = [
+const SECTIONS: [(&str, Section); 8] = [
     ("ingest", |o, t| Box::pin(ingest::run(o, t))),
     ("writepath", |o, t| Box::pin(writes::write_path(o, t))),
     ("reparse", |o, t| Box::pin(writes::reparse(o, t))),
@@ -105,6 +108,7 @@ const SECTIONS: [(&str, Section); 7] = [
     ("reconcile", |o, t| Box::pin(reconcile::run(o, t))),
     ("backlog", |o, t| Box::pin(ingest::backlog(o, t))),
     ("http", |o, t| Box::pin(http::run(o, t))),
+    ("failover", |o, t| Box::pin(failover::run(o, t))),
 ];
 
 fn main() {

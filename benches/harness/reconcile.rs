@@ -17,6 +17,7 @@ use driftwatch::store::Store;
 use crate::Opts;
 use crate::measure::{self, Measured, median};
 use crate::support::bin::Rng;
+use crate::support::db::{self, Db};
 use crate::table::Table;
 
 const STATUSES: [&str; 5] = [
@@ -70,8 +71,8 @@ pub fn write_csvs(dir: &Path, n: u64, drift_per_mille: u64, seed: u64) -> (PathB
 
 /// The database a user would have: every local row told by one email delta,
 /// long before the export.
-async fn build_db(db: &Path, local: &Path) {
-    let store = Store::open(db).await.unwrap();
+async fn build_db(db: &Db, local: &Path) {
+    let store = Store::connect(&db.location()).await.unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut rdr = csv::Reader::from_path(local).unwrap();
     let mut batch = Vec::with_capacity(50_000);
@@ -109,7 +110,7 @@ async fn build_db(db: &Path, local: &Path) {
     store.close().await;
 }
 
-fn write_config(dir: &Path, db: &Path) -> PathBuf {
+fn write_config(dir: &Path, db: &Db) -> PathBuf {
     let parsers = Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers");
     let path = dir.join("driftwatch.toml");
     std::fs::write(
@@ -148,20 +149,12 @@ max_drift_pct = 50
 max_fixes = 10000000
 "#,
             dir = dir.display(),
-            db = db.display(),
+            db = db.config_value(),
             parsers = parsers.display()
         ),
     )
     .unwrap();
     path
-}
-
-/// A fresh copy of the base database at `db`, with no WAL left by a run.
-fn reset(base: &Path, db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    std::fs::copy(base, db).unwrap();
 }
 
 fn reconcile(cfg: &Path, export: &Path, extra: &[&str]) -> Measured {
@@ -217,11 +210,13 @@ pub async fn run(opts: &Opts, table: &mut Table) {
         .map(PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/python/reconcile_datacompy.py");
-    let python_ok = std::process::Command::new(&opts.python)
-        .args(["-c", "import pandas, datacompy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !python_ok {
+    // The Python side has no database: it runs in the SQLite round only.
+    let python_ok = !db::on_postgres()
+        && std::process::Command::new(&opts.python)
+            .args(["-c", "import pandas, datacompy"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !python_ok && !db::on_postgres() {
         table.note(format!(
             "Reconcile: `{} -c 'import pandas, datacompy'` failed, so datacompy was not run (./scripts/bench.sh installs it).",
             opts.python
@@ -235,20 +230,36 @@ pub async fn run(opts: &Opts, table: &mut Table) {
         let sub = root.join(n.to_string());
         std::fs::create_dir_all(&sub).unwrap();
         let (export, local) = write_csvs(&sub, n, 10, 3);
-        let base = sub.join("base.db");
-        if !base.exists() {
-            eprintln!("building a database of {n} orders…");
-            let building = sub.join("building.db");
-            build_db(&building, &local).await;
-            std::fs::rename(&building, &base).unwrap();
-        }
-        let db = sub.join("run.db");
+        // SQLite: a base file kept in DRIFTWATCH_BENCH_DIR between runs;
+        // PostgreSQL (the second round of ./scripts/bench.sh): a template
+        // database built once per run.
+        let base = if db::on_postgres() {
+            let base = Db::Postgres(db::fresh_postgres_database());
+            eprintln!("building a PostgreSQL database of {n} orders…");
+            build_db(&base, &local).await;
+            base
+        } else {
+            let base = sub.join("base.db");
+            if !base.exists() {
+                eprintln!("building a database of {n} orders…");
+                let building = sub.join("building.db");
+                build_db(&Db::Sqlite(building.clone()), &local).await;
+                std::fs::rename(&building, &base).unwrap();
+            }
+            Db::Sqlite(base)
+        };
+        let db = base.save_copy("run");
         let cfg = write_config(&sub, &db);
+        let backend = if db::on_postgres() {
+            ", PostgreSQL"
+        } else {
+            ""
+        };
 
         let (mut py, mut dry, mut fix, mut unchanged, mut ratios) =
             (vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..opts.runs {
-            reset(&base, &db);
+            db.restore(&base);
             let d = reconcile(&cfg, &export, &["--dry-run"]);
             eprintln!(
                 "driftwatch --dry-run {n}: {:.2} s, {:.0} MB: {}",
@@ -318,7 +329,9 @@ pub async fn run(opts: &Opts, table: &mut Table) {
         };
         let big = n >= 1_000_000;
         table.row(
-            &format!("Reconcile {n} orders, 1% drift, CSV: compare only (`reconcile --dry-run`)"),
+            &format!(
+                "Reconcile {n} orders, 1% drift, CSV: compare only (`reconcile --dry-run`){backend}"
+            ),
             &format!("{}, peak {dm:.0} MB", fmt_time(ds)),
             &cmp,
             &r_dry,
@@ -330,7 +343,7 @@ pub async fn run(opts: &Opts, table: &mut Table) {
         );
         table.row(
             &format!(
-                "Reconcile {n} orders, 1% drift, CSV: compare and fix (drifts, fixes, view committed)"
+                "Reconcile {n} orders, 1% drift, CSV: compare and fix (drifts, fixes, view committed){backend}"
             ),
             &format!("{}, peak {fm:.0} MB", fmt_time(fs)),
             if py.is_empty() { "" } else { "same datacompy run" },
@@ -338,7 +351,7 @@ pub async fn run(opts: &Opts, table: &mut Table) {
             if big { "≤ 2 s, ≤ 256 MB" } else { "(cost growth)" },
         );
         table.row(
-            &format!("Reconcile an unchanged export ({n} orders)"),
+            &format!("Reconcile an unchanged export ({n} orders){backend}"),
             &format!("{}, peak {um:.0} MB", fmt_time(us)),
             "",
             "",

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use imap::ImapSource;
 pub use maildir::MaildirSource;
@@ -161,24 +161,38 @@ pub async fn run_source<S: MailSource>(
                     failing = None;
                     backoff.reset();
                 }
-                // One syncer per folder across processes; if another holds
-                // the lease, it does the work and this one only waits.
+                // One syncer per folder across processes. If another holds
+                // the lease, this one does not go back to waiting for mail:
+                // the holder may die mid-sync with mail half-fetched, so it
+                // asks again soon (and at the latest when the lease expires)
+                // until it has synced itself.
                 let synced = async {
                     if !src.shared() {
                         src.sync(pipeline, &shutdown).await?;
-                    } else if let Some(held) =
-                        lease_folder(pipeline, src.source(), src.folder(), Duration::ZERO).await?
-                    {
-                        let synced = src.sync(pipeline, &shutdown).await;
-                        held.release().await?;
-                        synced?;
+                        return Ok::<_, IngestError>(None);
                     }
-                    Ok::<(), IngestError>(())
+                    match try_lease_folder(pipeline, src.source(), src.folder()).await? {
+                        Ok(held) => {
+                            let synced = src.sync(pipeline, &shutdown).await;
+                            held.release().await?;
+                            synced?;
+                            Ok(None)
+                        }
+                        Err(retry_in) => Ok(Some(retry_in)),
+                    }
                 }
                 .await;
                 match synced {
                     Err(e) => Err((Failing::Session, e)),
-                    Ok(()) => {
+                    Ok(Some(retry_in)) => {
+                        state(SourceState::Waiting);
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry_in) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => {
                         if failing.take().is_some() {
                             recovered(&src, backoff.failures());
                         }
@@ -232,6 +246,33 @@ pub async fn lease_folder(
             None
         }
     })
+}
+
+/// How often an instance that found a folder's lease taken asks again:
+/// another instance that died mid-sync on this host is seen at once, one on
+/// another host when its lease expires (`LEASE_TTL`).
+const LEASE_RETRY: Duration = Duration::from_secs(2);
+
+/// [`lease_folder`] without waiting: the lease, or how long to wait before
+/// asking again (until the holder's expiry, at most [`LEASE_RETRY`]).
+async fn try_lease_folder(
+    pipeline: &Pipeline,
+    source: &str,
+    folder: &str,
+) -> Result<Result<crate::store::Held, Duration>, StoreError> {
+    let name = format!("ingest:{source}/{folder}");
+    Ok(
+        match pipeline.store().hold_lease(&name, Duration::ZERO).await? {
+            Ok(held) => Ok(held),
+            Err(busy) => {
+                debug!(source, folder, holder = %busy.holder, "another process is syncing this folder");
+                let until_expiry = (busy.expires_at - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                Err(until_expiry.min(LEASE_RETRY) + Duration::from_millis(50))
+            }
+        },
+    )
 }
 
 fn recovered<S: MailSource>(src: &S, failures: u32) {

@@ -218,9 +218,14 @@ impl Store {
         // The Any driver takes SQLite options only from a URL, so what the
         // URL cannot say is set per connection. `page_size` first: it only
         // applies to a new, empty database and cannot change once in WAL.
-        let url = url::Url::from_file_path(path).map_err(|()| {
+        let absolute = std::path::absolute(path).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        let url = url::Url::from_file_path(&absolute).map_err(|()| {
             StoreError::Db(sqlx::Error::Configuration(
-                format!("database path {} is not absolute", path.display()).into(),
+                format!(
+                    "database path {} cannot be written as a URL",
+                    path.display()
+                )
+                .into(),
             ))
         })?;
         let url = format!("sqlite://{}?mode=rwc", url.path());
@@ -279,6 +284,12 @@ impl Store {
                     // writer stuck behind another for this long fails (and
                     // retries) instead of hanging.
                     sqlx::raw_sql("SET lock_timeout = '10s'")
+                        .execute(&mut *conn)
+                        .await?;
+                    // An instance that hangs (a paused VM, a partition)
+                    // inside a write transaction would hold the write lock
+                    // for every instance; the server ends such a session.
+                    sqlx::raw_sql("SET idle_in_transaction_session_timeout = '60s'")
                         .execute(&mut *conn)
                         .await?;
                     Ok(())
