@@ -30,7 +30,7 @@ DRIFTWATCH_TEST_BACKEND=postgres cargo test --locked \
   --test reconcile_guard --test reconcile_keyframe --test reconcile_lease \
   --test reconcile_props --test reconcile_sim --test reconcile_http --test faults_reconcile \
   --test http_api --test http_feed --test http_hooks --test http_read \
-  --test cli_output --test format_change --test postgres -- "$@"
+  --test cli_output --test format_change -- "$@"
 
 # Every shipped vendor fixture through the current parsers (what a user runs
 # after adding a vendor).

@@ -222,7 +222,9 @@ async fn contents(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_store_copies_sqlite_into_postgres_verifies_and_resumes_after_a_kill() {
     let pg = PgServer::start();
-    let cfg = maildir_config(&parsers_dir(), "");
+    // The source is SQLite in every round (named explicitly, so the
+    // PostgreSQL round's test database does not replace it).
+    let cfg = maildir_config(&parsers_dir(), "database = \"source.db\"\n");
     for (i, m) in vendor_mail::acme_batch(1500, 4000).into_iter().enumerate() {
         cfg.deliver(&format!("{i:05}.eml"), &m);
     }
@@ -230,15 +232,7 @@ async fn migrate_store_copies_sqlite_into_postgres_verifies_and_resumes_after_a_
         cfg.deliver(&format!("u{i}.eml"), &vendor_mail::unknown_sender(i));
     }
     run_to_completion(&cfg);
-    let sqlite = match cfg.database() {
-        Db::Sqlite(p) => p,
-        Db::Postgres(_) => {
-            // The PostgreSQL round: copy from a SQLite store all the same.
-            panic!(
-                "maildir_config gave a PostgreSQL database; this test needs SQLite as the source"
-            )
-        }
-    };
+    let sqlite = cfg.database().sqlite_path().to_path_buf();
     let source = open(&Db::Sqlite(sqlite.clone())).await;
     let want = contents(&source).await;
     assert!(want.1.len() >= 1500);
@@ -270,7 +264,7 @@ async fn migrate_store_copies_sqlite_into_postgres_verifies_and_resumes_after_a_
     );
 
     // A target holding other data is refused, not trusted.
-    let other = maildir_config(&parsers_dir(), "");
+    let other = maildir_config(&parsers_dir(), "database = \"other.db\"\n");
     other.deliver(
         "1.eml",
         &vendor_mail::acme(1, "Accepted", "11/23/2026 09:10 AM", "x@acme"),
