@@ -35,7 +35,7 @@ fn registry_options(config: &Config) -> crate::parse::RegistryOptions {
 
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
-    Registry::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
+    crate::parse::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
         anyhow::anyhow!(
             "invalid parser rule files:\n  {}",
             errors

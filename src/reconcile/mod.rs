@@ -12,15 +12,12 @@
 //! Never: write anything before the guard has looked at the whole key frame;
 //! treat a delta recorded after `as_of` (beyond the grace window) as known.
 
-pub mod attribute;
 pub mod cli;
 pub mod config;
-pub mod drift;
-pub mod guard;
-pub mod mapping;
 pub mod run;
 pub mod source;
-pub mod whole;
+
+pub use driftwatch_core::reconcile::{attribute, drift, guard, mapping, whole};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -13,11 +13,10 @@
 pub mod build;
 pub mod cli;
 pub mod config;
-pub mod html;
-pub mod model;
 pub mod schedule;
 pub mod send;
-pub mod text;
+
+pub use driftwatch_core::report::{html, model, text};
 
 use std::time::Duration;
 

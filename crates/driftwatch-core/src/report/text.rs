@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::model::*;
-use crate::out::clean;
+use crate::clean::clean;
 
 pub fn render_text(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);

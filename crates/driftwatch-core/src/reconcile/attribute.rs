@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::cutoff::{Cutoff, Evidence};
 use super::drift::{Cause, DriftKind};
 use crate::model::Status;
-use crate::store::{Cutoff, Evidence};
 
 /// Position in the usual forward progress; `on_hold` and `cancelled` are
 /// side exits with no order, so moving out of them is never a regression.

@@ -43,7 +43,7 @@ pub struct Report {
     pub omitted: Omitted,
 }
 
-/// What [`crate::report::build`] cut to keep the report bounded.
+/// What `driftwatch::report::build` to keep the report bounded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Omitted {
     /// Strings from outside cut to their maximum length.

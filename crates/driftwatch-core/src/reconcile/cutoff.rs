@@ -1,0 +1,30 @@
+//! What counts as known at a key frame: the cutoff, and the evidence
+//! (deltas) attribution and fixes are judged on. Plain types; the store
+//! fills them.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::Delta;
+
+/// Which deltas count as known at a key frame's `as_of`: recorded by then, or
+/// recorded within the grace window with an event time before it (mail in
+/// transit when the vendor cut the export).
+#[derive(Debug, Clone, Copy)]
+pub struct Cutoff {
+    pub as_of: DateTime<Utc>,
+    pub grace_end: DateTime<Utc>,
+}
+
+impl Cutoff {
+    pub fn knows(&self, d: &Delta) -> bool {
+        d.recorded_at <= self.as_of
+            || (d.recorded_at <= self.grace_end && d.draft.event_time <= self.as_of)
+    }
+}
+
+/// A delta with whether a reparse superseded it.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub delta: Delta,
+    pub superseded: bool,
+}
