@@ -271,23 +271,7 @@ impl VendorSettings {
     /// column names (`order_ref`, `status`). Used by tests and benchmarks.
     pub fn minimal(name: &str) -> VendorSettings {
         VendorSettings {
-            rules: VendorRules {
-                name: name.to_string(),
-                mapping: Mapping {
-                    key: vec!["order_ref".into()],
-                    status: Some("status".into()),
-                    fields: vec![],
-                },
-                status_map: BTreeMap::new(),
-                status_exact: exact_words(&[]),
-                policy: Policy::Flag,
-                grace: Duration::from_secs(3600),
-                missing_remote_after: 2,
-                scope: Scope::default(),
-                complete: true,
-                stale_after: Duration::from_secs(48 * 3600),
-                guard: GuardSettings::default(),
-            },
+            rules: VendorRules::minimal(name),
             export: None,
             csv: CsvDialect::default(),
             limits: super::whole::SizeLimits::default(),

@@ -15,6 +15,7 @@ use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
 use crate::reconcile::drift::{Cause, DriftKind, Outcome};
 use crate::view;
 pub use driftwatch_core::reconcile::cutoff::{Cutoff, Evidence};
+pub use driftwatch_core::reconcile::plan::RunCounts;
 
 /// One order of the view as of a cutoff, borrowed from the chunk being read.
 #[derive(Debug, Clone)]
@@ -63,18 +64,6 @@ pub enum KeyFrameRef {
     None,
     Existing(i64),
     New(NewKeyFrame),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RunCounts {
-    pub orders_remote: i64,
-    pub orders_local: i64,
-    pub missing_local: i64,
-    pub missing_remote: i64,
-    pub status_mismatch: i64,
-    pub field_mismatch: i64,
-    pub key_frame_changes: i64,
-    pub email_told: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,15 @@ pub struct Cutoff {
 }
 
 impl Cutoff {
+    /// The cutoff of a key frame cut at `as_of`, with the vendor's grace window.
+    pub fn new(as_of: DateTime<Utc>, grace: std::time::Duration) -> Cutoff {
+        Cutoff {
+            as_of,
+            grace_end: as_of
+                + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero()),
+        }
+    }
+
     pub fn knows(&self, d: &Delta) -> bool {
         d.recorded_at <= self.as_of
             || (d.recorded_at <= self.grace_end && d.draft.event_time <= self.as_of)

@@ -10,5 +10,6 @@ pub mod cutoff;
 pub mod drift;
 pub mod guard;
 pub mod mapping;
+pub mod plan;
 pub mod settings;
 pub mod whole;

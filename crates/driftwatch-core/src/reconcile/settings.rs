@@ -41,6 +41,29 @@ pub struct VendorRules {
 }
 
 impl VendorRules {
+    /// A vendor with only a name and the defaults: canonical column names
+    /// (`order_ref`, `status`), `flag`, a complete export. For `--file` runs,
+    /// tests and benchmarks.
+    pub fn minimal(name: &str) -> VendorRules {
+        VendorRules {
+            name: name.to_string(),
+            mapping: Mapping {
+                key: vec!["order_ref".into()],
+                status: Some("status".into()),
+                fields: vec![],
+            },
+            status_map: BTreeMap::new(),
+            status_exact: exact_words(&[]),
+            policy: Policy::Flag,
+            grace: Duration::from_secs(3600),
+            missing_remote_after: 2,
+            scope: Scope::default(),
+            complete: true,
+            stale_after: Duration::from_secs(48 * 3600),
+            guard: GuardSettings::default(),
+        }
+    }
+
     /// The canonical status for a vendor word: the vendor's map first, then the
     /// canonical names themselves (`in progress`, `IN_PROGRESS`).
     pub fn map_status(&self, word: &str) -> Option<Status> {
