@@ -75,7 +75,7 @@ pub fn render_text(r: &Report) -> String {
     );
     for v in r.vendors.iter().chain(std::iter::once(&r.totals)) {
         let runs = match &v.runs.last_outcome {
-            Some(last) => format!("{} ({last})", v.runs.total),
+            Some(last) => format!("{} ({})", v.runs.total, last.as_str()),
             None if v.runs.total > 0 => v.runs.total.to_string(),
             None => "-".to_string(),
         };
