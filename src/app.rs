@@ -170,10 +170,16 @@ impl App {
         }
         tasks.spawn(watch_parsers(self.clone(), shutdown.clone()));
         tasks.spawn(crate::reconcile::run_scheduler(
-            self.clone(),
+            self.store.clone(),
+            self.config.vendors.clone(),
+            crate::reconcile::work_dir(&self.config),
             shutdown.clone(),
         ));
-        tasks.spawn(crate::report::run_scheduler(self.clone(), shutdown.clone()));
+        tasks.spawn(crate::report::run_scheduler(
+            self.store.clone(),
+            self.config.report.clone(),
+            shutdown.clone(),
+        ));
         if let Some(server) = http {
             tasks.spawn(server.run());
         }

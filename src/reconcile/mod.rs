@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::app::App;
+use crate::config::Config;
 use crate::store::{Fence, RunCounts, Store, StoreError};
 pub use config::{Policy, VendorSettings};
 pub use drift::{Cause, Drift, DriftKind, Outcome};
@@ -142,22 +142,22 @@ impl RunSummary {
 
 /// Runs one reconcile of `vendor` now: the configured export, or `opts.file`.
 pub async fn run_once(
-    app: &App,
+    store: &Store,
+    config: &Config,
     vendor: &str,
     opts: RunOptions,
 ) -> Result<RunSummary, ReconcileError> {
-    let v = app
-        .config
+    let v = config
         .vendors
         .iter()
         .find(|v| v.name == vendor)
         .ok_or_else(|| ReconcileError::UnknownVendor(vendor.to_string()))?;
-    run_vendor(&app.store, v, &work_dir(app), opts).await
+    run_vendor(store, v, &work_dir(config), opts).await
 }
 
 /// Where HTTP exports are downloaded to while being read.
-fn work_dir(app: &App) -> PathBuf {
-    app.config
+pub fn work_dir(config: &Config) -> PathBuf {
+    config
         .database
         .parent()
         .map(|d| d.join("exports"))
@@ -245,16 +245,23 @@ pub fn next_run(cron: &croner::Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>
 /// Runs each vendor's reconcile on its schedule until `shutdown`. A run in
 /// progress finishes (its write is one transaction); a missed tick is skipped,
 /// not replayed.
-pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
+///
+/// Takes the store and the vendors' settings, not the `App` that spawns it.
+pub async fn run_scheduler(
+    store: Store,
+    vendors: Vec<VendorSettings>,
+    work_dir: PathBuf,
+    shutdown: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
-    for v in app.config.vendors.clone() {
+    for v in vendors {
         let Some(cron) = v.schedule.clone() else {
             continue;
         };
         if v.export.is_none() {
             continue;
         }
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (store, work_dir, shutdown) = (store.clone(), work_dir.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
                 let now = Utc::now();
@@ -267,7 +274,7 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                match run_once(&app, &v.name, RunOptions::default()).await {
+                match run_vendor(&store, &v, &work_dir, RunOptions::default()).await {
                     // Another process (a second `serve`, a hand-started run) is on it.
                     Err(ReconcileError::Busy { holder, .. }) => info!(vendor = %v.name, holder, "scheduled reconcile skipped: another run holds the vendor's lease"),
                     Ok(s) => info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "scheduled reconcile done"),
