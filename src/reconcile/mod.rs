@@ -54,6 +54,10 @@ pub enum ReconcileError {
         holder: String,
         until: DateTime<Utc>,
     },
+    /// A blocking task (streaming the export's rows) panicked or was
+    /// cancelled: a bug, or the runtime shutting down; not the export's fault.
+    #[error("the export reading task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -219,7 +223,8 @@ async fn run_leased(
 ) -> Result<RunSummary, ReconcileError> {
     if let Some(f) = &opts.file {
         let started_at = opts.now.unwrap_or_else(Utc::now);
-        let export = source::from_file(f, v);
+        let (f, v2) = (f.clone(), v.clone());
+        let export = source::blocking_read(&f.clone(), move || source::from_file(&f, &v2)).await;
         return run::finish(store, v, export.map(Some), opts, started_at, fence).await;
     }
     let started_at = opts.now.unwrap_or_else(Utc::now);

@@ -25,15 +25,17 @@ pub use driftwatch_core::reconcile::plan::CauseCounts;
 
 /// Diffs the export against the view as of `cut`: our side from the store,
 /// then the export's rows streamed through core's [`Differ`].
+/// The rows are parsed (CSV/JSON streaming, a million rows a second or so)
+/// on the blocking pool: the export moves there and comes back.
 async fn diff(
     store: &Store,
     v: &VendorSettings,
-    export: &Export,
+    export: Export,
     cut: Cutoff,
     changed_since: Option<DateTime<Utc>>,
-) -> Result<(Diff, source::RowsRead), ReconcileError> {
+) -> Result<(Diff, source::RowsRead, Export), ReconcileError> {
     let expected = store.order_count(&v.name).await? as usize;
-    let mut differ = Differ::new(v, expected, changed_since);
+    let mut differ = Differ::new(v.rules.clone(), expected, changed_since);
     store
         .view_as_of(&v.name, cut, |o| match o.known {
             // Heard of only after the cutoff: not ours as of then. If the
@@ -45,14 +47,27 @@ async fn diff(
         })
         .await?;
     debug!(vendor = %v.name, local_orders = differ.local_orders(), "view as of loaded");
-    let read = source::for_each_row(export, v, &mut |r: RemoteOrder| differ.add_remote(r))?;
-    let d = differ
-        .finish(cut)
-        .map_err(|e| KeyFrameError::DuplicateKeys {
-            count: e.count,
-            examples: e.examples,
-        })?;
-    Ok((d, read))
+    let v = v.clone();
+    let streamed = tokio::task::spawn_blocking(move || {
+        let read = source::for_each_row(&export, &v, &mut |r: RemoteOrder| differ.add_remote(r));
+        let diffed = read.and_then(|read| {
+            let d = differ
+                .finish(cut)
+                .map_err(|e| KeyFrameError::DuplicateKeys {
+                    count: e.count,
+                    examples: e.examples,
+                })?;
+            Ok((d, read))
+        });
+        (diffed, export)
+    })
+    .await
+    .map_err(|e| ReconcileError::Task(e.to_string()))?;
+    let ((d, read), export) = match streamed {
+        (Ok(diffed), export) => (diffed, export),
+        (Err(e), _) => return Err(e.into()),
+    };
+    Ok((d, read, export))
 }
 
 /// Splits a subject into words, so `48213` matches "Order 48213 - Delivered"
@@ -105,7 +120,8 @@ pub(super) async fn reconcile_export(
         }
         None => {
             let as_of = source::resolve_as_of(&mut export, v)?;
-            let plan = plan_key_frame(store, v, &export, as_of, now(), &clock).await?;
+            let plan;
+            (plan, export) = plan_key_frame(store, v, export, as_of, now(), &clock).await?;
             let m = &export.meta;
             let key_frame = KeyFrameRef::New(NewKeyFrame {
                 source: m.source.clone(),
@@ -159,14 +175,14 @@ pub(super) async fn reconcile_export(
 async fn plan_key_frame(
     store: &Store,
     v: &VendorSettings,
-    export: &Export,
+    export: Export,
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,
     clock: &Instant,
-) -> Result<RunPlan, ReconcileError> {
+) -> Result<(RunPlan, Export), ReconcileError> {
     let cut = Cutoff::new(as_of, v.grace);
     let last_good = store.last_good_key_frame(&v.name).await?;
-    let (d, read) = diff(store, v, export, cut, last_good.map(|g| g.1)).await?;
+    let (d, read, export) = diff(store, v, export, cut, last_good.map(|g| g.1)).await?;
     debug!(vendor = %v.name, rows = read.rows, elapsed_ms = clock.elapsed().as_millis() as u64, "diffed");
 
     // Evidence for attribution and the state fixes start from.
@@ -203,7 +219,7 @@ async fn plan_key_frame(
         now,
     });
     debug!(vendor = %v.name, elapsed_ms = clock.elapsed().as_millis() as u64, "planned");
-    Ok(plan)
+    Ok((plan, export))
 }
 
 /// The one write of a run: its plan as one `record_run` transaction.

@@ -7,6 +7,7 @@
 //! two steps only because evidence is read for drifted orders alone (a
 //! million-order view needs none for the orders that agree).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 
@@ -203,8 +204,11 @@ fn status_json(s: Option<Status>) -> Option<serde_json::Value> {
 /// The diff of a key frame against the view as of its `as_of`: fed our side
 /// first ([`Differ::add_local`]), then the export's rows as they stream
 /// ([`Differ::add_remote`]).
-pub struct Differ<'a> {
-    rules: &'a VendorRules,
+///
+/// `R` is the vendor's rules, borrowed or owned (owned to move the diff onto
+/// another thread).
+pub struct Differ<R: Borrow<VendorRules>> {
+    rules: R,
     local: LocalSide,
     changed_since: Option<DateTime<Utc>>,
     orders: Vec<DriftedOrder>,
@@ -216,18 +220,15 @@ pub struct Differ<'a> {
     hint: usize,
 }
 
-impl<'a> Differ<'a> {
+impl<R: Borrow<VendorRules>> Differ<R> {
     /// `expected`: about how many orders our side holds (capacity only).
     /// `changed_since`: the last trusted key frame's `as_of`, to count what
     /// email told us first.
-    pub fn new(
-        rules: &'a VendorRules,
-        expected: usize,
-        changed_since: Option<DateTime<Utc>>,
-    ) -> Differ<'a> {
+    pub fn new(rules: R, expected: usize, changed_since: Option<DateTime<Utc>>) -> Differ<R> {
+        let width = rules.borrow().mapping.fields.len();
         Differ {
             rules,
-            local: LocalSide::with_capacity(expected, rules.mapping.fields.len()),
+            local: LocalSide::with_capacity(expected, width),
             changed_since,
             orders: Vec::new(),
             missing_seen: HashSet::default(),
@@ -248,7 +249,7 @@ impl<'a> Differ<'a> {
         event_time: DateTime<Utc>,
         fields_json: &str,
     ) -> Result<(), serde_json::Error> {
-        let fields = &self.rules.mapping.fields;
+        let fields = &self.rules.borrow().mapping.fields;
         self.local.insert(
             order_ref,
             LocalEntry {
@@ -290,7 +291,7 @@ impl<'a> Differ<'a> {
                         remote: status_json(r.status),
                     });
                 }
-                let fields = &self.rules.mapping.fields;
+                let fields = &self.rules.borrow().mapping.fields;
                 for (i, (f, l)) in fields.iter().zip(local.fields(i)).enumerate() {
                     let (l, rv) = (l.as_ref(), r.fields[i].as_ref());
                     if !f.agrees(l, rv) {
@@ -341,7 +342,7 @@ impl<'a> Differ<'a> {
     /// are `missing_remote`. A key listed twice makes the key frame unusable.
     pub fn finish(self, cut: Cutoff) -> Result<Diff, DuplicateKeys> {
         let Differ {
-            rules: v,
+            rules,
             local,
             mut orders,
             mut dups,
@@ -350,6 +351,7 @@ impl<'a> Differ<'a> {
             email_told,
             ..
         } = self;
+        let v: &VendorRules = rules.borrow();
         if !dups.is_empty() {
             dups.sort();
             dups.dedup();
