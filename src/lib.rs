@@ -39,7 +39,9 @@ pub mod private_files;
 pub mod reconcile;
 pub mod reparse;
 pub mod report;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod tls_mode;
 
 pub use driftwatch_core::{model, number, view};

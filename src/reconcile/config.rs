@@ -18,8 +18,9 @@ pub use driftwatch_core::reconcile::settings::{
     VendorRules, exact_words, normalise_word,
 };
 
-use crate::config::{ConfigError, Secret, TomlSource};
 use crate::model::Status;
+use crate::secret::Secret;
+use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
