@@ -37,3 +37,35 @@ pub struct Evidence {
     pub delta: Delta,
     pub superseded: bool,
 }
+
+/// Evidence for unit tests: one email delta setting `status`.
+#[cfg(test)]
+pub(crate) fn test_evidence(
+    offset: i64,
+    order_ref: &str,
+    status: crate::model::Status,
+    event_time: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+) -> Evidence {
+    use crate::model::{DeltaDraft, DeltaSource, TimeSource};
+    Evidence {
+        delta: Delta {
+            offset,
+            source: DeltaSource::Email,
+            draft: DeltaDraft {
+                vendor: "v".into(),
+                order_ref: order_ref.into(),
+                status: Some(status),
+                vendor_status: None,
+                fields: Default::default(),
+                event_time,
+                time_source: TimeSource::Vendor,
+            },
+            recorded_at,
+            message: None,
+            parser: None,
+            parser_version: None,
+        },
+        superseded: false,
+    }
+}

@@ -806,7 +806,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::model::{Delta, DeltaSource};
 
     fn t(h: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(h)
@@ -837,26 +836,7 @@ mod tests {
     }
 
     fn delta(order_ref: &str, status: Status, event: i64, recorded: i64) -> Evidence {
-        Evidence {
-            delta: Delta {
-                offset: recorded,
-                source: DeltaSource::Email,
-                draft: DeltaDraft {
-                    vendor: "v".into(),
-                    order_ref: order_ref.into(),
-                    status: Some(status),
-                    vendor_status: None,
-                    fields: Default::default(),
-                    event_time: t(event),
-                    time_source: TimeSource::Vendor,
-                },
-                recorded_at: t(recorded),
-                message: None,
-                parser: None,
-                parser_version: None,
-            },
-            superseded: false,
-        }
+        super::super::cutoff::test_evidence(recorded, order_ref, status, t(event), t(recorded))
     }
 
     /// Both sides as (order, status); our side all at hour 1.
