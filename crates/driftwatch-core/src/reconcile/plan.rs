@@ -151,35 +151,35 @@ fn key_at<'a>(keys: &'a str, ends: &[usize], i: usize) -> &'a str {
 
 /// A drift before attribution.
 #[derive(Debug, Clone)]
-pub struct Found {
-    pub kind: DriftKind,
+pub(crate) struct Found {
+    kind: DriftKind,
     /// Index into `mapping.fields`, for `field_mismatch`.
-    pub field: Option<usize>,
-    pub local: Option<serde_json::Value>,
-    pub remote: Option<serde_json::Value>,
+    field: Option<usize>,
+    local: Option<serde_json::Value>,
+    remote: Option<serde_json::Value>,
 }
 
 /// One order with at least one drift.
 #[derive(Debug, Clone)]
-pub struct DriftedOrder {
-    pub order_ref: String,
+pub(crate) struct DriftedOrder {
+    order_ref: String,
     /// The vendor's row; `None` for `missing_remote`.
-    pub remote: Option<RemoteOrder>,
-    pub local_status: Option<Status>,
-    pub found: Vec<Found>,
+    remote: Option<RemoteOrder>,
+    local_status: Option<Status>,
+    found: Vec<Found>,
 }
 
-/// What the diff found, before attribution.
+/// What the diff found, before attribution: only [`plan`] reads it.
 #[derive(Debug, Clone, Default)]
 pub struct Diff {
-    pub local_orders: u64,
-    pub unmapped_status: u64,
+    local_orders: u64,
+    unmapped_status: u64,
     /// A few of the unmapped status words, for the reason and the report.
-    pub unknown_words: Vec<String>,
+    unknown_words: Vec<String>,
     /// Drifted orders, sorted by key.
-    pub orders: Vec<DriftedOrder>,
+    orders: Vec<DriftedOrder>,
     /// Orders that agree and changed (by email) since the last trusted key frame.
-    pub email_told: u64,
+    email_told: u64,
 }
 
 impl Diff {
