@@ -35,7 +35,7 @@ fn registry_options(config: &Config) -> crate::parse::RegistryOptions {
 
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
-    Registry::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
+    crate::parse::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
         anyhow::anyhow!(
             "invalid parser rule files:\n  {}",
             errors
@@ -168,10 +168,16 @@ impl App {
         }
         tasks.spawn(watch_parsers(self.clone(), shutdown.clone()));
         tasks.spawn(crate::reconcile::run_scheduler(
-            self.clone(),
+            self.store.clone(),
+            self.config.vendors.clone(),
+            crate::reconcile::work_dir(&self.config),
             shutdown.clone(),
         ));
-        tasks.spawn(crate::report::run_scheduler(self.clone(), shutdown.clone()));
+        tasks.spawn(crate::report::run_scheduler(
+            self.store.clone(),
+            self.config.report.clone(),
+            shutdown.clone(),
+        ));
         if let Some(server) = http {
             tasks.spawn(server.run());
         }

@@ -57,6 +57,14 @@ impl Backoff {
         base - base.mul_f64(quarter_pct)
     }
 
+    /// The delay after a failure that waiting will not fix: straight to
+    /// `max` (jitter included), so a person has time to act and the server
+    /// is not hammered meanwhile. Counts as a failure.
+    pub fn longest_delay(&mut self) -> Duration {
+        self.current = self.max;
+        self.next_delay()
+    }
+
     /// Back to `initial`: the failing step worked again.
     pub fn reset(&mut self) {
         self.current = self.initial;

@@ -8,229 +8,27 @@
 //! working directory. Environment variables win over the file for the few
 //! settings operators override per deployment (`DRIFTWATCH_DATA_DIR`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
+pub use driftwatch_core::toml_source::{ConfigError, TomlSource};
+
+/// Reads a TOML file for [`TomlSource`] (core does no IO, so the reading is here).
+pub fn read_toml(file: &Path) -> Result<TomlSource, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    Ok(TomlSource::new(file, text))
+}
+
+pub use crate::secret::{SECRET_COMMAND_TIMEOUT, Secret, SecretError};
+pub use crate::tls_mode::TlsMode;
 use crate::store::{Backend, Location, Store};
-
-/// A configuration problem, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": key `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// A TOML document kept with its source, so later checks can point at a line.
-pub struct TomlSource {
-    pub file: PathBuf,
-    pub text: String,
-}
-
-impl TomlSource {
-    pub fn read(file: &Path) -> Result<TomlSource, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Ok(TomlSource {
-            file: file.to_path_buf(),
-            text,
-        })
-    }
-
-    /// Deserialises the document; an error carries the key path and line.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let de = toml::Deserializer::parse(&self.text).map_err(|e| self.toml_error(None, &e))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let key = (path != "." && !path.is_empty()).then_some(path);
-            let inner = e.into_inner();
-            self.toml_error(key, &inner)
-        })
-    }
-
-    fn toml_error(&self, key: Option<String>, e: &toml::de::Error) -> ConfigError {
-        let line = e
-            .span()
-            .map(|s| line_of(&self.text, s.start))
-            .or_else(|| key.as_deref().and_then(|k| self.line_of_key(k)));
-        ConfigError {
-            file: self.file.clone(),
-            line,
-            key,
-            message: e.message().trim().to_string(),
-        }
-    }
-
-    /// An error about a key found valid by serde but wrong for driftwatch.
-    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            line: self.line_of_key(key),
-            key: Some(key.to_string()),
-            message: message.into(),
-        }
-    }
-
-    /// The line of a dotted key path such as `mailbox[1].tls` or `status_map`;
-    /// for a missing key, the line of the nearest table that exists.
-    pub fn line_of_key(&self, key: &str) -> Option<usize> {
-        let doc = toml::de::DeTable::parse(&self.text).ok()?;
-        let mut span = doc.span();
-        let mut table = doc.get_ref();
-        let mut value: Option<&toml::de::DeValue<'_>> = None;
-        for seg in key.split('.') {
-            let (name, index) = match seg.split_once('[') {
-                Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-                None => (seg, None),
-            };
-            if let Some(v) = value {
-                match v {
-                    toml::de::DeValue::Table(t) => table = t,
-                    _ => break,
-                }
-            }
-            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
-                break;
-            };
-            span = k.span();
-            let mut v = v;
-            if let (Some(i), toml::de::DeValue::Array(a)) = (index, v.get_ref()) {
-                match a.get(i) {
-                    Some(item) => {
-                        v = item;
-                        span = item.span();
-                    }
-                    None => break,
-                }
-            }
-            value = Some(v.get_ref());
-        }
-        Some(line_of(&self.text, span.start))
-    }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// A secret: resolved from the environment or a file when needed, never shown
-/// by `Debug` or `Display`, so it cannot leak through logs.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    Env(String),
-    File(PathBuf),
-    Command(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::Env(var) => write!(f, "Secret(env {var})"),
-            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
-            Secret::Command(_) => write!(f, "Secret(command)"),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("environment variable {0} is not set")]
-    EnvMissing(String),
-    #[error("cannot read secret file {0}: {1}")]
-    File(PathBuf, std::io::Error),
-    #[error("secret command failed: {0}")]
-    Command(String),
-    #[error("secret command did not finish within {} s and was killed", .0.as_secs())]
-    CommandTimeout(Duration),
-    #[error("secret is empty")]
-    Empty,
-}
-
-/// How long a token command (`oauth2_token_command`) may run before it is
-/// killed: a hung helper must not hang the connect that waits for it.
-pub const SECRET_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-impl Secret {
-    /// Reads the current value. Called at each connect so rotated passwords
-    /// and short-lived OAuth tokens are picked up without a restart. Files are
-    /// read and commands run off the async worker threads; a command is
-    /// killed after [`SECRET_COMMAND_TIMEOUT`]. A secret file readable by
-    /// group or others is warned about (once). The value is registered with
-    /// [`crate::logging::register_secret`] so no log line can show it.
-    pub async fn resolve(&self) -> Result<String, SecretError> {
-        self.resolve_within(SECRET_COMMAND_TIMEOUT).await
-    }
-
-    async fn resolve_within(&self, limit: Duration) -> Result<String, SecretError> {
-        let v = match self {
-            Secret::Env(var) => {
-                std::env::var(var).map_err(|_| SecretError::EnvMissing(var.clone()))?
-            }
-            Secret::File(p) => {
-                crate::private_files::warn_if_open(p, "secret file");
-                tokio::fs::read_to_string(p)
-                    .await
-                    .map_err(|e| SecretError::File(p.clone(), e))?
-            }
-            Secret::Command(cmd) => {
-                let child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| SecretError::Command(e.to_string()))?;
-                let out = tokio::time::timeout(limit, child.wait_with_output())
-                    .await
-                    .map_err(|_| SecretError::CommandTimeout(limit))?
-                    .map_err(|e| SecretError::Command(e.to_string()))?;
-                if !out.status.success() {
-                    // stderr may be informative; stdout might hold a partial secret, so it is not shown.
-                    return Err(SecretError::Command(format!(
-                        "exit {}: {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
-                }
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            }
-        };
-        let v = v.trim_end_matches(['\r', '\n']).to_string();
-        if v.is_empty() {
-            return Err(SecretError::Empty);
-        }
-        crate::logging::register_secret(&v);
-        Ok(v)
-    }
-}
 
 /// Where the store is (`database`) and, for PostgreSQL, where its password
 /// comes from (`database_password_env` / `database_password_file`).
@@ -357,17 +155,6 @@ enum OneOrMany {
 enum MailboxKind {
     Imap,
     Maildir,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    /// TLS from the first byte (port 993).
-    Implicit,
-    /// Plain connect, then STARTTLS before anything else is sent (port 143).
-    Starttls,
-    /// No TLS at all; refused unless `allow_plaintext = true`.
-    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -512,7 +299,7 @@ impl Config {
     /// Loads and validates a config file. Every problem names the file, the
     /// key and the line.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let src = TomlSource::read(file)?;
+        let src = read_toml(file)?;
         let raw: RawConfig = src.parse()?;
         let base = file
             .parent()
@@ -853,69 +640,5 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.message.contains("needs tls"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn secrets_never_show_in_debug() {
-        unsafe_free_env_check().await;
-        let s = Secret::File(PathBuf::from("/run/secrets/pw"));
-        assert!(!format!("{s:?}").contains("hunter2"));
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("pw");
-        std::fs::write(&f, "hunter2\n").unwrap();
-        let s = Secret::File(f);
-        assert_eq!(s.resolve().await.unwrap(), "hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        let cmd = Secret::Command("echo tok123".into());
-        assert_eq!(cmd.resolve().await.unwrap(), "tok123");
-        assert!(!format!("{cmd:?}").contains("tok123"));
-    }
-
-    #[tokio::test]
-    async fn a_hung_token_command_is_killed_after_its_timeout() {
-        let cmd = Secret::Command("sleep 30; echo late".into());
-        let started = std::time::Instant::now();
-        let e = cmd
-            .resolve_within(Duration::from_millis(300))
-            .await
-            .unwrap_err();
-        assert!(matches!(e, SecretError::CommandTimeout(_)), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_token_command_does_not_block_the_runtime() {
-        // On a single-threaded runtime a blocking command would stall the ticker.
-        let ticks = tokio::spawn(async {
-            let mut n = 0;
-            for _ in 0..5 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                n += 1;
-            }
-            n
-        });
-        let started = std::time::Instant::now();
-        let v = Secret::Command("sleep 0.6; echo tok".into())
-            .resolve()
-            .await
-            .unwrap();
-        assert_eq!(v, "tok");
-        assert!(
-            ticks.is_finished(),
-            "the runtime stalled while the command ran"
-        );
-        assert!(started.elapsed() >= Duration::from_millis(500));
-    }
-
-    async fn unsafe_free_env_check() {
-        // Env vars are process-global; tests read an existing one instead of setting one.
-        let s = Secret::Env("PATH".into());
-        assert!(s.resolve().await.is_ok());
-        assert!(matches!(
-            Secret::Env("DRIFTWATCH_SURELY_UNSET_VAR".into())
-                .resolve()
-                .await,
-            Err(SecretError::EnvMissing(_))
-        ));
     }
 }

@@ -126,10 +126,16 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         dry_run: true,
         ..Default::default()
     };
-    let dry = crate::reconcile::run_once(&app, "acme-appraisal", opts).await?;
+    let dry = crate::reconcile::run_once(&app.store, &app.config, "acme-appraisal", opts).await?;
     out!("{}", crate::reconcile::cli::render_summary(&dry))?;
     outln!()?;
-    let run = crate::reconcile::run_once(&app, "acme-appraisal", Default::default()).await?;
+    let run = crate::reconcile::run_once(
+        &app.store,
+        &app.config,
+        "acme-appraisal",
+        Default::default(),
+    )
+    .await?;
     out!("{}", crate::reconcile::cli::render_summary(&run))?;
     outln!()?;
     crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
@@ -140,7 +146,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .with_timezone(&settings.timezone)
         .date_naive();
     let text = crate::report::cli::render(
-        &app,
+        &app.store,
         &settings,
         Some(today),
         crate::report::cli::Format::Text,
@@ -148,7 +154,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     .await?;
     out!("{text}")?;
     let html = crate::report::cli::render(
-        &app,
+        &app.store,
         &settings,
         Some(today),
         crate::report::cli::Format::Html,

@@ -19,7 +19,10 @@
 //!   health and Prometheus metrics; the only module that knows HTTP.
 //! - [`app`] builds all of it from a [`config::Config`]: the one composition root.
 //!
-//! See ARCHITECTURE.md for the invariants each module keeps.
+//! See ARCHITECTURE.md for the invariants each module keeps. The pure parts
+//! (model, view fold, number reading, parsing, reconcile planning, report
+//! rendering) live in the `driftwatch-core` crate, which does no IO; they are
+//! re-exported here under their old paths.
 
 pub mod app;
 pub mod backoff;
@@ -30,14 +33,15 @@ pub mod fixtures;
 pub mod http;
 pub mod ingest;
 pub mod logging;
-pub mod model;
-pub mod number;
 pub mod out;
 pub mod parse;
 pub mod private_files;
 pub mod reconcile;
 pub mod reparse;
 pub mod report;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
-pub mod view;
+pub mod tls_mode;
+
+pub use driftwatch_core::{model, number, view};

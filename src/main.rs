@@ -473,7 +473,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reconcile(args) => {
             let app = App::build(config).await?;
-            let code = driftwatch::reconcile::cli::reconcile(&app, args).await;
+            let code = driftwatch::reconcile::cli::reconcile(&app.store, &app.config, args).await;
             // Closing checkpoints the WAL a big fix wrote, here rather than
             // in whichever command writes next.
             app.store.close().await;
@@ -481,11 +481,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Drifts(args) => {
             let app = App::build(config).await?;
-            return driftwatch::reconcile::cli::drifts(&app, args).await;
+            return driftwatch::reconcile::cli::drifts(&app.store, args).await;
         }
         Command::Report(args) => {
             let app = App::build(config).await?;
-            return driftwatch::report::cli::report(&app, args).await;
+            return driftwatch::report::cli::report(&app.store, &app.config, args).await;
         }
         Command::Demo { .. }
         | Command::Completions { .. }

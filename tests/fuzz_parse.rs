@@ -13,7 +13,7 @@ use proptest::prelude::*;
 fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| {
-        Registry::load_dir(
+        driftwatch::parse::load_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers"),
             RegistryOptions::default(),
         )

@@ -36,7 +36,7 @@ fn registry(files: &[(&str, &str)]) -> Result<Registry, String> {
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    Registry::load_dir(dir.path(), RegistryOptions::default()).map_err(|errors| {
+    driftwatch::parse::load_dir(dir.path(), RegistryOptions::default()).map_err(|errors| {
         errors
             .iter()
             .map(ToString::to_string)
@@ -216,7 +216,7 @@ fn check_config_refuses_an_invalid_time_format() {
 
 #[test]
 fn zone_abbreviations_in_captured_times_map_through_the_vendor_table() {
-    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let r = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
     let out = outcome_json(
         &fixture("acme-appraisal/11-acme-48220-eastern-zone-abbreviation.eml"),
         &r,
@@ -236,7 +236,7 @@ fn zone_abbreviations_in_captured_times_map_through_the_vendor_table() {
 
 #[test]
 fn vendor_ignore_rules_archive_non_status_mail_as_ignored_with_the_rule() {
-    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let r = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
     let out = outcome_json(
         &fixture("acme-appraisal/13-acme-newsletter-ignored.eml"),
         &r,
@@ -253,7 +253,7 @@ fn vendor_ignore_rules_archive_non_status_mail_as_ignored_with_the_rule() {
 
 #[test]
 fn a_forward_from_a_listed_forwarder_parses_as_the_vendors_mail() {
-    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let r = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
     for (file, order) in [
         (
             "acme-appraisal/14-acme-48222-forwarded-by-colleague.eml",
@@ -278,7 +278,7 @@ fn a_forward_from_a_listed_forwarder_parses_as_the_vendors_mail() {
 
 #[test]
 fn a_forward_is_checked_against_the_forwarders_authentication() {
-    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let r = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
     let raw = fixture("acme-appraisal/14-acme-48222-forwarded-by-colleague.eml");
     let with = |verdict: &str| -> Vec<u8> {
         let mut m = format!(
@@ -347,7 +347,7 @@ fn explain_reads_every_real_vendor_mail_without_a_panic_or_control_characters() 
         eprintln!("SKIP: no mail corpus at {} (CI has it)", corpus.display());
         return;
     }
-    let r = Registry::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
+    let r = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap();
     let mut stack = vec![corpus];
     let mut n = 0;
     while let Some(d) = stack.pop() {

@@ -14,7 +14,8 @@ use support::app::{copy_shipped_parsers, maildir_config, parsers_dir};
 use tokio_util::sync::CancellationToken;
 
 fn shipped_registry() -> Registry {
-    Registry::load_dir(&parsers_dir(), RegistryOptions::default()).expect("shipped parsers load")
+    driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default())
+        .expect("shipped parsers load")
 }
 
 fn fixtures_dir() -> PathBuf {
@@ -70,7 +71,7 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
 fn rule_error(name: &str, text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(name), text).unwrap();
-    let errors = Registry::load_dir(dir.path(), RegistryOptions::default())
+    let errors = driftwatch::parse::load_dir(dir.path(), RegistryOptions::default())
         .err()
         .expect("rule file must be refused");
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -93,7 +94,7 @@ fn bad_rule_files_name_the_file_the_key_and_the_reason() {
     // The base file is fine.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("v.toml"), GOOD).unwrap();
-    assert!(Registry::load_dir(dir.path(), RegistryOptions::default()).is_ok());
+    assert!(driftwatch::parse::load_dir(dir.path(), RegistryOptions::default()).is_ok());
 
     let e = rule_error(
         "bad-regex.toml",

@@ -449,7 +449,7 @@ max_drift_pct = 100
         .collect();
     let doc = serde_json::json!({"exported_at": "2026-05-01T20:00:00Z", "items": items});
     std::fs::write(env.path("export.json"), doc.to_string()).unwrap();
-    let s = driftwatch::reconcile::run_once(&app, "acme", RunOptions::default())
+    let s = driftwatch::reconcile::run_once(&app.store, &app.config, "acme", RunOptions::default())
         .await
         .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);

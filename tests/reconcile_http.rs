@@ -112,7 +112,9 @@ max_drift_pct = 80
         ..Default::default()
     };
 
-    let s = run_once(&app, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert_eq!(
         s.as_of,
@@ -128,7 +130,9 @@ max_drift_pct = 80
     assert_eq!(b2.fields["appraiser"], "José; Martínez");
 
     // Unchanged on the server: a conditional GET, answered 304.
-    let s = run_once(&app, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Unchanged);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -149,7 +153,8 @@ max_drift_pct = 80
         "Sat, 02 May 2026 20:00:00 GMT",
     );
     let s = run_once(
-        &app,
+        &app.store,
+        &app.config,
         "acme",
         RunOptions {
             now: Some(t0() + Duration::days(2)),
@@ -162,7 +167,9 @@ max_drift_pct = 80
 
     // A rejected token is a fetch error, recorded as a failed run.
     std::fs::write(env.path("token"), "Bearer wrong\n").unwrap();
-    let e = run_once(&app, "acme", opts()).await.unwrap_err();
+    let e = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap_err();
     assert!(matches!(e, ReconcileError::Fetch(_)), "{e}");
     assert!(e.to_string().contains("401"), "{e}");
     let runs = app.store.reconcile_runs("acme", 1).await.unwrap();
@@ -224,7 +231,9 @@ async fn api_page_pagination_retries_a_failed_page() {
     let env = api_env(&server.base_url, "page");
     let app = env.app().await;
     seed(&app.store, "api", (0..250).map(|i| format!("A{i:04}")), "x").await;
-    let s = run_once(&app, "api", RunOptions::default()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "api", RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert_eq!((s.counts.orders_remote, s.drifts()), (250, 0));
     assert_eq!(
@@ -252,7 +261,9 @@ async fn api_listing_that_stops_early_is_refused() {
     let app = env.app().await;
     seed(&app.store, "api", (0..250).map(|i| format!("A{i:04}")), "x").await;
     let before = support::db::dump(&env.database()).await;
-    let s = run_once(&app, "api", RunOptions::default()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "api", RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Refused);
     assert!(
         s.reason
@@ -274,7 +285,9 @@ async fn api_listing_that_stops_early_is_refused() {
     let env = api_env(&server.base_url, "cursor");
     let app = env.app().await;
     seed(&app.store, "api", (0..250).map(|i| format!("A{i:04}")), "x").await;
-    let s = run_once(&app, "api", RunOptions::default()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "api", RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Refused);
     assert!(
         s.reason

@@ -702,25 +702,37 @@ async fn a_send_cut_off_by_a_crash_is_taken_over_after_its_lease_and_sent_once()
         o.deliveries.into_iter().map(|d| d.result).collect()
     };
     // Within the lease it may still be sending: left alone.
-    let out = run_once(&app, crash_at + chrono::Duration::minutes(1))
-        .await
-        .unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        crash_at + chrono::Duration::minutes(1),
+    )
+    .await
+    .unwrap();
     assert_eq!(results(out), [DeliveryResult::InFlight]);
     let file = dir.path().join("reports/report-2026-11-24.txt");
     assert!(!file.exists());
     // After it: "maybe sent" is sent again, with the same Message-ID.
-    let out = run_once(&app, crash_at + chrono::Duration::minutes(11))
-        .await
-        .unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        crash_at + chrono::Duration::minutes(11),
+    )
+    .await
+    .unwrap();
     assert_eq!(results(out), [DeliveryResult::Sent { attempt: 2 }]);
     assert!(
         std::fs::read_to_string(&file)
             .unwrap()
             .contains("Tue 24 Nov 2026")
     );
-    let out = run_once(&app, crash_at + chrono::Duration::minutes(12))
-        .await
-        .unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        crash_at + chrono::Duration::minutes(12),
+    )
+    .await
+    .unwrap();
     assert!(results(out).is_empty(), "already sent: nothing to do");
     let sends = app.store.report_sends(day).await.unwrap();
     assert_eq!(sends.len(), 1);

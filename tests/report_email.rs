@@ -233,7 +233,13 @@ async fn report_arrives_by_email_with_text_and_safe_html_parts() {
     let day = Utc::now().date_naive();
     insert_reconcile_results(&env.db(), day).await;
 
-    let out = run_once(&app, next_morning(day, 7, 0)).await.unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 7, 0),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.latest_due, Some(day));
     assert_eq!(out.sent(), 2, "{out:?}");
 
@@ -358,18 +364,36 @@ async fn restarts_around_send_time_send_each_report_once() {
     // First start, just before send time: yesterday's report is not due yet,
     // the day before's is (a first start sends the latest due report).
     let app = env.app().await;
-    let before = run_once(&app, next_morning(day, 6, 59)).await.unwrap();
+    let before = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 6, 59),
+    )
+    .await
+    .unwrap();
     assert_eq!(before.latest_due, day.pred_opt());
     assert_eq!(before.sent(), 2);
     // At send time: today's report goes out.
-    let first = run_once(&app, next_morning(day, 7, 0)).await.unwrap();
+    let first = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 7, 0),
+    )
+    .await
+    .unwrap();
     assert_eq!((first.latest_due, first.sent()), (Some(day), 2));
     drop(app);
 
     // Restart (new process state, same database) a second and an hour later.
     for (h, m) in [(7, 0), (7, 1), (8, 0)] {
         let app = env.app().await;
-        let again = run_once(&app, next_morning(day, h, m)).await.unwrap();
+        let again = run_once(
+            &app.store,
+            app.config.report.as_ref(),
+            next_morning(day, h, m),
+        )
+        .await
+        .unwrap();
         assert_eq!(again.sent() + again.failed(), 0, "{again:?}");
     }
 
@@ -379,13 +403,14 @@ async fn restarts_around_send_time_send_each_report_once() {
     let app = env.app().await;
     let token = CancellationToken::new();
     token.cancel();
-    driftwatch::report::run_scheduler(app.clone(), token.clone()).await;
+    driftwatch::report::run_scheduler(app.store.clone(), app.config.report.clone(), token.clone())
+        .await;
     let after_one = app
         .store
         .report_sends(day.pred_opt().unwrap().pred_opt().unwrap())
         .await
         .unwrap();
-    driftwatch::report::run_scheduler(app.clone(), token).await;
+    driftwatch::report::run_scheduler(app.store.clone(), app.config.report.clone(), token).await;
     let after_two = app
         .store
         .report_sends(day.pred_opt().unwrap().pred_opt().unwrap())
@@ -412,7 +437,13 @@ async fn smtp_down_at_send_time_the_report_arrives_once_after_it_returns() {
 
     // run_once with the server down: failed, recorded with the error, nothing lost.
     env.postfix.stop();
-    let out = run_once(&app, next_morning(day, 7, 0)).await.unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 7, 0),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.failed(), 2, "{out:?}");
     let sends = app.store.report_sends(day).await.unwrap();
     assert!(sends.iter().all(|s| {
@@ -422,7 +453,13 @@ async fn smtp_down_at_send_time_the_report_arrives_once_after_it_returns() {
     }));
     // A restart while still down: tried again, still failed, nothing sent.
     let app = env.app().await;
-    let out = run_once(&app, next_morning(day, 7, 5)).await.unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 7, 5),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.failed(), 2);
     for d in &out.deliveries {
         assert!(
@@ -435,7 +472,8 @@ async fn smtp_down_at_send_time_the_report_arrives_once_after_it_returns() {
     // server back while it is retrying.
     let token = CancellationToken::new();
     let sched = tokio::spawn(driftwatch::report::run_scheduler(
-        app.clone(),
+        app.store.clone(),
+        app.config.report.clone(),
         token.clone(),
     ));
     env.postfix.restart();
@@ -494,7 +532,13 @@ async fn a_server_certificate_outside_the_trusted_roots_is_refused() {
     std::fs::write(&env.config, text).unwrap();
     let app = env.app().await;
     let day = Utc::now().date_naive();
-    let out = run_once(&app, next_morning(day, 7, 0)).await.unwrap();
+    let out = run_once(
+        &app.store,
+        app.config.report.as_ref(),
+        next_morning(day, 7, 0),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.failed(), 2, "{out:?}");
     let DeliveryResult::Failed { error, .. } = &out.deliveries[0].result else {
         unreachable!()

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use driftwatch::ingest::prepare;
 use driftwatch::model::{MessageBody, RawMessage};
-use driftwatch::parse::Registry;
 
 use crate::Opts;
 use crate::mail::{self, Shape};
@@ -17,7 +16,7 @@ use crate::table::Table;
 
 pub async fn run(opts: &Opts, table: &mut Table) {
     let per_run = opts.parse_messages;
-    let registry = Registry::load_dir(
+    let registry = driftwatch::parse::load_dir(
         &parsers_dir(),
         driftwatch::parse::RegistryOptions::default(),
     )

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use driftwatch::ingest::prepare;
 use driftwatch::model::{MessageBody, RawMessage};
-use driftwatch::parse::{Registry, RegistryOptions};
+use driftwatch::parse::RegistryOptions;
 use driftwatch::store::{Checkpoint, Disposition, IngestBatch, Store};
 
 use crate::Opts;
@@ -24,7 +24,7 @@ const BATCH: usize = 200;
 
 pub async fn write_path(opts: &Opts, table: &mut Table) {
     let n = opts.messages;
-    let registry = Registry::load_dir(&parsers_dir(), RegistryOptions::default())
+    let registry = driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default())
         .expect("shipped parsers load");
     let raws = mail::heavy_mix(n, 6);
     let mut rates = Vec::new();

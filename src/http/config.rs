@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret, TomlSource};
+use crate::secret::Secret;
+use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 /// The address used when `listen` is not set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use imap::ImapSource;
 pub use maildir::MaildirSource;
@@ -56,8 +56,41 @@ pub enum IngestError {
         path: String,
         source: std::io::Error,
     },
+    /// A parser task on the blocking pool panicked or was cancelled: a bug
+    /// in driftwatch (parsing never panics on input by design), not the
+    /// database's fault. The batch is not committed and is fetched again.
+    #[error("a parser task failed: {0}")]
+    Parser(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// Whether waiting and reconnecting can fix this without a person: the
+    /// network, a busy or full database, a server that dropped us. A rejected
+    /// login, a missing secret, a TLS certificate that fails verification or
+    /// a server lacking a capability stays broken until someone acts, and
+    /// retrying it at the fast cadence can lock the account.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IngestError::Connect { .. }
+            | IngestError::Disconnected(_)
+            | IngestError::Timeout { .. }
+            | IngestError::Imap(_)
+            | IngestError::Parser(_) => true,
+            IngestError::Secret(e) => {
+                matches!(e, SecretError::Command(_) | SecretError::CommandTimeout(_))
+            }
+            IngestError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
+            IngestError::Store(e) => e.is_transient(),
+            IngestError::Tls { .. } | IngestError::Auth { .. } | IngestError::Unsupported(_) => {
+                false
+            }
+        }
+    }
 }
 
 impl From<async_imap::error::Error> for IngestError {
@@ -206,15 +239,29 @@ pub async fn run_source<S: MailSource>(
         if let Err((what, e)) = step {
             failing = Some(what);
             src.reset().await;
-            let delay = backoff.next_delay();
+            // What retrying cannot fix waits the longest interval: a person
+            // has to act, and a rejected login retried fast can lock the account.
+            let delay = if e.is_transient() {
+                backoff.next_delay()
+            } else {
+                backoff.longest_delay()
+            };
             state(SourceState::Backoff {
                 retry_at: std::time::Instant::now() + delay,
             });
-            warn!(
-                source = src.source(), folder = src.folder(), error = %e,
-                retry_in_ms = delay.as_millis() as u64,
-                "mail source failed; will reconnect"
-            );
+            if e.is_transient() {
+                warn!(
+                    source = src.source(), folder = src.folder(), error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "mail source failed; will reconnect"
+                );
+            } else {
+                error!(
+                    source = src.source(), folder = src.folder(), error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "mail source failed in a way retrying will not fix; needs attention (retrying at the longest interval)"
+                );
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.cancelled() => {}
@@ -319,6 +366,8 @@ mod tests {
         UpThenDropAfter(Duration),
         /// Connect works, sync fails (e.g. SELECT of a missing folder).
         SyncFails,
+        /// The server rejects the login.
+        LoginRejected,
     }
 
     struct Scripted {
@@ -344,6 +393,10 @@ mod tests {
             self.current = Some(step);
             match step {
                 Step::ConnectFails => Err(IngestError::Disconnected("refused")),
+                Step::LoginRejected => Err(IngestError::Auth {
+                    user: "alice".into(),
+                    detail: "AUTHENTICATIONFAILED".into(),
+                }),
                 _ => Ok(()),
             }
         }
@@ -426,5 +479,39 @@ mod tests {
         let ms: Vec<u128> = g.iter().map(|d| d.as_millis()).collect();
         // Connecting works each time, but that is no recovery: no hot loop.
         assert!(ms[6] >= 24_000 && ms[8] <= 60_000, "{ms:?}");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_login_is_retried_only_at_the_longest_interval() {
+        let cap = Duration::from_secs(60);
+        let mut script = vec![Step::LoginRejected; 3];
+        // Fixed (a person edited the password): back to the fast cadence.
+        script.push(Step::UpThenDropAfter(Duration::ZERO));
+        script.extend([Step::ConnectFails; 2]);
+        let g = gaps(script, cap).await;
+        let ms: Vec<u128> = g.iter().map(|d| d.as_millis()).collect();
+        // Never the 0.5 s, 1 s, 2 s a network error gets: the server would
+        // see a burst of failed logins, and may lock the account.
+        for got in &ms[..3] {
+            assert!((45_000..=60_000).contains(got), "{ms:?}");
+        }
+        assert!(ms[3] <= 500 && ms[4] <= 1000, "{ms:?}");
+    }
+
+    #[test]
+    fn only_what_waiting_can_fix_is_transient() {
+        let io = |kind| IngestError::Io {
+            path: "m".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert!(IngestError::Disconnected("x").is_transient());
+        assert!(io(std::io::ErrorKind::Interrupted).is_transient());
+        assert!(!io(std::io::ErrorKind::PermissionDenied).is_transient());
+        assert!(!IngestError::Unsupported("IDLE".into()).is_transient());
+        assert!(!IngestError::Secret(SecretError::EnvMissing("PW".into())).is_transient());
+        assert!(
+            IngestError::Secret(SecretError::CommandTimeout(Duration::from_secs(30)))
+                .is_transient()
+        );
     }
 }

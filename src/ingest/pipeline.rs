@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+use super::IngestError;
 use crate::config::IngestSettings;
 use crate::model::{MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
@@ -82,10 +83,11 @@ impl Pipeline {
         folder: &str,
         checkpoint: Option<Checkpoint>,
         messages: Vec<RawMessage>,
-    ) -> Result<BatchOutcome, StoreError> {
+    ) -> Result<BatchOutcome, IngestError> {
         let prepared = self.prepare(messages).await?;
-        self.commit_prepared(source, folder, checkpoint, prepared)
-            .await
+        Ok(self
+            .commit_prepared(source, folder, checkpoint, prepared)
+            .await?)
     }
 
     /// Classifies a batch on the blocking pool (so a large batch does not
@@ -94,7 +96,7 @@ impl Pipeline {
     /// ingest below what the fetch and the commit can do. Separate from the
     /// commit so a source can parse the next batch while the previous one
     /// commits. The order of the messages is kept.
-    pub async fn prepare(&self, messages: Vec<RawMessage>) -> Result<Prepared, StoreError> {
+    pub async fn prepare(&self, messages: Vec<RawMessage>) -> Result<Prepared, IngestError> {
         let (registry, hashes) = self.rules();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         // Small batches (a message or two from IDLE) stay on one thread.
@@ -114,10 +116,7 @@ impl Pipeline {
         }
         let mut archived = Vec::new();
         for t in tasks {
-            archived.extend(
-                t.await
-                    .map_err(|e| StoreError::Corrupt(format!("parser task failed: {e}")))?,
-            );
+            archived.extend(t.await.map_err(|e| IngestError::Parser(e.to_string()))?);
         }
         Ok(Prepared {
             registry,

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{Cause, DriftKind, Outcome, RunOptions, RunSummary};
-use crate::app::App;
+use crate::config::Config;
 use crate::out::{clean, exit, table, truncate, write_text};
 use crate::outln;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
@@ -43,9 +44,14 @@ pub struct DriftsArgs {
     pub json: bool,
 }
 
-pub async fn reconcile(app: &App, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+pub async fn reconcile(
+    store: &Store,
+    config: &Config,
+    args: ReconcileArgs,
+) -> anyhow::Result<ExitCode> {
     let summary = super::run_once(
-        app,
+        store,
+        config,
         &args.vendor,
         RunOptions {
             file: args.file,
@@ -242,9 +248,8 @@ pub fn render_summary(s: &RunSummary) -> String {
     o
 }
 
-pub async fn drifts(app: &App, args: DriftsArgs) -> anyhow::Result<ExitCode> {
-    let rows = app
-        .store
+pub async fn drifts(store: &Store, args: DriftsArgs) -> anyhow::Result<ExitCode> {
+    let rows = store
         .drifts(args.vendor.as_deref(), args.open)
         .await
         .context("failed to read drifts")?;

@@ -13,8 +13,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret, TomlSource};
+pub use driftwatch_core::reconcile::settings::{
+    Case, FieldKind, FieldMapping, GuardSettings, Mapping, Policy, Scope, UnknownStatus,
+    VendorRules, exact_words, normalise_word,
+};
+
 use crate::model::Status;
+use crate::secret::Secret;
+use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,24 +121,6 @@ pub enum Pagination {
     Cursor,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Record drifts; the report shows them.
-    Flag,
-    /// Also append `reconcile` deltas that make the view equal the vendor's.
-    Fix,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Flag => "flag",
-            Policy::Fix => "fix",
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMapping {
@@ -166,27 +154,6 @@ struct RawField {
     tolerance_secs: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FieldKind {
-    String,
-    Number,
-    Money,
-    Date,
-    Datetime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Case {
-    #[default]
-    Preserve,
-    Lower,
-    Upper,
-    /// Compare case-insensitively but keep the vendor's spelling in fixes.
-    Insensitive,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGuard {
@@ -199,37 +166,31 @@ struct RawGuard {
 
 // ---------------------------------------------------------------------------
 
+/// One `[[vendor]]`: the pure rules reconcile planning reads (core's
+/// [`VendorRules`], reached through `Deref`) plus what only the binary uses:
+/// where the export comes from, how its bytes are read, and when to run.
 #[derive(Debug, Clone)]
 pub struct VendorSettings {
-    pub name: String,
+    pub rules: VendorRules,
     /// `None`: the vendor is only reconciled with `--file`.
     pub export: Option<ExportSettings>,
     pub csv: CsvDialect,
     /// Largest field and row an export may hold (memory stays bounded by them).
     pub limits: super::whole::SizeLimits,
-    pub mapping: Mapping,
-    /// Normalised vendor word (see [`normalise_word`]) → canonical status.
-    pub status_map: BTreeMap<String, Status>,
-    /// The same words exactly as configured, plus the canonical names: a
-    /// lookup without normalising, for the million-row path.
-    pub status_exact: std::collections::HashMap<String, Status>,
-    pub policy: Policy,
     pub schedule: Option<croner::Cron>,
-    /// Mail still in transit at `as_of`: deltas recorded up to this long after
-    /// `as_of` whose event time is before it count as known.
-    pub grace: Duration,
-    /// `missing_remote` is acted on only after this many consecutive key frames.
-    pub missing_remote_after: u32,
-    /// Which of our orders the export speaks for: only those can be `missing_remote`.
-    pub scope: Scope,
-    /// The config states the export lists every order in its scope
-    /// (`export.complete = true`): only then is a `missing_remote` fixed
-    /// (the order marked gone); otherwise it is flagged.
-    pub complete: bool,
-    /// A key frame older than this when a run uses it is reported (the
-    /// vendor's export has stopped moving).
-    pub stale_after: Duration,
-    pub guard: GuardSettings,
+}
+
+impl std::ops::Deref for VendorSettings {
+    type Target = VendorRules;
+    fn deref(&self) -> &VendorRules {
+        &self.rules
+    }
+}
+
+impl std::ops::DerefMut for VendorSettings {
+    fn deref_mut(&mut self) -> &mut VendorRules {
+        &mut self.rules
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,19 +231,6 @@ pub struct ApiSettings {
     pub retry_backoff: Duration,
 }
 
-/// Which orders of our view an export speaks for, judged on the view as of
-/// the key frame. An order outside it (e.g. completed, for an open-orders
-/// export) is never `missing_remote`.
-#[derive(Debug, Clone, Default)]
-pub struct Scope {
-    /// Only orders in these statuses (e.g. the open ones).
-    pub statuses: Option<Vec<Status>>,
-    /// Only orders whose latest event is within this long before `as_of`.
-    pub updated_within: Option<Duration>,
-    /// Only orders whose mapped field (index into `mapping.fields`) has one of these values.
-    pub field: Option<(usize, Vec<String>)>,
-}
-
 /// Where a key frame's `as_of` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AsOf {
@@ -319,128 +267,18 @@ impl Default for CsvDialect {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Mapping {
-    /// Columns (or JSON keys) that make the order key, in order.
-    pub key: Vec<String>,
-    pub status: Option<String>,
-    pub fields: Vec<FieldMapping>,
-}
-
-#[derive(Debug, Clone)]
-pub struct FieldMapping {
-    /// The field name in the order view.
-    pub name: String,
-    /// The export column (or JSON key).
-    pub column: String,
-    pub kind: FieldKind,
-    pub case: Case,
-    /// chrono format for dates/datetimes in the export; RFC 3339 / ISO when absent.
-    pub format: Option<String>,
-    /// How the export writes numbers (the vendor's `mapping.decimal` and
-    /// `mapping.thousands`): what it does not settle is a row error.
-    pub number: crate::number::NumberFormat,
-    pub tolerance: crate::number::Decimal,
-    pub relative_tolerance: crate::number::Decimal,
-    pub tolerance_secs: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct GuardSettings {
-    pub min_rows: u64,
-    pub max_row_drop_pct: f64,
-    pub max_drift_pct: f64,
-    pub max_fixes: u64,
-    /// What an export status word outside the status map does to the key frame.
-    pub unknown_status: UnknownStatus,
-}
-
-/// `guard.unknown_status`: a status word we cannot map means we cannot say
-/// what the vendor claims for that order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnknownStatus {
-    /// The guard refuses the key frame (the default).
-    #[default]
-    Refuse,
-    /// The key frame is used to flag drifts, and fixes nothing.
-    Flag,
-}
-
-impl Default for GuardSettings {
-    fn default() -> Self {
-        GuardSettings {
-            min_rows: 1,
-            max_row_drop_pct: 20.0,
-            max_drift_pct: 10.0,
-            max_fixes: 10_000,
-            unknown_status: UnknownStatus::Refuse,
-        }
-    }
-}
-
-/// Status words compare trimmed, lowercased, with runs of space/`_`/`-` as one space.
-pub fn normalise_word(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c == '_' || c == '-')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl VendorSettings {
-    /// The canonical status for a vendor word: the vendor's map first, then the
-    /// canonical names themselves (`in progress`, `IN_PROGRESS`).
-    pub fn map_status(&self, word: &str) -> Option<Status> {
-        if let Some(s) = self.status_exact.get(word.trim()) {
-            return Some(*s);
-        }
-        let w = normalise_word(word);
-        self.status_map
-            .get(&w)
-            .copied()
-            .or_else(|| w.replace(' ', "_").parse().ok())
-    }
-
     /// A vendor with only a name: reconcile from `--file` with canonical
     /// column names (`order_ref`, `status`). Used by tests and benchmarks.
     pub fn minimal(name: &str) -> VendorSettings {
         VendorSettings {
-            name: name.to_string(),
+            rules: VendorRules::minimal(name),
             export: None,
             csv: CsvDialect::default(),
             limits: super::whole::SizeLimits::default(),
-            mapping: Mapping {
-                key: vec!["order_ref".into()],
-                status: Some("status".into()),
-                fields: vec![],
-            },
-            status_map: BTreeMap::new(),
-            status_exact: exact_words(&[]),
-            policy: Policy::Flag,
             schedule: None,
-            grace: Duration::from_secs(3600),
-            missing_remote_after: 2,
-            scope: Scope::default(),
-            complete: true,
-            stale_after: Duration::from_secs(48 * 3600),
-            guard: GuardSettings::default(),
         }
     }
-}
-
-fn exact_words(configured: &[(String, Status)]) -> std::collections::HashMap<String, Status> {
-    let mut m: std::collections::HashMap<String, Status> = Status::ALL
-        .iter()
-        .flat_map(|s| {
-            [
-                (s.as_str().to_string(), *s),
-                (s.as_str().to_uppercase(), *s),
-            ]
-        })
-        .collect();
-    m.extend(configured.iter().cloned());
-    m
 }
 
 /// The mapping's declared separators; anything unusual is a config error.
@@ -790,21 +628,23 @@ pub fn validate(
         return Err(src.error(&key("missing_remote_after"), "must be at least 1"));
     }
     Ok(VendorSettings {
-        name: raw.name,
+        rules: VendorRules {
+            name: raw.name,
+            mapping,
+            status_map,
+            status_exact: exact_words(&exact),
+            policy: raw.policy.unwrap_or(Policy::Flag),
+            grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
+            missing_remote_after,
+            scope,
+            complete,
+            stale_after: Duration::from_secs(raw.stale_after_hours.unwrap_or(48) * 3600),
+            guard,
+        },
         export,
         csv,
         limits,
-        mapping,
-        status_map,
-        status_exact: exact_words(&exact),
-        policy: raw.policy.unwrap_or(Policy::Flag),
         schedule,
-        grace: Duration::from_secs(raw.grace_minutes.unwrap_or(60) * 60),
-        missing_remote_after,
-        scope,
-        complete,
-        stale_after: Duration::from_secs(raw.stale_after_hours.unwrap_or(48) * 3600),
-        guard,
     })
 }
 

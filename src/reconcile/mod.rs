@@ -12,15 +12,12 @@
 //! Never: write anything before the guard has looked at the whole key frame;
 //! treat a delta recorded after `as_of` (beyond the grace window) as known.
 
-pub mod attribute;
 pub mod cli;
 pub mod config;
-pub mod drift;
-pub mod guard;
-pub mod mapping;
 pub mod run;
 pub mod source;
-pub mod whole;
+
+pub use driftwatch_core::reconcile::{attribute, drift, guard, mapping, whole};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::app::App;
+use crate::config::Config;
 use crate::store::{Fence, RunCounts, Store, StoreError};
 pub use config::{Policy, VendorSettings};
 pub use drift::{Cause, Drift, DriftKind, Outcome};
@@ -57,6 +54,10 @@ pub enum ReconcileError {
         holder: String,
         until: DateTime<Utc>,
     },
+    /// A blocking task (streaming the export's rows) panicked or was
+    /// cancelled: a bug, or the runtime shutting down; not the export's fault.
+    #[error("the export reading task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -145,22 +146,22 @@ impl RunSummary {
 
 /// Runs one reconcile of `vendor` now: the configured export, or `opts.file`.
 pub async fn run_once(
-    app: &App,
+    store: &Store,
+    config: &Config,
     vendor: &str,
     opts: RunOptions,
 ) -> Result<RunSummary, ReconcileError> {
-    let v = app
-        .config
+    let v = config
         .vendors
         .iter()
         .find(|v| v.name == vendor)
         .ok_or_else(|| ReconcileError::UnknownVendor(vendor.to_string()))?;
-    run_vendor(&app.store, v, &work_dir(app), opts).await
+    run_vendor(store, v, &work_dir(config), opts).await
 }
 
 /// Where HTTP exports are downloaded to while being read.
-fn work_dir(app: &App) -> PathBuf {
-    app.config.data_dir.join("exports")
+pub fn work_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("exports")
 }
 
 /// The lease name that serialises reconcile runs of one vendor.
@@ -218,7 +219,8 @@ async fn run_leased(
 ) -> Result<RunSummary, ReconcileError> {
     if let Some(f) = &opts.file {
         let started_at = opts.now.unwrap_or_else(Utc::now);
-        let export = source::from_file(f, v);
+        let (f, v2) = (f.clone(), v.clone());
+        let export = source::blocking_read(&f.clone(), move || source::from_file(&f, &v2)).await;
         return run::finish(store, v, export.map(Some), opts, started_at, fence).await;
     }
     let started_at = opts.now.unwrap_or_else(Utc::now);
@@ -244,16 +246,23 @@ pub fn next_run(cron: &croner::Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>
 /// Runs each vendor's reconcile on its schedule until `shutdown`. A run in
 /// progress finishes (its write is one transaction); a missed tick is skipped,
 /// not replayed.
-pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
+///
+/// Takes the store and the vendors' settings, not the `App` that spawns it.
+pub async fn run_scheduler(
+    store: Store,
+    vendors: Vec<VendorSettings>,
+    work_dir: PathBuf,
+    shutdown: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
-    for v in app.config.vendors.clone() {
+    for v in vendors {
         let Some(cron) = v.schedule.clone() else {
             continue;
         };
         if v.export.is_none() {
             continue;
         }
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (store, work_dir, shutdown) = (store.clone(), work_dir.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
                 let now = Utc::now();
@@ -266,7 +275,7 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                match run_once(&app, &v.name, RunOptions::default()).await {
+                match run_vendor(&store, &v, &work_dir, RunOptions::default()).await {
                     // Another process (a second `serve`, a hand-started run) is on it.
                     Err(ReconcileError::Busy { holder, .. }) => info!(vendor = %v.name, holder, "scheduled reconcile skipped: another run holds the vendor's lease"),
                     Ok(s) => info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "scheduled reconcile done"),

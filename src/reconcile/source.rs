@@ -215,8 +215,23 @@ fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export
     })
 }
 
+/// Runs a blocking read (listing, hashing, parsing a file) on the blocking
+/// pool, off the async workers that run the mail sources and the HTTP server.
+pub(super) async fn blocking_read<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(FetchError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("the reading task failed: {e}")),
+        })
+    })
+}
+
 /// Reads a key frame from a given file (CLI `--file`, tests, benchmarks):
 /// as of the configured column if there is one, else the file's mtime.
+/// Blocking: call it through [`blocking_read`] from async code.
 pub fn from_file(path: &Path, vendor: &VendorSettings) -> Result<Export, FetchError> {
     let column = |a: &AsOf| match a {
         AsOf::Field(f) => AsOf::Field(f.clone()),
@@ -296,12 +311,17 @@ pub async fn fetch(
             format,
             as_of,
         }) => {
-            let p = match (path, dir) {
-                (Some(p), _) => p.clone(),
-                (None, Some((d, pat))) => newest_match(d, pat)?,
-                (None, None) => return Ok(None),
-            };
-            file_export(&p, *format, as_of).map(Some)
+            let (path, dir, format, as_of) = (path.clone(), dir.clone(), *format, as_of.clone());
+            // Listing the folder and hashing the file are blocking reads.
+            blocking_read(work_dir, move || {
+                let p = match (path, dir) {
+                    (Some(p), _) => p,
+                    (None, Some((d, pat))) => newest_match(&d, &pat)?,
+                    (None, None) => return Ok(None),
+                };
+                file_export(&p, format, &as_of).map(Some)
+            })
+            .await
         }
         Some(ExportSettings::Http {
             url,

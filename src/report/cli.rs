@@ -8,10 +8,11 @@ use chrono::{NaiveDate, Utc};
 
 use super::config::ReportSettings;
 use super::schedule::DeliveryResult;
-use crate::app::App;
+use crate::config::Config;
 use crate::out::{clean, table, write_text};
 use crate::outln;
 use crate::store::SendState;
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -46,15 +47,15 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub async fn report(store: &Store, config: &Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
     if args.send_due {
-        return send_due(app).await;
+        return send_due(store, config).await;
     }
     if args.history {
-        return history(app, args.json).await;
+        return history(store, args.json).await;
     }
-    let settings = app.config.report.clone().unwrap_or_default();
-    let out = render(app, &settings, args.date, args.format).await?;
+    let settings = config.report.clone().unwrap_or_default();
+    let out = render(store, &settings, args.date, args.format).await?;
     match &args.output {
         Some(path) => crate::private_files::write(path, out.as_bytes())
             .with_context(|| format!("failed to write {}", path.display()))?,
@@ -67,14 +68,14 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// The report for `date` (default: today in the report's zone) in `format`.
 pub async fn render(
-    app: &App,
+    store: &Store,
     settings: &ReportSettings,
     date: Option<NaiveDate>,
     format: Format,
 ) -> anyhow::Result<String> {
     let now = Utc::now();
     let date = date.unwrap_or_else(|| now.with_timezone(&settings.timezone).date_naive());
-    let report = super::build(&app.store, date, settings, now)
+    let report = super::build(store, date, settings, now)
         .await
         .context("failed to build the report")?;
     Ok(match format {
@@ -86,11 +87,11 @@ pub async fn render(
     })
 }
 
-async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
-    if app.config.report.is_none() {
-        anyhow::bail!("no [report] table in {}", app.config.file.display());
+async fn send_due(store: &Store, config: &Config) -> anyhow::Result<ExitCode> {
+    if config.report.is_none() {
+        anyhow::bail!("no [report] table in {}", config.file.display());
     }
-    let outcome = super::run_once(app, Utc::now())
+    let outcome = super::run_once(store, config.report.as_ref(), Utc::now())
         .await
         .context("failed to deliver due reports")?;
     if outcome.deliveries.is_empty() {
@@ -126,10 +127,9 @@ async fn send_due(app: &App) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn history(app: &App, json: bool) -> anyhow::Result<ExitCode> {
+async fn history(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     let since = Utc::now().date_naive() - chrono::Duration::days(14);
-    let rows = app
-        .store
+    let rows = store
         .report_sends(since)
         .await
         .context("failed to read report_sends")?;

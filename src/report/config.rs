@@ -8,7 +8,9 @@ use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret, TlsMode, TomlSource};
+use crate::secret::Secret;
+use crate::tls_mode::TlsMode;
+use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

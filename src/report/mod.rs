@@ -13,11 +13,10 @@
 pub mod build;
 pub mod cli;
 pub mod config;
-pub mod html;
-pub mod model;
 pub mod schedule;
 pub mod send;
-pub mod text;
+
+pub use driftwatch_core::report::{html, model, text};
 
 use std::time::Duration;
 
@@ -31,7 +30,8 @@ pub use model::Report;
 pub use schedule::{Delivery, DeliveryResult, SendOutcome, run_once};
 pub use text::render_text;
 
-use crate::app::App;
+use crate::store::Store;
+use config::ReportSettings;
 
 /// The longest the scheduler sleeps between checks: a wall-clock jump
 /// (suspend, NTP step) then delays a report by at most this much.
@@ -44,8 +44,14 @@ const MAX_NAP: Duration = Duration::from_secs(600);
 /// [`crate::backoff::Backoff`] (`retry_initial_secs` doubling to `retry_max_secs`).
 /// Shutdown is only observed between rounds, never inside a delivery, so a
 /// send is not cut between "SMTP accepted" and "recorded as sent".
-pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
-    let Some(settings) = app.config.report.clone() else {
+///
+/// Takes the store and the `[report]` settings, not the `App` that spawns it.
+pub async fn run_scheduler(
+    store: Store,
+    settings: Option<ReportSettings>,
+    shutdown: CancellationToken,
+) {
+    let Some(settings) = settings else {
         shutdown.cancelled().await;
         return;
     };
@@ -58,7 +64,7 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
     let mut backoff = crate::backoff::Backoff::new(settings.retry_initial, settings.retry_max);
     loop {
         let now = Utc::now();
-        let failed = match run_once(&app, now).await {
+        let failed = match run_once(&store, Some(&settings), now).await {
             Ok(outcome) => outcome.failed() > 0,
             Err(e) => {
                 error!(error = %e, "daily report: cannot read or record sends; will retry");

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::config::ReportSettings;
 use super::send::{Rendered, message_id, send_email, write_files};
-use crate::app::App;
+use crate::store::Store;
 use crate::store::{BeginSend, SendState, StoreError};
 
 /// Unfinished sends older than this many days before the latest due date are
@@ -142,8 +142,12 @@ pub fn channels(settings: &ReportSettings) -> Vec<String> {
 /// Delivers every report due at `now` that has not been delivered yet.
 /// Failures are recorded and returned, not raised: only a store error (the
 /// ledger itself unusable) is an `Err`.
-pub async fn run_once(app: &App, now: DateTime<Utc>) -> Result<SendOutcome, StoreError> {
-    let Some(settings) = &app.config.report else {
+pub async fn run_once(
+    store: &Store,
+    settings: Option<&ReportSettings>,
+    now: DateTime<Utc>,
+) -> Result<SendOutcome, StoreError> {
+    let Some(settings) = settings else {
         return Ok(SendOutcome::default());
     };
     let latest = latest_due(settings, now);
@@ -154,7 +158,7 @@ pub async fn run_once(app: &App, now: DateTime<Utc>) -> Result<SendOutcome, Stor
 
     // (date -> channels still owed that date's report)
     let mut owed: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
-    let ledger = app.store.report_sends(oldest).await?;
+    let ledger = store.report_sends(oldest).await?;
     let sent: BTreeSet<(NaiveDate, &str)> = ledger
         .iter()
         .filter(|r| r.state == SendState::Sent)
@@ -178,17 +182,13 @@ pub async fn run_once(app: &App, now: DateTime<Utc>) -> Result<SendOutcome, Stor
         deliveries: vec![],
     };
     for (date, owed_channels) in owed {
-        let report = super::build(&app.store, date, settings, now).await?;
+        let report = super::build(store, date, settings, now).await?;
         let rendered = Rendered::new(&report);
         for channel in owed_channels {
             let from = settings.from.as_deref().unwrap_or("driftwatch@localhost");
             let mid = message_id(date, &channel, from);
             let lease = Duration::minutes(PENDING_LEASE_MINUTES);
-            let attempt = match app
-                .store
-                .begin_send(date, &channel, &mid, now, lease)
-                .await?
-            {
+            let attempt = match store.begin_send(date, &channel, &mid, now, lease).await? {
                 BeginSend::AlreadySent => {
                     outcome.deliveries.push(Delivery {
                         date,
@@ -210,13 +210,13 @@ pub async fn run_once(app: &App, now: DateTime<Utc>) -> Result<SendOutcome, Stor
             let result = deliver(settings, &channel, date, &mid, &rendered).await;
             let result = match result {
                 Ok(()) => {
-                    app.store.finish_send(date, &channel, Utc::now()).await?;
+                    store.finish_send(date, &channel, Utc::now()).await?;
                     info!(%date, channel = %channel, attempt, subject = %rendered.subject, "daily report delivered");
                     DeliveryResult::Sent { attempt }
                 }
                 Err(e) => {
                     let error = e.to_string();
-                    app.store.fail_send(date, &channel, &error).await?;
+                    store.fail_send(date, &channel, &error).await?;
                     warn!(%date, channel = %channel, attempt, error = %error, "daily report delivery failed; will retry");
                     DeliveryResult::Failed { attempt, error }
                 }

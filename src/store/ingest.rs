@@ -9,32 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Result, RuleHashes, Store, StoreError, orders, ts};
+pub use crate::model::Disposition;
 use crate::model::{Delta, DeltaDraft, DeltaSource};
-
-/// What happened to an archived message. Every fetched message ends in exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Disposition {
-    /// A parser produced its deltas.
-    Parsed,
-    /// Kept with a reason for a human: no vendor matched, extraction failed, a sender check failed.
-    Quarantined,
-    /// Dropped by a configured rule (e.g. an internal sender); kept raw all the same.
-    Ignored,
-    /// Over the size limit: only its header was fetched and archived.
-    Skipped,
-}
-
-impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Parsed => "parsed",
-            Disposition::Quarantined => "quarantined",
-            Disposition::Ignored => "ignored",
-            Disposition::Skipped => "skipped",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -14,22 +14,8 @@ use super::{Backend, Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
 use crate::reconcile::drift::{Cause, DriftKind, Outcome};
 use crate::view;
-
-/// Which deltas count as known at a key frame's `as_of`: recorded by then, or
-/// recorded within the grace window with an event time before it (mail in
-/// transit when the vendor cut the export).
-#[derive(Debug, Clone, Copy)]
-pub struct Cutoff {
-    pub as_of: DateTime<Utc>,
-    pub grace_end: DateTime<Utc>,
-}
-
-impl Cutoff {
-    pub fn knows(&self, d: &Delta) -> bool {
-        d.recorded_at <= self.as_of
-            || (d.recorded_at <= self.grace_end && d.draft.event_time <= self.as_of)
-    }
-}
+pub use driftwatch_core::reconcile::cutoff::{Cutoff, Evidence};
+pub use driftwatch_core::reconcile::plan::RunCounts;
 
 /// One order of the view as of a cutoff, borrowed from the chunk being read.
 #[derive(Debug, Clone)]
@@ -47,13 +33,6 @@ pub struct KnownOrder<'a> {
     /// out what it compares, a million orders do not each build a map.
     pub fields_json: &'a str,
     pub event_time: DateTime<Utc>,
-}
-
-/// A delta with whether a reparse superseded it.
-#[derive(Debug, Clone)]
-pub struct Evidence {
-    pub delta: Delta,
-    pub superseded: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -85,18 +64,6 @@ pub enum KeyFrameRef {
     None,
     Existing(i64),
     New(NewKeyFrame),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RunCounts {
-    pub orders_remote: i64,
-    pub orders_local: i64,
-    pub missing_local: i64,
-    pub missing_remote: i64,
-    pub status_mismatch: i64,
-    pub field_mismatch: i64,
-    pub key_frame_changes: i64,
-    pub email_told: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -75,6 +75,52 @@ impl FromStr for Status {
     }
 }
 
+/// What happened to an archived message. Every fetched message ends in exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// A parser produced its deltas.
+    Parsed,
+    /// Kept with a reason for a human: no vendor matched, extraction failed, a sender check failed.
+    Quarantined,
+    /// Dropped by a configured rule (e.g. an internal sender); kept raw all the same.
+    Ignored,
+    /// Over the size limit: only its header was fetched and archived.
+    Skipped,
+}
+
+impl Disposition {
+    pub const ALL: [Disposition; 4] = [
+        Disposition::Parsed,
+        Disposition::Quarantined,
+        Disposition::Ignored,
+        Disposition::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Parsed => "parsed",
+            Disposition::Quarantined => "quarantined",
+            Disposition::Ignored => "ignored",
+            Disposition::Skipped => "skipped",
+        }
+    }
+}
+
+impl FromStr for Disposition {
+    type Err = UnknownDisposition;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Disposition::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDisposition(s.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown disposition `{0}` (expected one of: parsed, quarantined, ignored, skipped)")]
+pub struct UnknownDisposition(pub String);
+
 /// Where a delta came from. `reconcile` deltas are key frames: they replace the
 /// whole state of the order as of their event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

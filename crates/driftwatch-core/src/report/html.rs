@@ -20,6 +20,7 @@ use chrono_tz::Tz;
 
 use super::model::*;
 use super::text::sparkline;
+use crate::reconcile::drift::Outcome;
 
 const RED: &str = "#b42318";
 const AMBER: &str = "#b54708";
@@ -160,7 +161,7 @@ pub fn render_html(r: &Report) -> String {
     for a in &r.alerts {
         let colour = match a.kind {
             AlertKind::RefusedKeyFrame | AlertKind::FailedRun => RED,
-            _ => AMBER,
+            AlertKind::FormatChange | AlertKind::SilentVendor | AlertKind::KeyFrameWarning => AMBER,
         };
         let bg = if colour == RED { "#fef3f2" } else { "#fffaeb" };
         let at =
@@ -218,14 +219,14 @@ pub fn render_html(r: &Report) -> String {
         let weight = if is_total { "font-weight:600;" } else { "" };
         let runs = match &v.runs.last_outcome {
             Some(last) => {
-                let colour = match last.as_str() {
-                    "refused" | "failed" => RED,
-                    _ => "#101828",
+                let colour = match last {
+                    Outcome::Refused | Outcome::Failed => RED,
+                    Outcome::Ok | Outcome::Unchanged => "#101828",
                 };
                 format!(
                     "{} (<span style=\"color:{colour}\">{}</span>)",
                     v.runs.total,
-                    esc(last)
+                    last.as_str()
                 )
             }
             None if v.runs.total > 0 => v.runs.total.to_string(),

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use super::time::TimeFormat;
 use super::{ExtractError, Mail, Parser, glob_match};
-use crate::config::{ConfigError, TomlSource};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
+use crate::toml_source::{ConfigError, TomlSource};
 
 /// Compiled regex size cap: rule files are trusted config, but a runaway
 /// pattern should fail at load, not eat memory on every message.
@@ -305,8 +305,9 @@ fn normalise_word(s: &str) -> String {
 const SPECIAL: [&str; 3] = ["order_ref", "status", "event_time"];
 
 impl RuleParser {
-    pub fn load(file: &Path) -> Result<RuleParser, ConfigError> {
-        let src = TomlSource::read(file)?;
+    /// A rule file from its text; `file` names it in errors (the caller reads it).
+    pub fn from_text(file: &Path, text: String) -> Result<RuleParser, ConfigError> {
+        let src = TomlSource::new(file, text);
         let raw: RuleFile = src.parse()?;
         Self::build(&src, raw)
     }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-use super::config::{Case, FieldKind, FieldMapping, VendorSettings};
+use super::settings::{Case, FieldKind, FieldMapping, VendorRules};
 use crate::model::Status;
 use crate::number::{self, Decimal, NumberFormat};
 
@@ -223,7 +223,7 @@ pub fn encode_key(parts: &[&str]) -> String {
     out
 }
 
-impl VendorSettings {
+impl VendorRules {
     /// Builds a remote order from a looked-up row: `get(column)` returns the
     /// cell's text. Returns `Ok(None)` for a row with an empty key.
     pub fn remote_order<'a>(

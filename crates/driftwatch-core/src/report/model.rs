@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::model::Disposition;
+use crate::reconcile::drift::Outcome;
+
 /// One day's drift report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -43,7 +46,7 @@ pub struct Report {
     pub omitted: Omitted,
 }
 
-/// What [`crate::report::build`] cut to keep the report bounded.
+/// What `driftwatch::report::build` to keep the report bounded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Omitted {
     /// Strings from outside cut to their maximum length.
@@ -125,7 +128,7 @@ pub struct VendorSummary {
     pub closed_drifts: i64,
     /// Of the closed ones, how many a `fix` policy closed by appending a delta.
     pub fixed_drifts: i64,
-    pub runs: RunCounts,
+    pub runs: RunOutcomes,
     pub mail: MailCounts,
     pub format_warnings: i64,
     pub stuck_orders: i64,
@@ -134,16 +137,42 @@ pub struct VendorSummary {
     pub trend: Vec<i64>,
 }
 
+/// A vendor's reconcile runs in the day, by outcome (not to be confused with
+/// `reconcile::plan::RunCounts`, what one run counted).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct RunCounts {
+pub struct RunOutcomes {
     pub total: i64,
     pub ok: i64,
     pub unchanged: i64,
     pub refused: i64,
     pub failed: i64,
-    pub running: i64,
     /// The outcome of the day's last run, for the at-a-glance column.
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<Outcome>,
+}
+
+impl RunOutcomes {
+    /// Counts one run; the day's runs come in start order, so the last
+    /// counted is the last outcome.
+    pub fn count(&mut self, outcome: Outcome) {
+        self.total += 1;
+        *match outcome {
+            Outcome::Ok => &mut self.ok,
+            Outcome::Unchanged => &mut self.unchanged,
+            Outcome::Refused => &mut self.refused,
+            Outcome::Failed => &mut self.failed,
+        } += 1;
+        self.last_outcome = Some(outcome);
+    }
+
+    /// Adds another vendor's runs (for the totals row); the last outcome
+    /// stays this row's.
+    pub fn add(&mut self, other: &RunOutcomes) {
+        self.total += other.total;
+        self.ok += other.ok;
+        self.unchanged += other.unchanged;
+        self.refused += other.refused;
+        self.failed += other.failed;
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -153,6 +182,19 @@ pub struct MailCounts {
     pub quarantined: i64,
     pub ignored: i64,
     pub skipped: i64,
+}
+
+impl MailCounts {
+    /// Counts `n` messages that ended as `disposition`.
+    pub fn count(&mut self, disposition: Disposition, n: i64) {
+        self.received += n;
+        *match disposition {
+            Disposition::Parsed => &mut self.parsed,
+            Disposition::Quarantined => &mut self.quarantined,
+            Disposition::Ignored => &mut self.ignored,
+            Disposition::Skipped => &mut self.skipped,
+        } += n;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,5 +294,39 @@ pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
         format!("{} h", d.num_hours().max(0))
     } else {
         format!("{} days", d.num_days())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_counted_by_outcome_and_the_last_one_is_shown() {
+        let mut r = RunOutcomes::default();
+        for o in [Outcome::Ok, Outcome::Refused, Outcome::Unchanged] {
+            r.count(o);
+        }
+        assert_eq!(
+            (r.total, r.ok, r.refused, r.unchanged, r.failed),
+            (3, 1, 1, 1, 0)
+        );
+        assert_eq!(r.last_outcome, Some(Outcome::Unchanged));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["last_outcome"], "unchanged",
+            "JSON keeps the stored word"
+        );
+    }
+
+    #[test]
+    fn mail_is_counted_by_disposition_and_all_of_it_as_received() {
+        let mut m = MailCounts::default();
+        m.count(Disposition::Parsed, 5);
+        m.count(Disposition::Skipped, 1);
+        assert_eq!(
+            (m.received, m.parsed, m.skipped, m.quarantined),
+            (6, 5, 1, 0)
+        );
     }
 }

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::cutoff::{Cutoff, Evidence};
 use super::drift::{Cause, DriftKind};
 use crate::model::Status;
-use crate::store::{Cutoff, Evidence};
 
 /// Position in the usual forward progress; `on_hold` and `cancelled` are
 /// side exits with no order, so moving out of them is never a regression.
@@ -113,7 +113,6 @@ pub fn attribute(f: &Facts<'_>) -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Delta, DeltaDraft, DeltaSource, TimeSource};
     use chrono::{Duration, TimeZone};
 
     fn t(h: i64) -> DateTime<Utc> {
@@ -121,26 +120,7 @@ mod tests {
     }
 
     fn ev(offset: i64, status: Status, event: i64, recorded: i64) -> Evidence {
-        Evidence {
-            delta: Delta {
-                offset,
-                source: DeltaSource::Email,
-                draft: DeltaDraft {
-                    vendor: "v".into(),
-                    order_ref: "1".into(),
-                    status: Some(status),
-                    vendor_status: None,
-                    fields: Default::default(),
-                    event_time: t(event),
-                    time_source: TimeSource::Vendor,
-                },
-                recorded_at: t(recorded),
-                message: None,
-                parser: None,
-                parser_version: None,
-            },
-            superseded: false,
-        }
+        crate::reconcile::cutoff::test_evidence(offset, "1", status, t(event), t(recorded))
     }
 
     fn cut() -> Cutoff {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::model::*;
-use crate::out::clean;
+use crate::clean::clean;
 
 pub fn render_text(r: &Report) -> String {
     let tz: Tz = r.timezone.parse().unwrap_or(Tz::UTC);
@@ -75,7 +75,7 @@ pub fn render_text(r: &Report) -> String {
     );
     for v in r.vendors.iter().chain(std::iter::once(&r.totals)) {
         let runs = match &v.runs.last_outcome {
-            Some(last) => format!("{} ({last})", v.runs.total),
+            Some(last) => format!("{} ({})", v.runs.total, last.as_str()),
             None if v.runs.total > 0 => v.runs.total.to_string(),
             None => "-".to_string(),
         };

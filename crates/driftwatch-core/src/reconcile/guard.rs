@@ -4,7 +4,7 @@
 //! vanished), so the checks look at the shape of the key frame before anything
 //! is recorded or fixed.
 
-use super::config::{GuardSettings, UnknownStatus};
+use super::settings::{GuardSettings, UnknownStatus};
 
 #[derive(Debug, Clone, Default)]
 pub struct GuardInput {
