@@ -7,6 +7,7 @@
 //! busy timeout instead of failing with a lock upgrade deadlock.
 
 mod browse;
+mod dashboard;
 mod feed;
 mod health;
 mod hooks;
@@ -27,6 +28,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use browse::{OrderPage, VendorSummary};
+pub use dashboard::{
+    ActionKind, ActionRow, DashDrift, DriftFilter, KeyFrameRow, SessionRow, VendorGlance,
+};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
 pub use hooks::{HookOutcome, NewWebhook, StoredWebhook, WebhookRow};
