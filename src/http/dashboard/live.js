@@ -36,6 +36,8 @@
   var es = new EventSource("/live");
   es.addEventListener("open", function () { status.textContent = "live"; });
   es.addEventListener("error", function () { status.textContent = "reconnecting"; });
+  // Browsers allow six connections per server over HTTP/1.1: give this one back when leaving.
+  window.addEventListener("pagehide", function () { es.close(); });
   es.addEventListener("change", function (e) {
     latest = e.data;
     if (e.data !== shown) refresh(e.data);
