@@ -453,6 +453,7 @@ pub(super) async fn quarantine(
         items.push(html! {
             section.card data-message=(r.id) {
                 h2 { a href={ "/messages/" (r.id) } { "Message " (r.id) } " · " (r.vendor.as_deref().unwrap_or("no vendor")) }
+                p data-field="card-subject" { strong { (r.subject.as_deref().unwrap_or("(no subject)")) } }
                 p.reason data-field="reason" { (r.reason.as_deref().unwrap_or("(no reason recorded)")) }
                 p.small { "From " (r.sender.as_deref().unwrap_or("(unknown)")) ", archived " (when(r.archived_at)) }
                 @if let Some(m) = &m { details { summary { "What the parser saw" } (decoded(m)) } }
