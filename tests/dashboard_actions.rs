@@ -39,12 +39,30 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
     // A status the shipped rules do not know: quarantined now, parsed once the rule is fixed.
     std::fs::write(
         cfg.dir.path().join("Maildir/new/booked"),
-        acme_mail("booked-48293", "48293", "Appraisal Booked", "Dana Whitfield"),
+        acme_mail(
+            "booked-48293",
+            "48293",
+            "Appraisal Booked",
+            "Dana Whitfield",
+        ),
     )
     .unwrap();
     support::bin::run_to_completion(&cfg);
-    let booked = count(&db, "SELECT id FROM messages WHERE message_id LIKE '%booked-48293@%'").await;
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM messages WHERE id = {booked} AND disposition = 'quarantined'")).await, 1);
+    let booked = count(
+        &db,
+        "SELECT id FROM messages WHERE message_id LIKE '%booked-48293@%'",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM messages WHERE id = {booked} AND disposition = 'quarantined'"
+            )
+        )
+        .await,
+        1
+    );
     let _serve = Serve::start(&cfg, &base).await;
     let drift = count(&db, "SELECT min(id) FROM drifts WHERE closed_at IS NULL").await;
     let until = (Utc::now() + Duration::days(3)).date_naive().to_string();
@@ -53,19 +71,61 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
     let mut reader = Browser::launch();
     reader.sign_in(&base, READ_TOKEN);
     reader.goto(&format!("{base}/drifts"));
-    assert_eq!(reader.eval("document.querySelectorAll('form.action').length"), json!(0));
+    assert_eq!(
+        reader.eval("document.querySelectorAll('form.action').length"),
+        json!(0)
+    );
     let token = csrf(&mut reader);
-    assert_eq!(post_status(&mut reader, &format!("/drifts/{drift}/acknowledge"), &format!("csrf={token}&note=no")), 403);
-    assert_eq!(post_status(&mut reader, "/vendors/acme-appraisal/mute", &format!("csrf={token}&until={until}")), 403);
-    assert_eq!(post_status(&mut reader, &format!("/messages/{booked}/release"), &format!("csrf={token}")), 403);
+    assert_eq!(
+        post_status(
+            &mut reader,
+            &format!("/drifts/{drift}/acknowledge"),
+            &format!("csrf={token}&note=no")
+        ),
+        403
+    );
+    assert_eq!(
+        post_status(
+            &mut reader,
+            "/vendors/acme-appraisal/mute",
+            &format!("csrf={token}&until={until}")
+        ),
+        403
+    );
+    assert_eq!(
+        post_status(
+            &mut reader,
+            &format!("/messages/{booked}/release"),
+            &format!("csrf={token}")
+        ),
+        403
+    );
 
     // An admin without the session's CSRF token is refused too.
     let mut admin = Browser::launch();
     admin.sign_in(&base, ADMIN_TOKEN);
     admin.goto(&format!("{base}/drifts"));
-    assert_eq!(post_status(&mut admin, &format!("/drifts/{drift}/acknowledge"), "csrf=forged&note=x"), 400);
-    assert_eq!(post_status(&mut admin, &format!("/drifts/{drift}/acknowledge"), "note=x"), 400);
-    assert_eq!(count(&db, "SELECT count(*) FROM dashboard_actions").await, 0, "nothing refused was recorded");
+    assert_eq!(
+        post_status(
+            &mut admin,
+            &format!("/drifts/{drift}/acknowledge"),
+            "csrf=forged&note=x"
+        ),
+        400
+    );
+    assert_eq!(
+        post_status(
+            &mut admin,
+            &format!("/drifts/{drift}/acknowledge"),
+            "note=x"
+        ),
+        400
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dashboard_actions").await,
+        0,
+        "nothing refused was recorded"
+    );
 
     // Acknowledge: the drift stays listed, marked, with who and the note.
     let open_before = count(&db, "SELECT count(*) FROM drifts WHERE closed_at IS NULL").await;
@@ -73,10 +133,28 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
         &format!("#drift-{drift} form.action"),
         &format!("document.querySelector('#drift-{drift} input[name=note]').value = 'vendor export lags; checked by phone';"),
     );
-    assert_eq!(admin.eval(&format!("document.querySelector('#drift-{drift}').dataset.acknowledged")), json!("yes"));
-    let ack = admin.eval(&format!("document.querySelector('#drift-{drift} [data-field=ack]').innerText")).as_str().unwrap().to_string();
-    assert!(ack.contains("ops") && ack.contains("vendor export lags"), "{ack}");
-    assert_eq!(count(&db, "SELECT count(*) FROM drifts WHERE closed_at IS NULL").await, open_before, "still open");
+    assert_eq!(
+        admin.eval(&format!(
+            "document.querySelector('#drift-{drift}').dataset.acknowledged"
+        )),
+        json!("yes")
+    );
+    let ack = admin
+        .eval(&format!(
+            "document.querySelector('#drift-{drift} [data-field=ack]').innerText"
+        ))
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ack.contains("ops") && ack.contains("vendor export lags"),
+        "{ack}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM drifts WHERE closed_at IS NULL").await,
+        open_before,
+        "still open"
+    );
 
     // Mute a vendor's silence alert until a date.
     admin.goto(&format!("{base}/vendors/acme-appraisal"));
@@ -91,36 +169,75 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
     // Release: after the rule is fixed, the message is reparsed through the current rules.
     let rules = cfg.dir.path().join("parsers/acme-appraisal.toml");
     let mut text = std::fs::read_to_string(&rules).unwrap();
-    assert!(text.trim_end().ends_with("\"Cancelled\" = \"cancelled\""), "status_map is the rule file's last table");
+    assert!(
+        text.trim_end().ends_with("\"Cancelled\" = \"cancelled\""),
+        "status_map is the rule file's last table"
+    );
     text.push_str("\"Appraisal Booked\" = \"scheduled\"\n");
     std::fs::write(&rules, text).unwrap();
     admin.goto(&format!("{base}/messages/{booked}"));
     admin.submit("form[action$='/release']", "");
-    assert_eq!(admin.eval("document.querySelector('[data-field=disposition]').innerText"), json!("parsed"));
-    assert_eq!(count(&db, "SELECT count(*) FROM deltas WHERE order_ref = '48293' AND status = 'scheduled'").await, 1);
+    assert_eq!(
+        admin.eval("document.querySelector('[data-field=disposition]').innerText"),
+        json!("parsed")
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM deltas WHERE order_ref = '48293' AND status = 'scheduled'"
+        )
+        .await,
+        1
+    );
 
     // Each action is recorded with who, when and what...
-    assert_eq!(count(&db, "SELECT count(*) FROM dashboard_actions WHERE actor = 'ops'").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM dashboard_actions WHERE actor = 'ops'"
+        )
+        .await,
+        3
+    );
     // ...and shown in the order's timeline...
     let (v, o) = {
         let pool = support::db::open(&db).await;
-        let row: (String, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT vendor, order_ref FROM drifts WHERE id = {drift}")))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let row: (String, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT vendor, order_ref FROM drifts WHERE id = {drift}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         row
     };
     admin.goto(&format!("{base}/orders/{v}/{o}"));
     let actions = admin.eval("Array.from(document.querySelectorAll('li[data-kind=action]')).map(l => l.innerText).join('\\n')").as_str().unwrap().to_string();
-    assert!(actions.contains("acknowledged drift") && actions.contains("ops"), "{actions}");
+    assert!(
+        actions.contains("acknowledged drift") && actions.contains("ops"),
+        "{actions}"
+    );
     admin.goto(&format!("{base}/orders/acme-appraisal/48293"));
     let actions = admin.eval("Array.from(document.querySelectorAll('li[data-kind=action]')).map(l => l.innerText).join('\\n')").as_str().unwrap().to_string();
-    assert!(actions.contains("released message") && actions.contains("parsed: 1 delta"), "{actions}");
+    assert!(
+        actions.contains("released message") && actions.contains("parsed: 1 delta"),
+        "{actions}"
+    );
     // ...and in the day's report.
     admin.goto(&format!("{base}/reports"));
-    let day = admin.eval("document.querySelector('ul[data-field=actions]').innerText").as_str().unwrap().to_string();
-    for what in ["acknowledged drift", "muted the silence alert", "released message"] {
-        assert!(day.contains(what), "{what} missing from the report page: {day}");
+    let day = admin
+        .eval("document.querySelector('ul[data-field=actions]').innerText")
+        .as_str()
+        .unwrap()
+        .to_string();
+    for what in [
+        "acknowledged drift",
+        "muted the silence alert",
+        "released message",
+    ] {
+        assert!(
+            day.contains(what),
+            "{what} missing from the report page: {day}"
+        );
     }
 
     // Signing out ends the session: the next page asks to sign in again.
@@ -138,8 +255,18 @@ async fn a_cross_site_post_is_refused() {
     let db = cfg.database();
     let _serve = Serve::start(&cfg, &base).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = c.post(format!("{base}/signin")).header("Origin", &base).header("Content-Type", "application/x-www-form-urlencoded").body(serde_urlencoded::to_string(&[("token", ADMIN_TOKEN)]).unwrap()).send().await.unwrap();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("{base}/signin"))
+        .header("Origin", &base)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", ADMIN_TOKEN)]).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for part in ["HttpOnly", "SameSite=Strict", "Max-Age="] {
@@ -147,29 +274,72 @@ async fn a_cross_site_post_is_refused() {
     }
     assert!(!cookie.contains(ADMIN_TOKEN));
     let session = cookie.split(';').next().unwrap().to_string();
-    let page = c.get(format!("{base}/drifts")).header("Cookie", &session).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(format!("{base}/drifts"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!page.contains(ADMIN_TOKEN));
-    let token = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let drift = count(&db, "SELECT min(id) FROM drifts WHERE closed_at IS NULL").await;
-    let r = c.post(format!("{base}/drifts/{drift}/acknowledge"))
+    let r = c
+        .post(format!("{base}/drifts/{drift}/acknowledge"))
         .header("Cookie", &session)
         .header("Origin", "https://evil.example")
-        .header("Content-Type", "application/x-www-form-urlencoded").body(serde_urlencoded::to_string(&[("csrf", token.as_str()), ("note", "x")]).unwrap())
-        .send().await.unwrap();
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", token.as_str()), ("note", "x")]).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // A sign-in from another site is refused as well (login CSRF).
-    let r = c.post(format!("{base}/signin")).header("Origin", "https://evil.example").header("Content-Type", "application/x-www-form-urlencoded").body(serde_urlencoded::to_string(&[("token", ADMIN_TOKEN)]).unwrap()).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/signin"))
+        .header("Origin", "https://evil.example")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", ADMIN_TOKEN)]).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // The same POST from this site works.
-    let r = c.post(format!("{base}/drifts/{drift}/acknowledge"))
+    let r = c
+        .post(format!("{base}/drifts/{drift}/acknowledge"))
         .header("Cookie", &session)
         .header("Origin", &base)
-        .header("Content-Type", "application/x-www-form-urlencoded").body(serde_urlencoded::to_string(&[("csrf", token.as_str()), ("note", "x")]).unwrap())
-        .send().await.unwrap();
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", token.as_str()), ("note", "x")]).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(count(&db, "SELECT count(*) FROM dashboard_actions").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dashboard_actions").await,
+        1
+    );
     // The database keeps the session id's digest, never the id or the token.
     let id = session.split('=').nth(1).unwrap();
-    assert_eq!(count(&db, &format!("SELECT count(*) FROM dashboard_sessions WHERE id_digest = '{id}'")).await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM dashboard_sessions").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM dashboard_sessions WHERE id_digest = '{id}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dashboard_sessions").await,
+        1
+    );
 }

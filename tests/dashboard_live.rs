@@ -32,7 +32,9 @@ async fn deliver(postfix: &Postfix, to: &str, raw: &[u8]) -> Instant {
         vec![to.parse().unwrap()],
     )
     .unwrap();
-    smtp.send_raw(&envelope, raw).await.expect("postfix accepts the mail");
+    smtp.send_raw(&envelope, raw)
+        .await
+        .expect("postfix accepts the mail");
     Instant::now()
 }
 
@@ -49,7 +51,12 @@ async fn a_delivered_mail_shows_on_an_open_page_within_two_seconds() {
     b.goto(&format!("{base}/"));
     b.wait_for(LIVE, Duration::from_secs(10));
     // Warm-up: the first mail also waits for serve's first IMAP login.
-    deliver(&postfix, dovecot.user(), &acme_mail("live-0", "48300", "Accepted", "Sam Lee")).await;
+    deliver(
+        &postfix,
+        dovecot.user(),
+        &acme_mail("live-0", "48300", "Accepted", "Sam Lee"),
+    )
+    .await;
     b.wait_for(
         "document.querySelector(\"[data-vendor='acme-appraisal']\") !== null",
         Duration::from_secs(30),
@@ -75,7 +82,10 @@ async fn a_delivered_mail_shows_on_an_open_page_within_two_seconds() {
         )
         .await;
         b.wait_for(
-            &format!("document.getElementById('main').innerText.includes({}) && window.__dw_kept === 1", json!(subject)),
+            &format!(
+                "document.getElementById('main').innerText.includes({}) && window.__dw_kept === 1",
+                json!(subject)
+            ),
             LIMIT + Duration::from_secs(10),
         );
         took.push(start.elapsed());
@@ -87,7 +97,12 @@ async fn a_delivered_mail_shows_on_an_open_page_within_two_seconds() {
         let start = deliver(
             &postfix,
             dovecot.user(),
-            &acme_mail(&format!("live-{i}"), &format!("4830{i}"), "Accepted", "Sam Lee"),
+            &acme_mail(
+                &format!("live-{i}"),
+                &format!("4830{i}"),
+                "Accepted",
+                "Sam Lee",
+            ),
         )
         .await;
         b.wait_for(

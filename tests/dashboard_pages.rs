@@ -48,18 +48,48 @@ async fn every_page_shows_the_databases_figures() {
 
     // Vendors at a glance: each card's figures are the database's.
     b.goto(&format!("{base}/"));
-    let vendors: Vec<String> =
-        serde_json::from_value(b.eval("Array.from(document.querySelectorAll('[data-vendor]')).map(e => e.dataset.vendor)")).unwrap();
+    let vendors: Vec<String> = serde_json::from_value(
+        b.eval("Array.from(document.querySelectorAll('[data-vendor]')).map(e => e.dataset.vendor)"),
+    )
+    .unwrap();
     assert_eq!(vendors.len(), 4, "{vendors:?}");
     let mut total_open = 0;
     for v in &vendors {
         let card = format!("[data-vendor='{v}']");
-        let open = count(&db, &format!("SELECT count(*) FROM drifts WHERE vendor = '{v}' AND closed_at IS NULL")).await;
-        let quarantined = count(&db, &format!("SELECT count(*) FROM messages WHERE vendor = '{v}' AND disposition = 'quarantined'")).await;
+        let open = count(
+            &db,
+            &format!("SELECT count(*) FROM drifts WHERE vendor = '{v}' AND closed_at IS NULL"),
+        )
+        .await;
+        let quarantined = count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM messages WHERE vendor = '{v}' AND disposition = 'quarantined'"
+            ),
+        )
+        .await;
         let rows = count(&db, &format!("SELECT coalesce((SELECT row_count FROM key_frames WHERE vendor = '{v}' ORDER BY id DESC LIMIT 1), -1)")).await;
-        let outcome = count(&db, &format!("SELECT count(*) FROM reconcile_runs WHERE vendor = '{v}' AND outcome = 'ok'")).await;
-        assert_eq!(number(&text_of(&mut b, &format!("{card} [data-field=open-drifts]"))), open, "{v} open drifts");
-        assert_eq!(number(&text_of(&mut b, &format!("{card} [data-field=quarantined]"))), quarantined, "{v} quarantined");
+        let outcome = count(
+            &db,
+            &format!("SELECT count(*) FROM reconcile_runs WHERE vendor = '{v}' AND outcome = 'ok'"),
+        )
+        .await;
+        assert_eq!(
+            number(&text_of(
+                &mut b,
+                &format!("{card} [data-field=open-drifts]")
+            )),
+            open,
+            "{v} open drifts"
+        );
+        assert_eq!(
+            number(&text_of(
+                &mut b,
+                &format!("{card} [data-field=quarantined]")
+            )),
+            quarantined,
+            "{v} quarantined"
+        );
         let kf = text_of(&mut b, &format!("{card} [data-field=last-key-frame]"));
         if rows >= 0 {
             assert!(kf.contains(&format!("{rows} rows")), "{v} key frame: {kf}");
@@ -67,7 +97,11 @@ async fn every_page_shows_the_databases_figures() {
             assert_eq!(kf, "never", "{v} has no key frame");
         }
         if outcome > 0 {
-            assert_eq!(text_of(&mut b, &format!("{card} [data-field=guard]")), "ok", "{v} guard");
+            assert_eq!(
+                text_of(&mut b, &format!("{card} [data-field=guard]")),
+                "ok",
+                "{v} guard"
+            );
         }
         total_open += open;
     }
@@ -75,43 +109,99 @@ async fn every_page_shows_the_databases_figures() {
 
     // Drifts: all open ones, worst kind first; a filter narrows them.
     b.goto(&format!("{base}/drifts"));
-    assert_eq!(number(&text_of(&mut b, "[data-field=drift-count]")), total_open);
+    assert_eq!(
+        number(&text_of(&mut b, "[data-field=drift-count]")),
+        total_open
+    );
     let kinds: Vec<String> = serde_json::from_value(b.eval(
         "Array.from(document.querySelectorAll('[data-drift] .kind')).map(e => e.textContent)",
     ))
     .unwrap();
-    let rank = |k: &str| ["missing_local", "status_mismatch", "missing_remote", "field_mismatch"].iter().position(|x| *x == k).unwrap();
-    assert!(kinds.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "worst first: {kinds:?}");
-    assert_eq!(b.eval("document.querySelectorAll('form.action').length"), json!(0), "a reader sees no action");
-    b.goto(&format!("{base}/drifts?vendor=acme-appraisal&kind=field_mismatch"));
+    let rank = |k: &str| {
+        [
+            "missing_local",
+            "status_mismatch",
+            "missing_remote",
+            "field_mismatch",
+        ]
+        .iter()
+        .position(|x| *x == k)
+        .unwrap()
+    };
+    assert!(
+        kinds.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+        "worst first: {kinds:?}"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('form.action').length"),
+        json!(0),
+        "a reader sees no action"
+    );
+    b.goto(&format!(
+        "{base}/drifts?vendor=acme-appraisal&kind=field_mismatch"
+    ));
     let want = count(&db, "SELECT count(*) FROM drifts WHERE vendor = 'acme-appraisal' AND kind = 'field_mismatch' AND closed_at IS NULL").await;
     assert_eq!(number(&text_of(&mut b, "[data-field=drift-count]")), want);
     b.goto(&format!("{base}/drifts?min_age_days=30"));
-    assert_eq!(number(&text_of(&mut b, "[data-field=drift-count]")), 0, "nothing in the seed is 30 days old");
+    assert_eq!(
+        number(&text_of(&mut b, "[data-field=drift-count]")),
+        0,
+        "nothing in the seed is 30 days old"
+    );
 
     // Quarantine: every quarantined message, with its reason and decoded views.
     b.goto(&format!("{base}/quarantine"));
-    let q = count(&db, "SELECT count(*) FROM messages WHERE disposition = 'quarantined'").await;
+    let q = count(
+        &db,
+        "SELECT count(*) FROM messages WHERE disposition = 'quarantined'",
+    )
+    .await;
     assert_eq!(number(&text_of(&mut b, "[data-field=quarantine-count]")), q);
-    assert_eq!(b.eval("document.querySelectorAll('[data-message] [data-field=reason]').length"), json!(q));
+    assert_eq!(
+        b.eval("document.querySelectorAll('[data-message] [data-field=reason]').length"),
+        json!(q)
+    );
     assert_eq!(b.eval("document.querySelectorAll('[data-message] details dl.decoded, [data-message] details p.bad').length"), json!(q));
 
     // One order's timeline: its email deltas, the vendor's key frames, its drifts.
     b.goto(&format!("{base}/orders/acme-appraisal/48213"));
     let emails = count(&db, "SELECT count(*) FROM deltas WHERE vendor = 'acme-appraisal' AND order_ref = '48213' AND source = 'email'").await;
     assert!(emails > 0);
-    assert_eq!(b.eval("document.querySelectorAll('li[data-kind=email]').length"), json!(emails));
-    let frames = count(&db, "SELECT count(*) FROM key_frames WHERE vendor = 'acme-appraisal'").await;
-    assert_eq!(b.eval("document.querySelectorAll(\"li[data-kind='key frame']\").length"), json!(frames));
-    let drifts = count(&db, "SELECT count(*) FROM drifts WHERE vendor = 'acme-appraisal' AND order_ref = '48213'").await;
-    assert!(b.eval("document.querySelectorAll('li[data-kind=drift]').length").as_i64().unwrap() >= drifts);
+    assert_eq!(
+        b.eval("document.querySelectorAll('li[data-kind=email]').length"),
+        json!(emails)
+    );
+    let frames = count(
+        &db,
+        "SELECT count(*) FROM key_frames WHERE vendor = 'acme-appraisal'",
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll(\"li[data-kind='key frame']\").length"),
+        json!(frames)
+    );
+    let drifts = count(
+        &db,
+        "SELECT count(*) FROM drifts WHERE vendor = 'acme-appraisal' AND order_ref = '48213'",
+    )
+    .await;
+    assert!(
+        b.eval("document.querySelectorAll('li[data-kind=drift]').length")
+            .as_i64()
+            .unwrap()
+            >= drifts
+    );
     assert!(b.eval("document.querySelector('li[data-kind=email] .from a').getAttribute('href').startsWith('/messages/')") == json!(true));
     // Times on one axis, in order.
     let times: Vec<String> = serde_json::from_value(b.eval("Array.from(document.querySelectorAll('ol.timeline .t time')).map(t => t.getAttribute('datetime'))")).unwrap();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
     // A message: decoded parts and the raw mail as text.
-    let id = count(&db, "SELECT min(id) FROM messages WHERE vendor = 'acme-appraisal' AND disposition = 'parsed'").await;
+    let id = count(
+        &db,
+        "SELECT min(id) FROM messages WHERE vendor = 'acme-appraisal' AND disposition = 'parsed'",
+    )
+    .await;
     b.goto(&format!("{base}/messages/{id}"));
     assert_eq!(text_of(&mut b, "[data-field=disposition]"), "parsed");
     assert!(text_of(&mut b, "[data-field=raw]").contains("Message-ID:"));
@@ -119,7 +209,10 @@ async fn every_page_shows_the_databases_figures() {
 
     // Key-frame history: one row per key frame.
     b.goto(&format!("{base}/vendors/acme-appraisal"));
-    assert_eq!(b.eval("document.querySelectorAll('[data-key-frame]').length"), json!(frames));
+    assert_eq!(
+        b.eval("document.querySelectorAll('[data-key-frame]').length"),
+        json!(frames)
+    );
 
     // Reports: today's report text.
     b.goto(&format!("{base}/reports"));
@@ -137,10 +230,24 @@ async fn vendor_script_payloads_stay_text() {
     let _serve = Serve::start(&cfg, &base).await;
     let mut b = Browser::launch();
     b.sign_in(&base, ADMIN_TOKEN);
-    let mut pages = vec!["/".to_string(), "/quarantine".into(), "/drifts".into(), "/reports".into()];
+    let mut pages = vec![
+        "/".to_string(),
+        "/quarantine".into(),
+        "/drifts".into(),
+        "/reports".into(),
+    ];
     pages.push("/orders/acme-appraisal/48292".into());
-    for m in ["hostile-subject", "hostile-status", "hostile-field", "hostile-file"] {
-        let id = count(&db, &format!("SELECT id FROM messages WHERE message_id LIKE '%{m}@%'")).await;
+    for m in [
+        "hostile-subject",
+        "hostile-status",
+        "hostile-field",
+        "hostile-file",
+    ] {
+        let id = count(
+            &db,
+            &format!("SELECT id FROM messages WHERE message_id LIKE '%{m}@%'"),
+        )
+        .await;
         pages.push(format!("/messages/{id}"));
     }
     let mut seen = String::new();
@@ -149,7 +256,12 @@ async fn vendor_script_payloads_stay_text() {
         b.goto(&format!("{base}{p}"));
         // Open every <details> so decoded views are rendered too.
         b.eval("document.querySelectorAll('details').forEach(d => d.open = true); true");
-        assert_eq!(b.eval(INERT), json!(true), "{p}: a payload became live markup:\n{}", b.dom());
+        assert_eq!(
+            b.eval(INERT),
+            json!(true),
+            "{p}: a payload became live markup:\n{}",
+            b.dom()
+        );
         seen.push_str(b.eval("document.body.innerText").as_str().unwrap());
     }
     // Each payload is on a page, as the text it is.
@@ -168,11 +280,20 @@ async fn the_dashboard_fits_a_phone_and_a_desktop() {
     let mut b = Browser::launch();
     b.sign_in(&base, ADMIN_TOKEN);
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    for (page, name) in [("/", "vendors"), ("/drifts", "drifts"), ("/orders/acme-appraisal/48213", "order"), ("/quarantine", "quarantine")] {
+    for (page, name) in [
+        ("/", "vendors"),
+        ("/drifts", "drifts"),
+        ("/orders/acme-appraisal/48213", "order"),
+        ("/quarantine", "quarantine"),
+    ] {
         for (width, device) in [(375, "phone"), (1280, "desktop")] {
             let png = out.join(format!("dashboard-{name}-{device}.png"));
             b.screenshot(&format!("{base}{page}"), width, &png);
-            assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "{} is empty", png.display());
+            assert!(
+                std::fs::metadata(&png).unwrap().len() > 10_000,
+                "{} is empty",
+                png.display()
+            );
         }
     }
 }

@@ -278,12 +278,13 @@ impl Browser {
     /// Renders at `width` px, asserts nothing scrolls sideways, and saves a
     /// full-page PNG to `png`.
     pub fn screenshot(&mut self, url: &str, width: u32, png: &Path) {
-        let metrics = |h: u64| {
-            json!({ "width": width, "height": h, "deviceScaleFactor": 1, "mobile": width < 500 })
-        };
+        let metrics = |h: u64| json!({ "width": width, "height": h, "deviceScaleFactor": 1, "mobile": width < 500 });
         self.send("Emulation.setDeviceMetricsOverride", metrics(900));
         self.goto(url);
-        let scroll = self.eval("document.documentElement.scrollWidth").as_u64().unwrap();
+        let scroll = self
+            .eval("document.documentElement.scrollWidth")
+            .as_u64()
+            .unwrap();
         assert!(
             scroll <= u64::from(width),
             "{url} at {width} px scrolls sideways (scrollWidth {scroll})"
@@ -327,7 +328,11 @@ pub fn seeded() -> (TestConfig, String) {
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/driftwatch.toml"))
             .unwrap();
-    std::fs::write(&path, shipped.replace("policy = \"fix\"", "policy = \"flag\"")).unwrap();
+    std::fs::write(
+        &path,
+        shipped.replace("policy = \"fix\"", "policy = \"flag\""),
+    )
+    .unwrap();
     let cfg = TestConfig { dir, path };
     let base = add_http(&cfg);
     let out = Command::new(env!("CARGO_BIN_EXE_driftwatch"))

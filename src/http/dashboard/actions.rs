@@ -56,11 +56,7 @@ pub(super) async fn signin(
     }
     let f = form(f)?;
     let refuse = |msg: &str| {
-        Ok((
-            StatusCode::UNAUTHORIZED,
-            html(view::signin_page(Some(msg))),
-        )
-            .into_response())
+        Ok((StatusCode::UNAUTHORIZED, html(view::signin_page(Some(msg)))).into_response())
     };
     let Some(name) = s.tokens.name_of(f.token.trim()).map(str::to_string) else {
         info!("dashboard sign-in refused: unknown token");

@@ -80,7 +80,10 @@ async fn harden(mut res: Response<Body>) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -232,11 +235,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// A session allowed to act: signed in, the form's CSRF token is the
 /// session's, the request comes from this site, and the token has `admin`.
-pub(super) async fn actor(
-    s: &Shared,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Session, Denied> {
+pub(super) async fn actor(s: &Shared, headers: &HeaderMap, csrf: &str) -> Result<Session, Denied> {
     if !same_origin(headers) {
         return Err(Denied::Forbidden("admin (and a request from this site)"));
     }
@@ -341,18 +340,30 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+            h.insert(
+                *k,
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+            );
         }
         h
     }
 
     #[test]
     fn a_post_from_another_site_is_refused() {
-        let h = headers(&[("host", "127.0.0.1:8787"), ("origin", "https://evil.example")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:8787"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(!same_origin(&h));
-        let h = headers(&[("host", "127.0.0.1:8787"), ("origin", "http://127.0.0.1:8787.evil")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:8787"),
+            ("origin", "http://127.0.0.1:8787.evil"),
+        ]);
         assert!(!same_origin(&h));
-        let h = headers(&[("host", "127.0.0.1:8787"), ("origin", "http://127.0.0.1:8787")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:8787"),
+            ("origin", "http://127.0.0.1:8787"),
+        ]);
         assert!(same_origin(&h));
         let h = headers(&[("host", "127.0.0.1:8787"), ("referer", "http://evil/x")]);
         assert!(!same_origin(&h));
@@ -366,7 +377,13 @@ mod tests {
     #[test]
     fn the_session_cookie_is_http_only_strict_and_secure_over_https() {
         let c = session_cookie("abc", 60, true);
-        for part in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=60", "Path=/"] {
+        for part in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Max-Age=60",
+            "Path=/",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(!session_cookie("abc", 60, false).contains("Secure"));

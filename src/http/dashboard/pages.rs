@@ -225,7 +225,10 @@ pub(super) async fn drifts(
         .map(|v| v.vendor)
         .collect();
     let strs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let ages: Vec<String> = ["1", "2", "7", "30"].iter().map(|s| s.to_string()).collect();
+    let ages: Vec<String> = ["1", "2", "7", "30"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let body = html! {
         form.filters method="get" action="/drifts" {
             (select("vendor", "Vendor", &vendors, filter.vendor.as_deref()))
@@ -588,8 +591,9 @@ pub(super) async fn reports(
         None => now.date_naive(),
     };
     let date = match nonempty(q.date) {
-        Some(d) => NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
-            .map_err(|_| Denied::BadRequest(format!("`{}` is not a date (YYYY-MM-DD)", d.trim())))?,
+        Some(d) => NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| {
+            Denied::BadRequest(format!("`{}` is not a date (YYYY-MM-DD)", d.trim()))
+        })?,
         None => today,
     };
     let start = |d: NaiveDate| match tz {
@@ -598,10 +602,7 @@ pub(super) async fn reports(
     };
     let next = date.succ_opt().unwrap_or(date);
     let actions = s.store.actions_between(start(date), start(next)).await?;
-    let sends = s
-        .store
-        .report_sends(today - Duration::days(14))
-        .await?;
+    let sends = s.store.report_sends(today - Duration::days(14)).await?;
     let text = match &s.config.report {
         Some(settings) => Some(
             crate::report::build(&s.store, date, settings, now)
@@ -610,7 +611,9 @@ pub(super) async fn reports(
         ),
         None => None,
     };
-    let days: Vec<NaiveDate> = (0..14).filter_map(|i| today.checked_sub_signed(Duration::days(i))).collect();
+    let days: Vec<NaiveDate> = (0..14)
+        .filter_map(|i| today.checked_sub_signed(Duration::days(i)))
+        .collect();
     let body = html! {
         nav.days {
             @for d in &days {
