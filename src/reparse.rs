@@ -115,15 +115,7 @@ pub async fn run(
                 _ => {}
             }
             report.changed += 1;
-            changes.push(Reparsed {
-                message: m.id,
-                disposition: new.disposition,
-                reason: new.reason,
-                vendor: new.vendor,
-                parser: new.parser,
-                parser_version: new.parser_version,
-                deltas: new.deltas,
-            });
+            changes.push(reparsed(m.id, new));
         }
         if opts.dry_run {
             pending.extend(changes);
@@ -156,6 +148,19 @@ pub async fn run(
         report.orders = merged.into_values().collect();
     }
     Ok(report)
+}
+
+/// A message's new classification, as the store applies it.
+fn reparsed(message: i64, new: crate::store::ArchivedMessage) -> Reparsed {
+    Reparsed {
+        message,
+        disposition: new.disposition,
+        reason: new.reason,
+        vendor: new.vendor,
+        parser: new.parser,
+        parser_version: new.parser_version,
+        deltas: new.deltas,
+    }
 }
 
 /// What releasing one message gave.
@@ -191,16 +196,9 @@ pub async fn release(
         deltas: new.deltas.len(),
     };
     if new.disposition.as_str() != m.disposition || new.reason != m.reason {
-        let change = Reparsed {
-            message: m.id,
-            disposition: new.disposition,
-            reason: new.reason,
-            vendor: new.vendor,
-            parser: new.parser,
-            parser_version: new.parser_version,
-            deltas: new.deltas,
-        };
-        store.apply_reparse(&[change], rules, "released").await?;
+        store
+            .apply_reparse(&[reparsed(m.id, new)], rules, "released")
+            .await?;
     }
     Ok(Some(released))
 }

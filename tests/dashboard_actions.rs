@@ -225,10 +225,11 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
     // ...and in the day's report.
     admin.goto(&format!("{base}/reports"));
     let day = admin
-        .eval("document.querySelector('ul[data-field=actions]').innerText")
+        .eval("document.querySelector('[data-field=report]').innerText")
         .as_str()
         .unwrap()
         .to_string();
+    assert!(day.contains("DASHBOARD ACTIONS (3)"), "{day}");
     for what in [
         "acknowledged drift",
         "muted the silence alert",
@@ -239,6 +240,17 @@ async fn each_action_works_with_admin_and_is_refused_without_it() {
             "{what} missing from the report page: {day}"
         );
     }
+
+    // The daily report itself (what the email carries) lists them too.
+    let out = support::bin::driftwatch(&cfg, &["report", "--format", "text"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DASHBOARD ACTIONS (3)") && text.contains("  ops  released message"),
+        "{text}"
+    );
 
     // Signing out ends the session: the next page asks to sign in again.
     admin.submit("form[action='/signout']", "");

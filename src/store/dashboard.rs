@@ -64,6 +64,34 @@ pub struct ActionRow {
     pub outcome: Option<String>,
 }
 
+/// An action to record: who, what, and what it was about.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub actor: String,
+    pub kind: ActionKind,
+    pub vendor: Option<String>,
+    pub drift: Option<i64>,
+    pub message: Option<i64>,
+    pub note: Option<String>,
+    pub mute_until: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+}
+
+impl NewAction {
+    pub fn new(actor: &str, kind: ActionKind) -> NewAction {
+        NewAction {
+            actor: actor.to_string(),
+            kind,
+            vendor: None,
+            drift: None,
+            message: None,
+            note: None,
+            mute_until: None,
+            outcome: None,
+        }
+    }
+}
+
 /// Per vendor, what the at-a-glance page adds to [`super::VendorSummary`].
 #[derive(Debug, Clone, Default)]
 pub struct VendorGlance {
@@ -218,86 +246,41 @@ impl Store {
         Ok(())
     }
 
-    /// Records an acknowledgement of drift `drift`; `None` when there is no such drift.
-    pub async fn acknowledge_drift(
-        &self,
-        drift: i64,
-        actor: &str,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<i64>> {
+    /// Records an action; for an acknowledgement, the drift's vendor and
+    /// order are looked up and `None` is returned when there is no such drift.
+    pub async fn record_action(&self, a: &NewAction, now: DateTime<Utc>) -> Result<Option<i64>> {
         let mut tx = self.write_tx().await?;
-        let Some(row) = sqlx::query("SELECT vendor, order_ref FROM drifts WHERE id = $1")
-            .bind(drift)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
+        let (mut vendor, mut order_ref) = (a.vendor.clone(), None);
+        if let Some(drift) = a.drift {
+            let Some(row) = sqlx::query("SELECT vendor, order_ref FROM drifts WHERE id = $1")
+                .bind(drift)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            vendor = Some(row.try_get("vendor")?);
+            order_ref = Some(row.try_get::<String, _>("order_ref")?);
+        }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO dashboard_actions (acted_at, actor, action, vendor, order_ref, drift, note)
-             VALUES ($1, $2, 'acknowledge_drift', $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO dashboard_actions
+                 (acted_at, actor, action, vendor, order_ref, drift, message, note, mute_until, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(ts(now))
-        .bind(actor)
-        .bind(row.try_get::<String, _>("vendor")?)
-        .bind(row.try_get::<String, _>("order_ref")?)
-        .bind(drift)
-        .bind(note)
+        .bind(&a.actor)
+        .bind(a.kind.as_str())
+        .bind(vendor)
+        .bind(order_ref)
+        .bind(a.drift)
+        .bind(a.message)
+        .bind(&a.note)
+        .bind(a.mute_until.map(ts))
+        .bind(&a.outcome)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Some(id))
-    }
-
-    /// Mutes `vendor`'s silence alert until `until` (the latest mute wins).
-    pub async fn mute_silence(
-        &self,
-        vendor: &str,
-        until: DateTime<Utc>,
-        actor: &str,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO dashboard_actions (acted_at, actor, action, vendor, note, mute_until)
-             VALUES ($1, $2, 'mute_silence', $3, $4, $5) RETURNING id",
-        )
-        .bind(ts(now))
-        .bind(actor)
-        .bind(vendor)
-        .bind(note)
-        .bind(ts(until))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// Records that a quarantined message was released and what its reparse gave.
-    pub async fn record_release(
-        &self,
-        message: i64,
-        vendor: Option<&str>,
-        actor: &str,
-        outcome: &str,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO dashboard_actions (acted_at, actor, action, vendor, message, outcome)
-             VALUES ($1, $2, 'release_message', $3, $4, $5) RETURNING id",
-        )
-        .bind(ts(now))
-        .bind(actor)
-        .bind(vendor)
-        .bind(message)
-        .bind(outcome)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
     }
 
     /// Actions taken in `[from, to)`, oldest first.
@@ -315,6 +298,24 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    /// Vendors whose silence alert is muted at `at`: by the latest mute
+    /// recorded by then, which lasts past `at`.
+    pub async fn muted_vendors(&self, at: DateTime<Utc>) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT a.vendor FROM dashboard_actions a
+             WHERE a.action = 'mute_silence' AND a.mute_until > $1
+               AND a.id = (SELECT max(x.id) FROM dashboard_actions x
+                           WHERE x.action = 'mute_silence' AND x.vendor = a.vendor
+                             AND x.acted_at <= $1)",
+        )
+        .bind(ts(at))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("vendor")?))
+            .collect()
     }
 
     /// Actions about one order: acknowledgements of its drifts, and the

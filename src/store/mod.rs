@@ -29,7 +29,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use browse::{OrderPage, VendorSummary};
 pub use dashboard::{
-    ActionKind, ActionRow, DashDrift, DriftFilter, KeyFrameRow, SessionRow, VendorGlance,
+    ActionKind, ActionRow, DashDrift, DriftFilter, KeyFrameRow, NewAction, SessionRow, VendorGlance,
 };
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;

@@ -16,6 +16,7 @@ use super::{
     COOKIE, Denied, SESSION_HOURS, actor, html, random_hex, reader, same_origin, secure,
     session_cookie, session_digest, view,
 };
+use crate::store::{ActionKind, NewAction};
 
 /// The longest note kept with an action.
 const MAX_NOTE: usize = 2000;
@@ -124,8 +125,13 @@ pub(super) async fn acknowledge(
             "say why in the note when acknowledging a drift".into(),
         ));
     }
+    let action = NewAction {
+        drift: Some(id),
+        note: Some(note),
+        ..NewAction::new(&who.name, ActionKind::AcknowledgeDrift)
+    };
     s.store
-        .acknowledge_drift(id, &who.name, &note, Utc::now())
+        .record_action(&action, Utc::now())
         .await?
         .ok_or_else(|| Denied::NotFound(format!("no drift {id}")))?;
     info!(actor = %who.name, drift = id, "drift acknowledged");
@@ -175,9 +181,13 @@ pub(super) async fn mute(
     if !known {
         return Err(Denied::NotFound(format!("no vendor `{vendor}`")));
     }
-    s.store
-        .mute_silence(&vendor, until, &who.name, &note, now)
-        .await?;
+    let action = NewAction {
+        vendor: Some(vendor.clone()),
+        note: Some(note),
+        mute_until: Some(until),
+        ..NewAction::new(&who.name, ActionKind::MuteSilence)
+    };
+    s.store.record_action(&action, now).await?;
     info!(actor = %who.name, vendor = %vendor, until = %until, "silence alert muted");
     Ok(Redirect::to(&format!("/vendors/{}", view::seg(&vendor))).into_response())
 }
@@ -223,15 +233,13 @@ pub(super) async fn release(
             released.reason.as_deref().unwrap_or("no reason given")
         ),
     };
-    s.store
-        .record_release(
-            id,
-            released.vendor.as_deref(),
-            &who.name,
-            &outcome,
-            Utc::now(),
-        )
-        .await?;
+    let action = NewAction {
+        vendor: released.vendor.clone(),
+        message: Some(id),
+        outcome: Some(outcome.clone()),
+        ..NewAction::new(&who.name, ActionKind::ReleaseMessage)
+    };
+    s.store.record_action(&action, Utc::now()).await?;
     info!(actor = %who.name, message = id, outcome = %outcome, "quarantined message released");
     Ok(Redirect::to(&format!("/messages/{id}")).into_response())
 }

@@ -14,7 +14,7 @@ use super::view::{ago, json_text, layout, order_link, seg, value, when, when_opt
 use super::{Denied, Session, html, reader, session};
 use crate::model::DeltaSource;
 use crate::parse::Mail;
-use crate::store::{ActionKind, ActionRow, DriftFilter, StoredMessage};
+use crate::store::{ActionRow, DriftFilter, StoredMessage};
 
 /// Rows per list page.
 const LIST: i64 = 200;
@@ -277,11 +277,8 @@ struct Moment {
 
 fn action_text(a: &ActionRow) -> Markup {
     html! {
-        @match a.kind {
-            ActionKind::AcknowledgeDrift => { "acknowledged drift " (a.drift.unwrap_or_default()) ": " (a.note.as_deref().unwrap_or("")) }
-            ActionKind::MuteSilence => { "muted the silence alert of " (a.vendor.as_deref().unwrap_or("")) " until " (when_opt(a.mute_until)) @if let Some(n) = a.note.as_deref().filter(|n| !n.is_empty()) { ": " (n) } }
-            ActionKind::ReleaseMessage => { "released message " a href={ "/messages/" (a.message.unwrap_or_default()) } { (a.message.unwrap_or_default()) } ": " (a.outcome.as_deref().unwrap_or("")) }
-        }
+        (crate::report::model::describe_action(a))
+        @if let Some(m) = a.message { " (" a href={ "/messages/" (m) } { "message " (m) } ")" }
     }
 }
 
@@ -601,6 +598,7 @@ pub(super) async fn reports(
         None => d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
     };
     let next = date.succ_opt().unwrap_or(date);
+    // Without a [report] table the page lists the day's actions itself.
     let actions = s.store.actions_between(start(date), start(next)).await?;
     let sends = s.store.report_sends(today - Duration::days(14)).await?;
     let text = match &s.config.report {
@@ -626,12 +624,12 @@ pub(super) async fn reports(
             @if sent.is_empty() { "Not delivered (yet)." }
             @for x in &sent { (x.recipient) ": " (format!("{:?}", x.state).to_lowercase()) @if let Some(t) = x.sent_at { " at " (when(t)) } ". " }
         }
-        h2 { "Actions that day" }
-        @if actions.is_empty() { p.muted data-field="actions" { "None." } }
-        ul data-field="actions" { @for a in &actions { li { (when(a.acted_at)) " " strong { (a.actor) } " " (action_text(a)) } } }
         @match &text {
-            Some(t) => { h2 { "The report" } pre.report data-field="report" { (t) } },
-            None => p.muted { "No [report] table in the config: there is no daily report to show." },
+            Some(t) => { pre.report data-field="report" { (t) } },
+            None => {
+                p.muted { "No [report] table in the config: no daily report is built. Dashboard actions that day:" }
+                ul data-field="actions" { @for a in &actions { li { (when(a.acted_at)) " " strong { (a.actor) } " " (action_text(a)) } } }
+            },
         }
     };
     render(&s, &session, "Daily reports", body).await
