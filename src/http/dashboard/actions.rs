@@ -74,7 +74,7 @@ pub(super) async fn signin(
         .create_session(&session_digest(&id), &name, &csrf, now, now + ttl)
         .await?;
     info!(token = %name, "dashboard sign-in");
-    let cookie = session_cookie(&id, ttl.num_seconds(), secure(&s, &headers));
+    let cookie = session_cookie(&id, ttl.num_seconds(), secure(&s));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
 
@@ -99,7 +99,7 @@ pub(super) async fn signout(
     if let Some(id) = super::cookie_value(&headers, COOKIE) {
         s.store.end_session(&session_digest(id)).await?;
     }
-    let cookie = session_cookie("", 0, secure(&s, &headers));
+    let cookie = session_cookie("", 0, secure(&s));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response())
 }
 

@@ -252,13 +252,11 @@ pub(super) async fn actor(s: &Shared, headers: &HeaderMap, csrf: &str) -> Result
 }
 
 /// `Secure` when the dashboard is reached over HTTPS: the server itself
-/// speaks plain HTTP on loopback, so that means a TLS proxy in front.
-fn secure(s: &Shared, headers: &HeaderMap) -> bool {
+/// speaks plain HTTP, so that means the operator's TLS proxy in front
+/// (`behind_proxy = true`). Forwarded headers are not trusted (README,
+/// "Behind a reverse proxy").
+fn secure(s: &Shared) -> bool {
     s.settings.behind_proxy
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
