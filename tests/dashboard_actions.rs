@@ -355,3 +355,65 @@ async fn a_cross_site_post_is_refused() {
         1
     );
 }
+
+/// A mute from the dashboard silences the report's "silent vendor" alert
+/// until its date, and no longer: built for days after the seed's mail, so
+/// every vendor with open orders has been quiet for longer than
+/// `silent_after_hours`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_muted_vendor_is_not_reported_silent_until_the_mute_ends() {
+    use driftwatch::report::model::AlertKind;
+    use driftwatch::store::{ActionKind, NewAction};
+    let (cfg, _base) = seeded();
+    let app = cfg.app().await;
+    let settings = app.config.report.clone().expect("the demo has [report]");
+    let today = Utc::now().date_naive();
+    let silent_on = |r: &driftwatch::report::Report| -> Vec<String> {
+        r.alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::SilentVendor)
+            .map(|a| a.vendor.clone())
+            .collect()
+    };
+    let report_for = |days: i64| {
+        let date = today + Duration::days(days);
+        let now = (date + Duration::days(1))
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc();
+        let (store, settings) = (app.store.clone(), settings.clone());
+        async move {
+            driftwatch::report::build(&store, date, &settings, now)
+                .await
+                .unwrap()
+        }
+    };
+    let before = silent_on(&report_for(4).await);
+    assert!(before.contains(&"acme-appraisal".to_string()), "{before:?}");
+    let mute = NewAction {
+        vendor: Some("acme-appraisal".into()),
+        mute_until: Some(
+            (today + Duration::days(6))
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc(),
+        ),
+        ..NewAction::new("ops", ActionKind::MuteSilence)
+    };
+    app.store.record_action(&mute, Utc::now()).await.unwrap();
+    let during = silent_on(&report_for(4).await);
+    assert!(
+        !during.contains(&"acme-appraisal".to_string()),
+        "{during:?}"
+    );
+    assert_eq!(
+        during.len(),
+        before.len() - 1,
+        "other vendors are still reported"
+    );
+    let after = silent_on(&report_for(7).await);
+    assert!(
+        after.contains(&"acme-appraisal".to_string()),
+        "the mute ended: {after:?}"
+    );
+}
