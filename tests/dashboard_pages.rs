@@ -39,6 +39,17 @@ async fn every_page_shows_the_databases_figures() {
     let (cfg, base) = seeded();
     let db = cfg.database();
     let _serve = Serve::start(&cfg, &base).await;
+    // A webhook delta for order 48213, so its timeline has all three sources.
+    let r = support::http::client()
+        .post(format!("{base}/v1/hooks/acme-appraisal"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .header("webhook-id", "wh-48213-1")
+        .body(r#"{"order": "48213", "status": "ACPT", "at": "2026-11-21T10:00:00Z"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "webhook intake: {}", r.status());
     let mut b = Browser::launch();
 
     // Not signed in: every page sends the browser to the sign-in form.
@@ -170,6 +181,12 @@ async fn every_page_shows_the_databases_figures() {
     assert_eq!(
         b.eval("document.querySelectorAll('li[data-kind=email]').length"),
         json!(emails)
+    );
+    let webhook = text_of(&mut b, "li[data-kind=webhook] .from");
+    assert!(webhook.contains("webhook-id wh-48213-1"), "{webhook}");
+    assert_eq!(
+        b.eval("document.querySelectorAll('li[data-kind=webhook]').length"),
+        json!(1)
     );
     let frames = count(
         &db,

@@ -335,6 +335,14 @@ pub fn seeded() -> (TestConfig, String) {
     .unwrap();
     let cfg = TestConfig { dir, path };
     let base = add_http(&cfg);
+    // Webhook intake for Acme, authenticated by a token with `ingest` (admin).
+    let mut text = std::fs::read_to_string(&cfg.path).unwrap();
+    text.push_str(
+        "[[http.hook]]\nvendor = \"acme-appraisal\"\n[http.hook.mapping]\n\
+         order_ref = \"/order\"\nstatus = \"/status\"\nevent_time = \"/at\"\n\
+         [http.hook.status_map]\nACPT = \"accepted\"\n",
+    );
+    std::fs::write(&cfg.path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .arg("demo")
         .arg("--dir")
