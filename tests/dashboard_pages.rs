@@ -254,6 +254,9 @@ async fn vendor_script_payloads_stay_text() {
         "/reports".into(),
     ];
     pages.push("/orders/acme-appraisal/48292".into());
+    // Error pages echo what they could not use, as text.
+    pages.push("/drifts?kind=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E".into());
+    pages.push("/orders/acme-appraisal/%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D2%22%3E".into());
     for m in [
         "hostile-subject",
         "hostile-status",

@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, parse_ts, ts};
+use super::{DriftRow, Result, Store, StoreError, parse_enum, parse_ts, ts};
+use crate::reconcile::drift::{Cause, DriftKind};
 
 /// The backend's row type, named once.
 type DbRow = sqlx::sqlite::SqliteRow;
@@ -109,30 +110,18 @@ pub struct VendorGlance {
 #[derive(Debug, Clone, Default)]
 pub struct DriftFilter {
     pub vendor: Option<String>,
-    pub kind: Option<String>,
-    pub cause: Option<String>,
+    pub kind: Option<DriftKind>,
+    pub cause: Option<Cause>,
     pub opened_before: Option<DateTime<Utc>>,
     pub order_ref: Option<String>,
     /// Closed drifts too (an order's timeline shows them all).
     pub include_closed: bool,
 }
 
-/// A drift as the dashboard lists it, with its acknowledgement if any.
+/// A drift as the dashboard lists it, with its latest acknowledgement.
 #[derive(Debug, Clone)]
 pub struct DashDrift {
-    pub id: i64,
-    pub vendor: String,
-    pub order_ref: String,
-    pub kind: String,
-    pub field: Option<String>,
-    pub local_value: Option<String>,
-    pub remote_value: Option<String>,
-    pub cause: String,
-    pub seen_count: i64,
-    pub opened_at: DateTime<Utc>,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub closed_reason: Option<String>,
-    pub fix_delta: Option<i64>,
+    pub drift: DriftRow,
     /// (who, when, note) of the latest acknowledgement.
     pub acknowledged: Option<(String, DateTime<Utc>, String)>,
 }
@@ -420,8 +409,8 @@ impl Store {
         )))
         .bind(i64::from(f.include_closed))
         .bind(f.vendor.clone().unwrap_or_default())
-        .bind(f.kind.clone().unwrap_or_default())
-        .bind(f.cause.clone().unwrap_or_default())
+        .bind(f.kind.map_or("", DriftKind::as_str))
+        .bind(f.cause.map_or("", Cause::as_str))
         .bind(f.opened_before.map(ts).unwrap_or_default())
         .bind(f.order_ref.clone().unwrap_or_default())
         .bind(limit)
@@ -439,19 +428,21 @@ impl Store {
                     None => None,
                 };
                 Ok(DashDrift {
-                    id: r.try_get("id")?,
-                    vendor: r.try_get("vendor")?,
-                    order_ref: r.try_get("order_ref")?,
-                    kind: r.try_get("kind")?,
-                    field: r.try_get("field")?,
-                    local_value: r.try_get("local_value")?,
-                    remote_value: r.try_get("remote_value")?,
-                    cause: r.try_get("cause")?,
-                    seen_count: r.try_get("seen_count")?,
-                    opened_at: req_ts(r, "opened_at")?,
-                    closed_at: opt_ts(r, "closed_at")?,
-                    closed_reason: r.try_get("closed_reason")?,
-                    fix_delta: r.try_get("fix_delta")?,
+                    drift: DriftRow {
+                        id: r.try_get("id")?,
+                        vendor: r.try_get("vendor")?,
+                        order_ref: r.try_get("order_ref")?,
+                        kind: parse_enum("drift kind", &r.try_get::<String, _>("kind")?)?,
+                        field: r.try_get("field")?,
+                        local_value: r.try_get("local_value")?,
+                        remote_value: r.try_get("remote_value")?,
+                        cause: parse_enum("drift cause", &r.try_get::<String, _>("cause")?)?,
+                        seen_count: r.try_get("seen_count")?,
+                        opened_at: req_ts(r, "opened_at")?,
+                        closed_at: opt_ts(r, "closed_at")?,
+                        closed_reason: r.try_get("closed_reason")?,
+                        fix_delta: r.try_get("fix_delta")?,
+                    },
                     acknowledged: ack,
                 })
             })

@@ -14,6 +14,7 @@ use super::view::{ago, json_text, layout, order_link, seg, value, when, when_opt
 use super::{Denied, Session, html, reader, session};
 use crate::model::DeltaSource;
 use crate::parse::Mail;
+use crate::reconcile::drift::{Cause, DriftKind};
 use crate::store::{ActionRow, DriftFilter, StoredMessage};
 
 /// Rows per list page.
@@ -151,32 +152,22 @@ pub(super) struct DriftsQuery {
     min_age_days: Option<String>,
 }
 
-const KINDS: [&str; 4] = [
-    "missing_local",
-    "status_mismatch",
-    "missing_remote",
-    "field_mismatch",
-];
-const CAUSES: [&str; 5] = [
-    "missed_email",
-    "late_email",
-    "parse_error",
-    "vendor_regression",
-    "unexplained",
-];
-
 fn nonempty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-fn one_of(what: &str, v: Option<String>, allowed: &[&str]) -> Result<Option<String>, Denied> {
-    match nonempty(v) {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(Denied::BadRequest(format!(
-            "`{what}` must be one of {}",
-            allowed.join(", ")
-        ))),
-        v => Ok(v),
-    }
+/// A filter value: absent or empty is "any", anything else must parse.
+fn typed<T: std::str::FromStr>(what: &str, v: Option<String>) -> Result<Option<T>, Denied>
+where
+    T::Err: std::fmt::Display,
+{
+    nonempty(v)
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|e| Denied::BadRequest(format!("`{what}`: {e}")))
+        })
+        .transpose()
 }
 
 fn select(name: &str, label: &str, options: &[String], chosen: Option<&str>) -> Markup {
@@ -210,8 +201,8 @@ pub(super) async fn drifts(
     };
     let filter = DriftFilter {
         vendor: nonempty(q.vendor),
-        kind: one_of("kind", q.kind, &KINDS)?,
-        cause: one_of("cause", q.cause, &CAUSES)?,
+        kind: typed::<DriftKind>("kind", q.kind)?,
+        cause: typed::<Cause>("cause", q.cause)?,
         opened_before: min_age.map(|d| now - Duration::days(i64::from(d))),
         order_ref: None,
         include_closed: false,
@@ -224,7 +215,11 @@ pub(super) async fn drifts(
         .into_iter()
         .map(|v| v.vendor)
         .collect();
-    let strs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let kinds: Vec<String> = DriftKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect();
+    let causes: Vec<String> = Cause::ALL.iter().map(|c| c.as_str().to_string()).collect();
     let ages: Vec<String> = ["1", "2", "7", "30"]
         .iter()
         .map(|s| s.to_string())
@@ -232,33 +227,34 @@ pub(super) async fn drifts(
     let body = html! {
         form.filters method="get" action="/drifts" {
             (select("vendor", "Vendor", &vendors, filter.vendor.as_deref()))
-            (select("kind", "Kind", &strs(&KINDS), filter.kind.as_deref()))
-            (select("cause", "Cause", &strs(&CAUSES), filter.cause.as_deref()))
+            (select("kind", "Kind", &kinds, filter.kind.map(DriftKind::as_str)))
+            (select("cause", "Cause", &causes, filter.cause.map(Cause::as_str)))
             (select("min_age_days", "Open at least (days)", &ages, min_age.map(|d| d.to_string()).as_deref()))
             button type="submit" { "Filter" }
         }
         p data-field="drift-count" { (drifts.len()) " open drift" @if drifts.len() != 1 { "s" } @if drifts.len() as i64 == LIST { " (first " (LIST) ")" } }
-        @for d in &drifts {
-            section.card.drift id={ "drift-" (d.id) } data-drift=(d.id) data-acknowledged=[d.acknowledged.as_ref().map(|_| "yes")] {
+        @for dd in &drifts {
+            @let d = &dd.drift;
+            section.card.drift id={ "drift-" (d.id) } data-drift=(d.id) data-acknowledged=[dd.acknowledged.as_ref().map(|_| "yes")] {
                 h2 {
-                    span class={ "kind " (d.kind) } { (d.kind) } " "
+                    span class={ "kind " (d.kind.as_str()) } { (d.kind.as_str()) } " "
                     a href=(order_link(&d.vendor, &d.order_ref)) { (d.vendor) " / " (d.order_ref) }
                 }
                 dl {
                     @if let Some(f) = &d.field { dt { "Field" } dd { (f) } }
                     dt { "Ours" } dd data-field="local" { (json_text(d.local_value.as_deref())) }
                     dt { "Vendor's" } dd data-field="remote" { (json_text(d.remote_value.as_deref())) }
-                    dt { "Cause" } dd { (d.cause) }
+                    dt { "Cause" } dd { (d.cause.as_str()) }
                     dt { "Open since" } dd { (when(d.opened_at)) " (" (ago(d.opened_at, now)) "), seen in " (d.seen_count) " run(s)" }
                 }
-                @if let Some((who, at, note)) = &d.acknowledged {
+                @if let Some((who, at, note)) = &dd.acknowledged {
                     p.ack data-field="ack" { "Acknowledged by " strong { (who) } " at " (when(*at)) ": " (note) }
                 }
                 @if session.admin {
                     form.action method="post" action={ "/drifts/" (d.id) "/acknowledge" } {
                         input type="hidden" name="csrf" value=(session.csrf);
                         label { "Note" input type="text" name="note" required maxlength="2000"; }
-                        button type="submit" { @if d.acknowledged.is_some() { "Acknowledge again" } @else { "Acknowledge" } }
+                        button type="submit" { @if dd.acknowledged.is_some() { "Acknowledge again" } @else { "Acknowledge" } }
                     }
                 }
             }
@@ -356,11 +352,11 @@ pub(super) async fn order(
             from: html! { (k.source) },
         });
     }
-    for d in &drifts {
+    for d in drifts.iter().map(|d| &d.drift) {
         axis.push(Moment {
             at: d.opened_at,
             kind: "drift",
-            what: html! { "drift " (d.id) " opened: " (d.kind) @if let Some(f) = &d.field { " " (f) } ", ours " (json_text(d.local_value.as_deref())) ", vendor's " (json_text(d.remote_value.as_deref())) " (" (d.cause) ")" },
+            what: html! { "drift " (d.id) " opened: " (d.kind.as_str()) @if let Some(f) = &d.field { " " (f) } ", ours " (json_text(d.local_value.as_deref())) ", vendor's " (json_text(d.remote_value.as_deref())) " (" (d.cause.as_str()) ")" },
             from: html! { "reconcile" },
         });
         if let Some(c) = d.closed_at {
