@@ -153,6 +153,19 @@ async fn every_page_shows_the_databases_figures() {
     ));
     let want = count(&db, "SELECT count(*) FROM drifts WHERE vendor = 'acme-appraisal' AND kind = 'field_mismatch' AND closed_at IS NULL").await;
     assert_eq!(number(&text_of(&mut b, "[data-field=drift-count]")), want);
+    b.goto(&format!("{base}/drifts?cause=missed_email"));
+    let want = count(
+        &db,
+        "SELECT count(*) FROM drifts WHERE cause = 'missed_email' AND closed_at IS NULL",
+    )
+    .await;
+    assert!(want > 0 && want < total_open, "the seed has several causes");
+    assert_eq!(number(&text_of(&mut b, "[data-field=drift-count]")), want);
+    b.goto(&format!("{base}/drifts?kind=sideways"));
+    assert!(
+        text_of(&mut b, "main").contains("kind"),
+        "a bad filter is refused, saying which"
+    );
     b.goto(&format!("{base}/drifts?min_age_days=30"));
     assert_eq!(
         number(&text_of(&mut b, "[data-field=drift-count]")),
@@ -256,7 +269,9 @@ async fn vendor_script_payloads_stay_text() {
     pages.push("/orders/acme-appraisal/48292".into());
     // Error pages echo what they could not use, as text.
     pages.push("/drifts?kind=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E".into());
-    pages.push("/orders/acme-appraisal/%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D2%22%3E".into());
+    pages.push(
+        "/orders/acme-appraisal/%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D2%22%3E".into(),
+    );
     for m in [
         "hostile-subject",
         "hostile-status",
