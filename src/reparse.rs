@@ -115,15 +115,7 @@ pub async fn run(
                 _ => {}
             }
             report.changed += 1;
-            changes.push(Reparsed {
-                message: m.id,
-                disposition: new.disposition,
-                reason: new.reason,
-                vendor: new.vendor,
-                parser: new.parser,
-                parser_version: new.parser_version,
-                deltas: new.deltas,
-            });
+            changes.push(reparsed(m.id, new));
         }
         if opts.dry_run {
             pending.extend(changes);
@@ -156,6 +148,59 @@ pub async fn run(
         report.orders = merged.into_values().collect();
     }
     Ok(report)
+}
+
+/// A message's new classification, as the store applies it.
+fn reparsed(message: i64, new: crate::store::ArchivedMessage) -> Reparsed {
+    Reparsed {
+        message,
+        disposition: new.disposition,
+        reason: new.reason,
+        vendor: new.vendor,
+        parser: new.parser,
+        parser_version: new.parser_version,
+        deltas: new.deltas,
+    }
+}
+
+/// What releasing one message gave.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub disposition: Disposition,
+    pub reason: Option<String>,
+    pub vendor: Option<String>,
+    pub deltas: usize,
+}
+
+/// Re-reads one archived message through `registry` (the current rules) and
+/// applies the result as `reparse` does: the dashboard's "release" of a
+/// quarantined message once its rule is fixed. `None` when there is no such
+/// message; a message the current rules still quarantine stays quarantined.
+pub async fn release(
+    store: &Store,
+    registry: &Registry,
+    rules: &RuleHashes,
+    id: i64,
+) -> Result<Option<Released>, StoreError> {
+    let page = store.messages_by_id(&[id]).await?;
+    let Some(m) = page.first() else {
+        return Ok(None);
+    };
+    let Some(new) = parse_page(registry, &page).await?.pop() else {
+        return Ok(None);
+    };
+    let released = Released {
+        disposition: new.disposition,
+        reason: new.reason.clone(),
+        vendor: new.vendor.clone().or(m.vendor.clone()),
+        deltas: new.deltas.len(),
+    };
+    if new.disposition.as_str() != m.disposition || new.reason != m.reason {
+        store
+            .apply_reparse(&[reparsed(m.id, new)], rules, "released")
+            .await?;
+    }
+    Ok(Some(released))
 }
 
 /// Classifies a page of archived messages on every core, in order.

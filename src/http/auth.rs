@@ -76,6 +76,18 @@ impl Tokens {
             })
             .map(str::trim)
             .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`"))?;
+        let t = self
+            .find(presented)
+            .ok_or_else(|| unauthorized("the token is not valid"))?;
+        if t.allows(scope) {
+            Ok(&t.name)
+        } else {
+            Err(missing_scope(scope))
+        }
+    }
+
+    /// The configured token whose value is `presented`.
+    fn find(&self, presented: &str) -> Option<&Token> {
         let d = digest(presented.as_bytes());
         // Compare against every token so the time taken does not depend on which matched.
         let mut found = None;
@@ -84,16 +96,37 @@ impl Tokens {
                 found = Some(t);
             }
         }
-        let t = found.ok_or_else(|| unauthorized("the token is not valid"))?;
-        if t.scopes.contains(&scope) || t.scopes.contains(&Scope::Admin) {
-            Ok(&t.name)
-        } else {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Missing scope",
-                format!("this token lacks the `{}` scope", scope.as_str()),
-            ))
-        }
+        found
     }
+
+    /// The name of the token whose value is `presented` (the dashboard's sign-in form).
+    pub fn name_of(&self, presented: &str) -> Option<&str> {
+        self.find(presented).map(|t| t.name.as_str())
+    }
+
+    /// Whether the token named `name` is still configured and allows `scope`:
+    /// a dashboard session holds a token's name, and its scopes are the
+    /// config's at each request.
+    pub fn named_allows(&self, name: &str, scope: Scope) -> Option<bool> {
+        self.0
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.allows(scope))
+    }
+}
+
+impl Token {
+    fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+}
+
+/// 403 for a known caller without `scope`.
+pub fn missing_scope(scope: Scope) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Missing scope",
+        format!("this token lacks the `{}` scope", scope.as_str()),
+    )
 }

@@ -1,5 +1,6 @@
 //! The HTTP server inside `serve`: the delta feed (long poll, SSE,
-//! snapshot), the read API, health and Prometheus metrics.
+//! snapshot), the read API, health, Prometheus metrics and the dashboard
+//! (server-rendered pages at `/`, see `dashboard`).
 //!
 //! This is the only module that knows HTTP and wire formats: it turns the
 //! store's typed rows into JSON and problem documents; it reads through
@@ -10,6 +11,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod dashboard;
 mod feed;
 mod health;
 pub mod hooks;
@@ -144,6 +146,7 @@ fn router(s: Shared) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |r, (path, route)| r.route(path, route))
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(s)

@@ -81,6 +81,9 @@ pub async fn build(
     let (stuck, stuck_total) = store.report_stuck_orders(stuck_cutoff, listed).await?;
     let silent_cutoff = as_of - Duration::hours(i64::from(settings.silent_after_hours));
     let vendor_mail = store.report_vendor_mail(as_of).await?;
+    // A vendor muted from the dashboard raises no silence alert while the mute lasts.
+    let muted = store.muted_vendors(as_of).await?;
+    let actions = store.actions_between(from, as_of).await?;
     let mut trend_by_vendor: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut trend = Vec::new();
     for back in (0..TREND_DAYS).rev() {
@@ -204,7 +207,7 @@ pub async fn build(
     }
     for vm in &vendor_mail {
         let silent = vm.last_mail_at.is_none_or(|t| t < silent_cutoff);
-        if !silent {
+        if !silent || muted.contains(&vm.vendor) {
             continue;
         }
         vendor(&mut vendors, &vm.vendor).silent = true;
@@ -310,6 +313,18 @@ pub async fn build(
                 })
                 .collect(),
         },
+        actions: Listed {
+            total: actions.len(),
+            items: actions
+                .iter()
+                .take(listed)
+                .map(|a| ActionItem {
+                    at: a.acted_at,
+                    actor: a.actor.clone(),
+                    what: describe_action(a),
+                })
+                .collect(),
+        },
         trend,
         stuck_after_days: settings.stuck_after_days,
         silent_after_hours: settings.silent_after_hours,
@@ -353,6 +368,10 @@ fn bound(r: &mut Report) {
         if let Some(reason) = &mut q.reason {
             cut.message(reason);
         }
+    }
+    for a in &mut r.actions.items {
+        cut.value(&mut a.actor);
+        cut.message(&mut a.what);
     }
     r.omitted.cut_strings = cut.strings;
     r.omitted.cut_chars = cut.chars;

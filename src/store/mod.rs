@@ -20,6 +20,7 @@
 
 mod browse;
 mod copy;
+mod dashboard;
 mod feed;
 mod health;
 mod hooks;
@@ -42,6 +43,9 @@ use sqlx::{Any, AnyPool, Transaction};
 
 pub use browse::{OrderPage, VendorSummary};
 pub use copy::TableCopy;
+pub use dashboard::{
+    ActionKind, ActionRow, DashDrift, DriftFilter, KeyFrameRow, NewAction, SessionRow, VendorGlance,
+};
 pub use feed::{Snapshot, appended};
 pub use health::FormatAlert;
 pub use hooks::{HookOutcome, NewWebhook, StoredWebhook, WebhookRow};

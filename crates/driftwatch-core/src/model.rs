@@ -275,3 +275,38 @@ pub enum MessageBody {
     /// Over the size limit: only the header section was fetched.
     TooLarge { header: Vec<u8>, size: u64 },
 }
+
+/// What a person did in the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    AcknowledgeDrift,
+    MuteSilence,
+    ReleaseMessage,
+}
+
+impl ActionKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionKind::AcknowledgeDrift => "acknowledge_drift",
+            ActionKind::MuteSilence => "mute_silence",
+            ActionKind::ReleaseMessage => "release_message",
+        }
+    }
+}
+
+/// One recorded dashboard action: who, when, what, about which drift,
+/// vendor or message.
+#[derive(Debug, Clone)]
+pub struct ActionRow {
+    pub id: i64,
+    pub acted_at: DateTime<Utc>,
+    pub actor: String,
+    pub kind: ActionKind,
+    pub vendor: Option<String>,
+    pub order_ref: Option<String>,
+    pub drift: Option<i64>,
+    pub message: Option<i64>,
+    pub note: Option<String>,
+    pub mute_until: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+}

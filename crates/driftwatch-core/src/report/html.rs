@@ -406,6 +406,27 @@ pub fn render_html(r: &Report) -> String {
         );
     }
 
+    if r.actions.total > 0 {
+        heading(&mut o, &format!("Dashboard actions ({})", r.actions.total));
+        table_start(&mut o, &["time", "who", "what"]);
+        for a in &r.actions.items {
+            let _ = write!(
+                o,
+                "<tr>{}{}{}</tr>",
+                td("time", &esc(&local(a.at).format("%H:%M").to_string())),
+                td("who", &esc(&a.actor)),
+                td("what", &esc(&a.what)),
+            );
+        }
+        o.push_str("</table></td></tr>\n");
+        more(
+            &mut o,
+            r.actions.omitted(),
+            "actions",
+            "the dashboard's Reports page",
+        );
+    }
+
     // Trend as horizontal bars: table cells with a width render in every client.
     heading(&mut o, "7-day trend (open drifts, all vendors)");
     o.push_str("<tr><td class=\"dw-pad\" style=\"padding:0 24px 8px 24px\"><table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"font-size:13px\">");

@@ -37,6 +37,8 @@ pub struct Report {
     pub drifts: Listed<DriftItem>,
     pub stuck: Listed<StuckOrder>,
     pub quarantined: Listed<QuarantinedMail>,
+    /// Dashboard actions taken during the day, oldest first.
+    pub actions: Listed<ActionItem>,
     /// Open drifts (all vendors) at the end of each of the 7 days ending on `date`.
     pub trend: Vec<TrendPoint>,
     pub stuck_after_days: u32,
@@ -230,6 +232,46 @@ pub struct QuarantinedMail {
     pub subject: Option<String>,
     pub reason: Option<String>,
     pub archived_at: DateTime<Utc>,
+}
+
+/// Something a person did in the dashboard that day: who, when, what.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionItem {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub what: String,
+}
+
+/// One sentence for a recorded dashboard action (the report and the
+/// dashboard's timeline say it the same way).
+pub fn describe_action(a: &crate::model::ActionRow) -> String {
+    use crate::model::ActionKind;
+    let note = a
+        .note
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(|n| format!(": {n}"))
+        .unwrap_or_default();
+    match a.kind {
+        ActionKind::AcknowledgeDrift => format!(
+            "acknowledged drift {} ({} {}){note}",
+            a.drift.unwrap_or_default(),
+            a.vendor.as_deref().unwrap_or(""),
+            a.order_ref.as_deref().unwrap_or("")
+        ),
+        ActionKind::MuteSilence => format!(
+            "muted the silence alert of {} until {}{note}",
+            a.vendor.as_deref().unwrap_or(""),
+            a.mute_until
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default()
+        ),
+        ActionKind::ReleaseMessage => format!(
+            "released message {}: {}",
+            a.message.unwrap_or_default(),
+            a.outcome.as_deref().unwrap_or("")
+        ),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -196,6 +196,25 @@ pub fn render_text(r: &Report) -> String {
         );
     }
 
+    if r.actions.total > 0 {
+        section(&mut o, &format!("DASHBOARD ACTIONS ({})", r.actions.total));
+        for a in &r.actions.items {
+            let _ = writeln!(
+                o,
+                "  {}  {}  {}",
+                local(a.at).format("%H:%M"),
+                clean(&a.actor),
+                clean(&a.what)
+            );
+        }
+        more(
+            &mut o,
+            r.actions.omitted(),
+            "actions",
+            "the dashboard's Reports page",
+        );
+    }
+
     section(&mut o, "7-DAY TREND (open drifts, all vendors)");
     let max = r.trend.iter().map(|p| p.open).max().unwrap_or(0).max(1);
     for p in &r.trend {
