@@ -27,8 +27,8 @@ pub fn read_toml(file: &Path) -> Result<TomlSource, ConfigError> {
 }
 
 pub use crate::secret::{SECRET_COMMAND_TIMEOUT, Secret, SecretError};
-pub use crate::tls_mode::TlsMode;
 use crate::store::{Backend, Location, Store};
+pub use crate::tls_mode::TlsMode;
 
 /// Where the store is (`database`) and, for PostgreSQL, where its password
 /// comes from (`database_password_env` / `database_password_file`).

@@ -35,13 +35,14 @@ pub mod ingest;
 pub mod logging;
 pub mod out;
 pub mod parse;
-pub mod private_files;
 pub mod reconcile;
 pub mod reparse;
 pub mod report;
 pub mod secret;
-pub mod store;
 pub mod telemetry;
 pub mod tls_mode;
 
 pub use driftwatch_core::{model, number, view};
+/// All SQL: the store crate (SQLite and PostgreSQL).
+pub use driftwatch_store as store;
+pub use driftwatch_store::private_files;

@@ -113,7 +113,7 @@ fn postgres_over_tls_is_verified_and_takes_its_password_from_a_file() {
     // A password written into the URL is refused with the key to use instead.
     let inline = config_with(
         root.path(),
-        &format!("database = \"postgres://dw:secret@127.0.0.1/tls\"\n"),
+        "database = \"postgres://dw:secret@127.0.0.1/tls\"\n",
     );
     let (ok, said) = output(&inline, &["check-config"]);
     assert!(!ok);

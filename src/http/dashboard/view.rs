@@ -93,7 +93,7 @@ pub(super) fn error_page(title: &str, detail: &str) -> Markup {
 
 /// A timestamp readers scan: `2026-11-24 09:00 UTC`, machine-readable too.
 pub(super) fn when(t: DateTime<Utc>) -> Markup {
-    html! { time datetime=(crate::store::ts(t)) { (t.format("%Y-%m-%d %H:%M UTC")) } }
+    html! { time datetime=(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) { (t.format("%Y-%m-%d %H:%M UTC")) } }
 }
 
 pub(super) fn when_opt(t: Option<DateTime<Utc>>) -> Markup {

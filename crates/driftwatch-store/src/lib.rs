@@ -18,6 +18,8 @@
 //! instances write, and every read-then-write in the store keeps the meaning
 //! it has on SQLite. Readers never take it.
 
+pub mod private_files;
+
 mod browse;
 mod copy;
 mod dashboard;
@@ -37,6 +39,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+pub(crate) use driftwatch_core::{model, view};
 use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
@@ -314,12 +317,12 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
             Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
+                sqlx::migrate!("../../migrations/sqlite")
                     .run(&self.pool)
                     .await?
             }
             Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
+                sqlx::migrate!("../../migrations/postgres")
                     .run(&self.pool)
                     .await?
             }

@@ -12,9 +12,9 @@ use sqlx::Row;
 use super::orders::{DELTA_COLUMNS, append_deltas, delta_from_row, update_views};
 use super::{Backend, Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
-use crate::reconcile::drift::{Cause, DriftKind, Outcome};
 use crate::view;
 pub use driftwatch_core::reconcile::cutoff::{Cutoff, Evidence};
+use driftwatch_core::reconcile::drift::{Cause, DriftKind, Outcome};
 pub use driftwatch_core::reconcile::plan::RunCounts;
 
 /// One order of the view as of a cutoff, borrowed from the chunk being read.

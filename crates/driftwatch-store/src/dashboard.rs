@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{DriftRow, Result, Store, StoreError, parse_enum, parse_ts, ts};
-use crate::reconcile::drift::{Cause, DriftKind};
+use driftwatch_core::reconcile::drift::{Cause, DriftKind};
 
 /// The backend's row type, named once.
 type DbRow = sqlx::any::AnyRow;
