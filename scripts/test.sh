@@ -16,21 +16,24 @@ bash scripts/install-chromium.sh
 cargo test --all-targets --locked -- "$@"
 
 # The integration tests again on PostgreSQL: a private server on loopback
-# (scripts/postgres.sh), a fresh database per test. Tests of SQLite's own
-# behaviour (file permissions, a full disk, its lock) run in the round above.
+# (scripts/postgres.sh), a fresh database per test. Left to the round above:
+# tests of the SQLite file itself (its permissions: security.rs; a full disk
+# under it: full_disk_*; opening older SQLite schemas: upgrade.rs), tests
+# that need no database (parsers, packaging) and tests/postgres.rs, which
+# starts its own PostgreSQL servers in that round.
 pg_dir=$(mktemp -d /tmp/driftwatch-test-pg.XXXXXX)
 trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export DRIFTWATCH_TEST_POSTGRES
 DRIFTWATCH_TEST_POSTGRES=$(scripts/postgres.sh start "$pg_dir" "$pg_port")
 DRIFTWATCH_TEST_POSTGRES=${DRIFTWATCH_TEST_POSTGRES%/postgres}
-export DRIFTWATCH_TEST_POSTGRES_DIR="$pg_dir"
 DRIFTWATCH_TEST_BACKEND=postgres cargo test --locked \
   --test crash_recovery --test imap_ingest --test rebuild --test reparse_rules \
   --test reconcile_guard --test reconcile_keyframe --test reconcile_lease \
   --test reconcile_props --test reconcile_sim --test reconcile_http --test faults_reconcile \
   --test http_api --test http_feed --test http_hooks --test http_read \
-  --test cli_output --test format_change -- "$@"
+  --test cli_output --test format_change --test faults --test faults_network \
+  --test report_email --test report_content -- --skip full_disk_ "$@"
 
 # Every shipped vendor fixture through the current parsers (what a user runs
 # after adding a vendor).

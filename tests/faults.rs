@@ -259,19 +259,19 @@ async fn full_disk_makes_ingest_once_fail_clearly_and_a_rerun_completes() {
     drop(fs);
 }
 
-/// Holds `BEGIN IMMEDIATE` (the write lock) on `db` from this process, which
-/// is not driftwatch, for `hold`.
-async fn hold_write_lock(db: &Path, hold: Duration) -> tokio::task::JoinHandle<()> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(db);
-    let mut conn = sqlx::ConnectOptions::connect(&opts).await.unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+/// Holds the store's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the
+/// advisory write lock) from this process, which is not driftwatch, for `hold`.
+async fn hold_write_lock(db: &db::Db, hold: Duration) -> tokio::task::JoinHandle<()> {
+    let lock = db::WriteLockHold::take(db).await;
     tokio::spawn(async move {
         tokio::time::sleep(hold).await;
-        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+        lock.release().await;
     })
+}
+
+/// How each backend words "another writer held the lock too long".
+fn says_locked(text: &str) -> bool {
+    text.contains("database is locked") || text.contains("lock timeout")
 }
 
 fn migrate(cfg: &TestConfig) {
@@ -285,7 +285,7 @@ async fn a_short_foreign_write_lock_makes_ingest_wait_not_fail() {
     dovecot.append("INBOX", &mixed_mail(100, 2000)).await;
     let cfg = imap_config(&dovecot, "", "");
     migrate(&cfg);
-    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(3)).await;
+    let release = hold_write_lock(&cfg.database(), Duration::from_secs(3)).await;
     let started = Instant::now();
     run_to_completion(&cfg);
     let waited = started.elapsed();
@@ -313,21 +313,25 @@ async fn a_long_foreign_write_lock_fails_ingest_clearly_and_serve_resumes() {
     migrate(&cfg);
 
     // ingest --once: longer than the 10 s busy timeout -> a clear error, nothing half-done.
-    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(12)).await;
+    let release = hold_write_lock(&cfg.database(), Duration::from_secs(12)).await;
     let out = driftwatch(&cfg, &["ingest", "--once"])
         .stderr(Stdio::piped())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("database is locked"), "{stderr}");
+    assert!(says_locked(&stderr), "{stderr}");
     assert_eq!(committed(&cfg.database()).await, 0);
     release.await.unwrap();
 
     // serve: the same lock makes the source back off and retry, then finish.
-    let release = hold_write_lock(cfg.database().sqlite_path(), Duration::from_secs(12)).await;
+    let release = hold_write_lock(&cfg.database(), Duration::from_secs(12)).await;
     let (mut child, log_path) = spawn_logged(&cfg, &["serve"], "info");
-    wait_log(&log_path, "database is locked", Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !says_locked(&std::fs::read_to_string(&log_path).unwrap_or_default()) {
+        assert!(Instant::now() < deadline, "serve never reported the lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     release.await.unwrap();
     let done = wait_committed(&cfg.database(), n, &mut child, Duration::from_secs(30)).await;
     let status = terminate(&mut child);
