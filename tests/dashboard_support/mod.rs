@@ -328,13 +328,16 @@ pub fn seeded() -> (TestConfig, String) {
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/driftwatch.toml"))
             .unwrap();
+    let db = crate::support::db::Db::for_data_dir(&dir.path().join("data"));
     std::fs::write(
         &path,
-        shipped.replace("policy = \"fix\"", "policy = \"flag\""),
+        format!(
+            "{}{}",
+            db.config_line(),
+            shipped.replace("policy = \"fix\"", "policy = \"flag\"")
+        ),
     )
     .unwrap();
-    // The demo config keeps the default SQLite file (this suite runs in the SQLite round).
-    let db = crate::support::db::Db::Sqlite(dir.path().join("data/driftwatch.db"));
     let cfg = TestConfig { dir, path, db };
     let base = add_http(&cfg);
     // Webhook intake for Acme, authenticated by a token with `ingest` (admin).
