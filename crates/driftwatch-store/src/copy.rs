@@ -368,7 +368,7 @@ impl Store {
             "SELECT {} FROM {table} {filter} ORDER BY {keys} LIMIT {limit}",
             cols.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::bulk_for(self.backend, sql));
         for c in after.unwrap_or_default() {
             q = bind(q, c);
         }
@@ -413,7 +413,7 @@ impl Store {
                 cols.join(", "),
                 key.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(super::bulk(&tx, sql));
             for c in chunk.iter().flatten() {
                 if *c != Cell::Null {
                     q = bind(q, c);
@@ -454,7 +454,7 @@ impl Store {
         );
         let mut h = Sha256::new();
         let mut n = 0u64;
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let mut rows = sqlx::query(super::bulk_for(self.backend, sql)).fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
             for i in 0..cols.len() {
                 Cell::read(&r, i)?.hash(&mut h);

@@ -77,9 +77,14 @@ impl Store {
                 ),
             });
         }
-        // Empty rate per field over the vendor's email deltas.
-        for field in fields {
-            let rows = sqlx::query(
+        // Empty rate per field over the vendor's email deltas. The recent
+        // deltas are read and parsed once for all fields (this runs after
+        // every committed batch), in Rust rather than with each database's
+        // JSON functions: a missing key and a JSON null both count as empty.
+        let recent_fields: Vec<serde_json::Map<String, serde_json::Value>> = if fields.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(
                 r#"SELECT fields FROM deltas
                  WHERE vendor = $1 AND source = 'email'
                  ORDER BY "offset" DESC LIMIT $2"#,
@@ -87,18 +92,19 @@ impl Store {
             .bind(vendor)
             .bind(RECENT + BASELINE)
             .fetch_all(&self.pool)
-            .await?;
-            // Read in Rust, not with each database's JSON functions: a
-            // missing key and a JSON null both count as empty.
-            let empty: Vec<bool> = rows
+            .await?
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r.try_get::<&str, _>(0)?)
+                    .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))
+            })
+            .collect::<Result<_>>()?
+        };
+        for field in fields {
+            let empty: Vec<bool> = recent_fields
                 .iter()
-                .map(|r| {
-                    let fields: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(r.try_get::<&str, _>(0)?)
-                            .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
-                    Ok(fields.get(field).is_none_or(serde_json::Value::is_null))
-                })
-                .collect::<Result<_>>()?;
+                .map(|f| f.get(field).is_none_or(serde_json::Value::is_null))
+                .collect();
             if let Some((base, cur)) = rates(&empty) {
                 raised.push(FormatAlert {
                     vendor: vendor.to_string(),

@@ -425,7 +425,7 @@ async fn known_among(
             "SELECT location FROM message_locations WHERE source = $1 AND folder = $2 AND location IN ({})",
             super::list_placeholders(3, chunk.len())
         );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+        let mut q = sqlx::query_scalar::<_, String>(super::bulk(conn, sql))
             .bind(source)
             .bind(folder);
         for l in chunk {
@@ -447,7 +447,7 @@ async fn existing_ids(
             "SELECT dedupe_key, id FROM messages WHERE dedupe_key IN ({})",
             super::list_placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(super::bulk(conn, sql));
         for k in chunk {
             q = q.bind(*k);
         }
@@ -474,7 +474,7 @@ async fn insert_messages(
              VALUES {}",
             super::row_placeholders(1, 18, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::bulk(conn, sql));
         for (id, m) in chunk {
             q = q
                 .bind(*id)
@@ -517,7 +517,7 @@ async fn insert_locations(
             "INSERT INTO message_locations (source, folder, location, message, fetched_at) VALUES {}",
             super::row_placeholders(1, 5, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::bulk(conn, sql));
         for (location, id) in chunk {
             q = q
                 .bind(source)

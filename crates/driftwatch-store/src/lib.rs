@@ -385,6 +385,46 @@ fn pool_options(max: u32) -> AnyPoolOptions {
         })
 }
 
+/// A statement built at run time (multi-row inserts, `IN` lists), ready for
+/// `backend`. SQLite finds a named parameter such as `$7` by a linear scan,
+/// so binding a statement with thousands of them takes quadratic time: it
+/// was over half of a delta-heavy ingest commit. Run-time statements number
+/// their placeholders `$1..$n` in order, each once; on SQLite they become
+/// anonymous `?`, bound by position. Any other text is left as it is.
+pub(crate) fn bulk_for(backend: Backend, sql: String) -> sqlx::AssertSqlSafe<String> {
+    if backend == Backend::Postgres {
+        return sqlx::AssertSqlSafe(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1usize;
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        if rest[at + 1..at + 1 + digits].parse::<usize>() != Ok(expected) {
+            return sqlx::AssertSqlSafe(sql);
+        }
+        expected += 1;
+        out.push('?');
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    sqlx::AssertSqlSafe(out)
+}
+
+/// [`bulk_for`] the backend of `conn`.
+pub(crate) fn bulk(conn: &AnyConnection, sql: String) -> sqlx::AssertSqlSafe<String> {
+    let backend = if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    bulk_for(backend, sql)
+}
+
 /// `($start, …), (…)`: `rows` row tuples of `cols` numbered placeholders,
 /// for multi-row statements (both backends read `$N`).
 pub(crate) fn row_placeholders(start: usize, cols: usize, rows: usize) -> String {
@@ -429,4 +469,23 @@ where
     T::Err: std::fmt::Display,
 {
     T::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod bulk_tests {
+    use super::{Backend, bulk_for};
+
+    #[test]
+    fn sqlite_gets_anonymous_placeholders_only_for_sequential_numbering() {
+        let got = bulk_for(
+            Backend::Sqlite,
+            "SELECT x FROM t WHERE a = $1 AND b IN ($2, $3)".into(),
+        );
+        assert_eq!(got.0, "SELECT x FROM t WHERE a = ? AND b IN (?, ?)");
+        // A reused or out-of-order number must keep its name.
+        let reused = "SELECT x FROM t WHERE ($1 IS NULL OR a = $1)";
+        assert_eq!(bulk_for(Backend::Sqlite, reused.into()).0, reused);
+        let pg = "INSERT INTO t VALUES ($1, $2)";
+        assert_eq!(bulk_for(Backend::Postgres, pg.into()).0, pg);
+    }
 }

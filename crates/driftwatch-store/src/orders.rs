@@ -52,7 +52,7 @@ async fn insert_deltas(conn: &mut AnyConnection, deltas: &[Delta]) -> Result<()>
              VALUES {}"#,
             super::row_placeholders(1, 13, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::bulk(conn, sql));
         for d in chunk {
             let fields = serde_json::to_string(&d.draft.fields)
                 .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;
@@ -130,7 +130,7 @@ async fn load_orders(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE vendor = $1 AND order_ref IN ({})",
                 super::list_placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
+            let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
             for (_, r) in chunk {
                 q = q.bind(*r);
             }
@@ -156,7 +156,7 @@ async fn save_orders(conn: &mut AnyConnection, states: &[OrderState]) -> Result<
                  delta_count = excluded.delta_count",
             super::row_placeholders(1, 9, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(super::bulk(conn, sql));
         for s in chunk {
             let fields = serde_json::to_string(&s.fields)
                 .map_err(|e| StoreError::Corrupt(format!("fields do not serialise: {e}")))?;

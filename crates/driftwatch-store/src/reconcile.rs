@@ -356,7 +356,7 @@ impl Store {
              ORDER BY d.order_ref, d.event_time, d."offset""#,
             super::list_placeholders(2, refs.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vendor);
+        let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
         for r in refs {
             q = q.bind(r);
         }
@@ -599,7 +599,7 @@ impl Store {
                  VALUES {}",
                 super::row_placeholders(1, 13, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(super::bulk(&tx, sql));
             for (d, fix) in chunk {
                 q = q
                     .bind(&run.vendor)

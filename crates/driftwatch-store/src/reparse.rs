@@ -148,7 +148,7 @@ impl Store {
                  FROM messages WHERE id IN ({}) ORDER BY id",
                 super::list_placeholders(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(super::bulk_for(self.backend, sql));
             for id in chunk {
                 q = q.bind(id);
             }
@@ -170,7 +170,7 @@ impl Store {
                  ORDER BY d."offset""#,
                 super::list_placeholders(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(super::bulk_for(self.backend, sql));
             for id in chunk {
                 q = q.bind(id);
             }
@@ -198,7 +198,7 @@ impl Store {
                     "UPDATE messages SET rules = $1 WHERE id IN ({})",
                     super::list_placeholders(2, chunk.len())
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stamp.map(|s| s.to_vec()));
+                let mut q = sqlx::query(super::bulk(&tx, sql)).bind(stamp.map(|s| s.to_vec()));
                 for id in chunk {
                     q = q.bind(id);
                 }
@@ -272,7 +272,7 @@ impl Store {
                  ON CONFLICT DO NOTHING"#,
                 super::list_placeholders(3, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let mut q = sqlx::query(super::bulk(&tx, sql))
                 .bind(ts(now))
                 .bind(reason);
             for id in chunk {
@@ -323,7 +323,7 @@ async fn affected_orders(
              WHERE message IN ({}) AND "offset" NOT IN (SELECT "offset" FROM superseded_deltas)"#,
             super::list_placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, (String, String)>(super::bulk(conn, sql));
         for id in chunk {
             q = q.bind(id);
         }
