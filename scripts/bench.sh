@@ -2,7 +2,7 @@
 # Runs the benchmark harness and prints the performance table (README, "Performance").
 # Installs what it needs when missing: Dovecot (as the tests do), GNU time (peak
 # memory), and the Python side (pandas + datacompy, in a venv under target/).
-#   ./scripts/bench.sh                              # everything: ~10 minutes on 2 cores
+#   ./scripts/bench.sh                              # everything: ~20 minutes on 2 cores
 #   DRIFTWATCH_BENCH_ONLY=parse ./scripts/bench.sh  # sections: ingest,writepath,reparse,parse,reconcile,backlog,http,failover
 #   (ingest, reconcile and failover run a second time on a private PostgreSQL; DRIFTWATCH_BENCH_POSTGRES=0 skips that)
 #   DRIFTWATCH_BENCH_MESSAGES=20000 DRIFTWATCH_BENCH_BACKLOG=100000 \
