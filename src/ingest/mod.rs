@@ -279,20 +279,30 @@ pub async fn run_source<S: MailSource>(
 /// Takes the lease on one mailbox folder (`ingest:<mailbox>/<folder>`) for
 /// a sync, waiting up to `wait`; `None` while another process (a second
 /// `serve` on the same data dir) syncs it. See [`crate::store::Held`].
+/// The lease one mailbox folder's syncer holds.
+fn folder_lease(source: &str, folder: &str) -> String {
+    format!("ingest:{source}/{folder}")
+}
+
 pub async fn lease_folder(
     pipeline: &Pipeline,
     source: &str,
     folder: &str,
     wait: Duration,
 ) -> Result<Option<crate::store::Held>, StoreError> {
-    let name = format!("ingest:{source}/{folder}");
-    Ok(match pipeline.store().hold_lease(&name, wait).await? {
-        Ok(held) => Some(held),
-        Err(busy) => {
-            info!(source, holder = %busy.holder, "another process is syncing this folder; skipping");
-            None
-        }
-    })
+    Ok(
+        match pipeline
+            .store()
+            .hold_lease(&folder_lease(source, folder), wait)
+            .await?
+        {
+            Ok(held) => Some(held),
+            Err(busy) => {
+                info!(source, holder = %busy.holder, "another process is syncing this folder; skipping");
+                None
+            }
+        },
+    )
 }
 
 /// How often an instance that found a folder's lease taken asks again:
@@ -307,7 +317,7 @@ async fn try_lease_folder(
     source: &str,
     folder: &str,
 ) -> Result<Result<crate::store::Held, Duration>, StoreError> {
-    let name = format!("ingest:{source}/{folder}");
+    let name = folder_lease(source, folder);
     Ok(
         match pipeline.store().hold_lease(&name, Duration::ZERO).await? {
             Ok(held) => Ok(held),

@@ -274,16 +274,7 @@ impl Store {
                 ))
             })?;
         }
-        // TLS on by default: a server off this host is verified (chain and
-        // name) unless the URL says otherwise; loopback may stay plain.
-        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
-            let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-                || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                || url.host_str() == Some("localhost");
-            if !loopback {
-                url.query_pairs_mut().append_pair("sslmode", "verify-full");
-            }
-        }
+        tls_by_default(&mut url);
         let pool = pool_options(8)
             .after_connect(|conn, _| {
                 Box::pin(async move {
@@ -360,6 +351,25 @@ impl Store {
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await?),
         }
+    }
+}
+
+/// TLS on by default: a server off this host is verified (chain and name)
+/// unless the URL says otherwise; loopback may stay plain.
+fn tls_by_default(url: &mut url::Url) {
+    if url.query_pairs().any(|(k, _)| k == "sslmode") {
+        return;
+    }
+    // `postgres:` is not a scheme the URL standard knows, so its host is
+    // opaque text: an IP address is parsed here, not by `url`.
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        url.query_pairs_mut().append_pair("sslmode", "verify-full");
     }
 }
 
@@ -473,7 +483,28 @@ where
 
 #[cfg(test)]
 mod bulk_tests {
-    use super::{Backend, bulk_for};
+    use super::{Backend, bulk_for, tls_by_default};
+
+    #[test]
+    fn a_remote_postgres_is_verified_unless_the_url_says_otherwise() {
+        let shaped = |u: &str| {
+            let mut url = url::Url::parse(u).unwrap();
+            tls_by_default(&mut url);
+            url.to_string()
+        };
+        assert_eq!(
+            shaped("postgres://dw@db.example/d"),
+            "postgres://dw@db.example/d?sslmode=verify-full"
+        );
+        assert_eq!(
+            shaped("postgres://dw@127.0.0.1:5432/d"),
+            "postgres://dw@127.0.0.1:5432/d"
+        );
+        assert_eq!(
+            shaped("postgres://dw@db.example/d?sslmode=require"),
+            "postgres://dw@db.example/d?sslmode=require"
+        );
+    }
 
     #[test]
     fn sqlite_gets_anonymous_placeholders_only_for_sequential_numbering() {
