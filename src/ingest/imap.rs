@@ -511,7 +511,12 @@ impl ImapSource {
         // so the checkpoint never skips a batch.
         type Batch = (Checkpoint, Vec<u32>);
         let (to_parse, mut parse_queue) = tokio::sync::mpsc::channel::<(Batch, Vec<RawMessage>)>(1);
-        let (to_commit, mut commit_queue) = tokio::sync::mpsc::channel::<(Batch, Prepared)>(1);
+        // Parsed batches queue for the committer, which commits what has
+        // queued as one transaction (group commit, up to GROUP_BATCHES): on a
+        // backlog the commit is the slow stage, and batches committed together
+        // write the view's shared pages once.
+        let (to_commit, mut commit_queue) =
+            tokio::sync::mpsc::channel::<(Batch, Prepared)>(GROUP_BATCHES - 1);
         let (committed_tx, mut committed_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u32>>();
         let parser = async move {
             while let Some((batch, messages)) = parse_queue.recv().await {
@@ -524,13 +529,29 @@ impl ImapSource {
         };
         let committer = async move {
             let mut total = BatchOutcome::default();
-            while let Some(((checkpoint, uids), prepared)) = commit_queue.recv().await {
-                let outcome = pipeline
-                    .commit_prepared(&source, &folder, Some(checkpoint), prepared)
-                    .await?;
-                total.add(&outcome);
-                // The receiver lives as long as the fetcher; a send error only means it is done.
-                let _ = committed_tx.send(uids);
+            while let Some(first) = commit_queue.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_BATCHES {
+                    match commit_queue.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let mut done = Vec::new();
+                let group = group
+                    .into_iter()
+                    .map(|((checkpoint, uids), prepared)| {
+                        done.push(uids);
+                        (Some(checkpoint), prepared)
+                    })
+                    .collect();
+                for outcome in pipeline.commit_group(&source, &folder, group).await? {
+                    total.add(&outcome);
+                }
+                for uids in done {
+                    // The receiver lives as long as the fetcher; a send error only means it is done.
+                    let _ = committed_tx.send(uids);
+                }
             }
             Ok::<_, IngestError>(total)
         };
@@ -581,6 +602,11 @@ impl ImapSource {
         Ok(total)
     }
 }
+
+/// Most batches one transaction commits: a group of the default 200-message
+/// batches is 800 messages. The queue in front of the committer holds one
+/// less, each batch bounded by `batch_max_bytes`.
+const GROUP_BATCHES: usize = 4;
 
 /// The end (exclusive) of the batch starting at `start`: bounded by message
 /// count and by bytes, so memory stays flat whatever the mailbox holds.

