@@ -272,6 +272,7 @@ impl Store {
         }
 
         insert_messages(&mut tx, &new_messages, rules, &now_s).await?;
+        super::outbox::record_quarantined(&mut tx, &new_messages, now).await?;
         let mut deltas = Vec::new();
         for (id, m) in &new_messages {
             for d in &m.deltas {

@@ -29,6 +29,7 @@ mod hooks;
 mod ingest;
 mod lease;
 mod orders;
+mod outbox;
 mod reconcile;
 mod reparse;
 mod report;
@@ -58,6 +59,7 @@ pub use ingest::{
 };
 pub use lease::{Fence, Held, LEASE_TTL, LeaseHolder};
 pub use orders::DeltaFilter;
+pub use outbox::{Attempt, AttemptOutcome, AttemptRow, Claimed, EventType, OutboundCounts};
 pub use reconcile::{
     AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
     NewDrift, NewKeyFrame, RunCounts, RunRecord, RunRow, RunWritten,
