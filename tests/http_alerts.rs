@@ -306,6 +306,54 @@ async fn alert_receiver_down_then_back_gets_every_event_once_per_id_signed() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_send_each_alert_once() {
+    let port = support::free_port();
+    let cfg = alerts_config(port);
+    let seen = Arc::new(Mutex::new(Received::default()));
+    let rx = receiver(port, seen.clone()).await;
+    let (a, b) = (cfg.app().await, cfg.app().await);
+    let subs = a.config.http.as_ref().unwrap().subscriptions.clone();
+    let one = driftwatch::http::outbound::Outbound::build(a.store.clone(), &subs, 48)
+        .await
+        .unwrap();
+    let two = driftwatch::http::outbound::Outbound::build(b.store.clone(), &subs, 48)
+        .await
+        .unwrap();
+    // The first pass starts the subscription's cursor; then 40 vendors fall silent.
+    one.run_once(Utc::now()).await.unwrap();
+    for i in 0..40 {
+        a.store
+            .record_silence(&format!("vendor-{i}"), None, 48, Utc::now())
+            .await
+            .unwrap();
+    }
+    let db = cfg.database();
+    let drive = async |o: &driftwatch::http::outbound::Outbound| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(
+            &db,
+            "SELECT count(*) FROM outbox_deliveries WHERE state = 'delivered'",
+        )
+        .await
+            < 40
+        {
+            assert!(Instant::now() < deadline, "deliveries did not finish");
+            o.run_once(Utc::now()).await.unwrap();
+        }
+    };
+    tokio::join!(drive(&one), drive(&two));
+    rx.abort();
+    let seen = seen.lock().unwrap();
+    let ids: BTreeSet<&str> = seen.requests.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(
+        seen.requests.len(),
+        40,
+        "an alert was sent by both instances"
+    );
+}
+
 #[tokio::test]
 async fn subscription_urls_are_https_unless_the_receiver_is_on_this_machine() {
     let (cfg, _) = http_config(

@@ -102,11 +102,13 @@ impl Outbound {
             .user_agent(concat!("driftwatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the webhook HTTP client: {e}"))?;
+        static BUILT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let holder = format!(
-            "{}:{}:{}",
+            "{}:{}:{}:{}",
             std::env::var("HOSTNAME").unwrap_or_default(),
             std::process::id(),
-            Utc::now().timestamp_micros()
+            Utc::now().timestamp_micros(),
+            BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         Ok(Outbound {
             store,
