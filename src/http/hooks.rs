@@ -254,8 +254,8 @@ pub(super) async fn intake(
         .collect();
     let parsed = parse(&hook.settings, &body, now);
     let outcome = s
-        .store
-        .record_webhook(&NewWebhook {
+        .committer
+        .commit(NewWebhook {
             vendor: vendor.clone(),
             webhook_id,
             received_at: now,
@@ -279,6 +279,77 @@ pub(super) async fn intake(
         HookOutcome::Duplicate { id } => (StatusCode::OK, json!({"id": id, "status": "duplicate"})),
     };
     Ok((status, axum::Json(body)).into_response())
+}
+
+/// Requests gathered into one commit at most.
+const GROUP: usize = 256;
+
+type Waiter = tokio::sync::oneshot::Sender<Result<HookOutcome, bool>>;
+
+/// Group commit for intake: requests that arrive while a commit runs are
+/// written together in the next one, so concurrent vendors share the cost
+/// of a transaction instead of queueing for the write lock one by one.
+/// Each request is still answered only after its own commit.
+pub(super) struct Committer {
+    tx: tokio::sync::mpsc::Sender<(NewWebhook, Waiter)>,
+}
+
+impl Committer {
+    /// Starts the committing task; it ends when the server (the last
+    /// `Committer`) is dropped, after answering what it was given.
+    pub fn start(store: crate::store::Store) -> Committer {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(NewWebhook, Waiter)>(4 * GROUP);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(GROUP);
+            while rx.recv_many(&mut batch, GROUP).await > 0 {
+                let (hooks, waiters): (Vec<NewWebhook>, Vec<Waiter>) = batch.drain(..).unzip();
+                match store.record_webhooks(&hooks).await {
+                    Ok(outcomes) => {
+                        for (w, o) in waiters.into_iter().zip(outcomes) {
+                            let _ = w.send(Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        let transient = e.is_transient();
+                        if transient {
+                            tracing::warn!(error = %e, requests = waiters.len(), "webhook intake: database busy; answering 503");
+                        } else {
+                            tracing::error!(error = %e, requests = waiters.len(), "webhook intake: commit failed");
+                        }
+                        for w in waiters {
+                            let _ = w.send(Err(transient));
+                        }
+                    }
+                }
+            }
+        });
+        Committer { tx }
+    }
+
+    /// Commits one webhook (with whatever else is waiting) and returns its outcome.
+    async fn commit(&self, w: NewWebhook) -> Result<HookOutcome, Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let failed = || {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "storing the webhook failed; the server log has the cause",
+            )
+        };
+        self.tx.send((w, tx)).await.map_err(|_| failed())?;
+        match rx.await.map_err(|_| failed())? {
+            Ok(o) => Ok(o),
+            Err(true) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "the database is busy; retry shortly",
+            )
+            .retry_after(1)),
+            Err(false) => Err(failed()),
+        }
+    }
 }
 
 /// `driftwatch hooks replay ID`: parses a stored webhook again with the

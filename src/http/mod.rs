@@ -50,6 +50,8 @@ struct Inner {
     hooks: std::collections::HashMap<String, hooks::Hook>,
     /// Intake's rate limit, per vendor.
     hook_rate: rate::Limiter,
+    /// Intake's group commit.
+    committer: hooks::Committer,
     /// The end of the delta log, as last seen by the feed's watcher.
     head: watch::Receiver<i64>,
     /// Fires on shutdown: long polls answer and streams end, so the server
@@ -102,6 +104,7 @@ impl Server {
             .context("cannot read the end of the delta log")?;
         let (head, head_rx) = watch::channel(end);
         let hook_rate = rate::Limiter::new(settings.hook_rate, "vendor");
+        let committer = hooks::Committer::start(store.clone());
         Ok(Server {
             listener,
             addr,
@@ -114,6 +117,7 @@ impl Server {
                 tokens,
                 hooks,
                 hook_rate,
+                committer,
                 head: head_rx,
                 shutdown,
             }),
