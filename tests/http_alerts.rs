@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use driftwatch::http::signature::{decode_secret, signature_matches};
 use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
@@ -94,14 +93,7 @@ fn alerts_config(receiver_port: u16) -> TestConfig {
          max_attempts = 1000\n"
     );
     let (cfg, _) = http_config(&sub);
-    std::fs::write(
-        cfg.dir.path().join("alerts.whsec"),
-        format!(
-            "whsec_{}\n",
-            base64::engine::general_purpose::STANDARD.encode(SECRET)
-        ),
-    )
-    .unwrap();
+    cfg.write_whsec("alerts.whsec", SECRET);
     let mut text = std::fs::read_to_string(&cfg.path).unwrap();
     text.push_str(VENDOR);
     std::fs::write(&cfg.path, text).unwrap();
@@ -255,7 +247,7 @@ async fn alert_receiver_down_then_back_gets_every_event_once_per_id_signed() {
     serving.stop().await;
     rx.abort();
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, ok, body) in &seen.requests {
         assert!(ok, "signature of {id} does not verify");
@@ -411,14 +403,7 @@ async fn a_vendor_over_its_intake_rate_gets_429_and_the_webhook_is_not_stored() 
                 [[http.hook]]\nvendor = \"shipco\"\nsecret_file = \"shipco.whsec\"\n\
                 [http.hook.mapping]\norder_ref = \"/id\"\n";
     let (cfg, base) = http_config(hook);
-    std::fs::write(
-        cfg.dir.path().join("shipco.whsec"),
-        format!(
-            "whsec_{}\n",
-            base64::engine::general_purpose::STANDARD.encode(SECRET)
-        ),
-    )
-    .unwrap();
+    cfg.write_whsec("shipco.whsec", SECRET);
     let app = cfg.app().await;
     let serving = Serving::start(&app);
     support::http::wait_healthy(&base).await;

@@ -8,7 +8,6 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use driftwatch::http::hooks::sign;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -35,11 +34,7 @@ fields = { carrier = "/order/carrier" }
 
 fn hook_config() -> (TestConfig, String) {
     let (cfg, base) = http_config(HOOK);
-    let secret = format!(
-        "whsec_{}\n",
-        base64::engine::general_purpose::STANDARD.encode(KEY)
-    );
-    std::fs::write(cfg.dir.path().join("shipco.whsec"), secret).unwrap();
+    cfg.write_whsec("shipco.whsec", KEY);
     (cfg, base)
 }
 

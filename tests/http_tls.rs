@@ -85,20 +85,3 @@ async fn https_serves_a_replaced_certificate_to_the_next_connection_and_keeps_it
     assert_eq!(served_certificate(&c, &url).await, der(&leaf2));
     serving.stop().await;
 }
-
-#[tokio::test]
-async fn a_non_loopback_listener_is_allowed_with_tls_and_refused_without() {
-    let (cfg, _) = http_config("");
-    let text = std::fs::read_to_string(&cfg.path)
-        .unwrap()
-        .replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:");
-    std::fs::write(&cfg.path, &text).unwrap();
-    let e = driftwatch::config::Config::load(&cfg.path).unwrap_err();
-    assert!(e.to_string().contains("tls_cert_file"), "{e}");
-    let text = text.replace(
-        "[http]\n",
-        "[http]\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n",
-    );
-    std::fs::write(&cfg.path, text).unwrap();
-    driftwatch::config::Config::load(&cfg.path).expect("non-loopback with TLS loads");
-}

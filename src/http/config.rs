@@ -241,13 +241,7 @@ fn outbound_url(text: &str, allow_http: bool) -> Result<reqwest::Url, String> {
     match url.scheme() {
         "https" => Ok(url),
         "http" => {
-            let host = url.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback || allow_http {
+            if crate::store::is_loopback_host(url.host_str().unwrap_or_default()) || allow_http {
                 Ok(url)
             } else {
                 Err(format!(
