@@ -78,7 +78,7 @@ enum Command {
     Drifts(driftwatch::reconcile::cli::DriftsArgs),
     /// Print (or send) the daily drift report.
     Report(driftwatch::report::cli::ReportArgs),
-    /// Webhooks received by the HTTP API: list them, or replay one through the current mapping.
+    /// Webhooks received by the HTTP API (list them, replay one through the current mapping) and alert deliveries sent.
     Hooks {
         #[command(subcommand)]
         command: HooksCmd,
@@ -546,6 +546,15 @@ enum HooksCmd {
         /// The webhook's number, as `hooks list` shows it.
         id: i64,
     },
+    /// Outbound alert deliveries: each attempt and its answer, newest first.
+    Deliveries {
+        /// Show at most this many attempts.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only this subscription's attempts.
+        #[arg(long)]
+        subscription: Option<String>,
+    },
 }
 
 async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<ExitCode> {
@@ -575,6 +584,51 @@ async fn hooks(store: &Store, config: &Config, command: HooksCmd) -> Result<Exit
                         w.disposition.to_string(),
                         w.deltas.to_string(),
                         cell(w.reason.as_deref().unwrap_or("")),
+                    ]
+                }),
+            );
+            driftwatch::out::write_text(&table)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCmd::Deliveries {
+            limit,
+            subscription,
+        } => {
+            let rows = store
+                .outbox_attempts(subscription.as_deref(), limit)
+                .await?;
+            if rows.is_empty() {
+                outln!("no alert deliveries attempted")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let table = driftwatch::out::table(
+                &[
+                    "ATTEMPTED (UTC)",
+                    "SUBSCRIPTION",
+                    "WEBHOOK-ID",
+                    "EVENT",
+                    "VENDOR",
+                    "TRY",
+                    "ANSWER",
+                    "MS",
+                    "OUTCOME",
+                ],
+                rows.iter().map(|a| {
+                    let answer = match (a.status_code, &a.error) {
+                        (Some(c), _) => c.to_string(),
+                        (None, Some(e)) => cell(e),
+                        (None, None) => String::new(),
+                    };
+                    vec![
+                        a.attempted_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        cell(&a.subscription),
+                        driftwatch::http::outbound::webhook_id(&a.subscription, a.event),
+                        a.event_type.clone(),
+                        cell(a.vendor.as_deref().unwrap_or("")),
+                        a.attempt.to_string(),
+                        answer,
+                        a.duration_ms.to_string(),
+                        a.outcome.clone(),
                     ]
                 }),
             );

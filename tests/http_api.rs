@@ -64,7 +64,7 @@ async fn api_is_not_reachable_on_a_non_loopback_address_by_default() {
 }
 
 #[test]
-fn public_listener_without_tls_or_proxy_is_refused() {
+fn public_listener_is_refused_unless_tls_or_a_proxy_protects_it() {
     let (cfg, _) = http_config("");
     let text = std::fs::read_to_string(&cfg.path)
         .unwrap()
@@ -73,6 +73,14 @@ fn public_listener_without_tls_or_proxy_is_refused() {
     let e = driftwatch::config::Config::load(&cfg.path).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("http.listen"), "{e}");
     assert!(e.message.contains("behind_proxy"), "{e}");
+    assert!(e.message.contains("tls_cert_file"), "{e}");
+    // Serving HTTPS itself, it may listen there.
+    let text = text.replace(
+        "[http]\n",
+        "[http]\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n",
+    );
+    std::fs::write(&cfg.path, text).unwrap();
+    driftwatch::config::Config::load(&cfg.path).expect("a public listener with TLS loads");
 }
 
 async fn get(url: &str, token: Option<&str>) -> reqwest::Response {

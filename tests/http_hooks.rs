@@ -8,7 +8,6 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use driftwatch::http::hooks::sign;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -35,11 +34,7 @@ fields = { carrier = "/order/carrier" }
 
 fn hook_config() -> (TestConfig, String) {
     let (cfg, base) = http_config(HOOK);
-    let secret = format!(
-        "whsec_{}\n",
-        base64::engine::general_purpose::STANDARD.encode(KEY)
-    );
-    std::fs::write(cfg.dir.path().join("shipco.whsec"), secret).unwrap();
+    cfg.write_whsec("shipco.whsec", KEY);
     (cfg, base)
 }
 
@@ -285,4 +280,44 @@ async fn sigkill_during_intake_never_loses_a_webhook_that_got_a_2xx() {
         stored.len(),
         "every stored webhook's order is in the view"
     );
+}
+
+/// Concurrent requests are committed together (group commit); a vendor
+/// retrying one id while it is in flight still gets it applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_of_one_id_apply_it_once_and_every_other_id_once() {
+    let (cfg, base) = hook_config();
+    let app = cfg.app().await;
+    let serving = Serving::start(&app);
+    wait_healthy(&base).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut tasks = Vec::new();
+    for i in 0..40u64 {
+        let base = base.clone();
+        let id = if i % 2 == 0 {
+            "msg_same".to_string()
+        } else {
+            format!("msg_{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let res = post(&base, &id, now, event(1000 + i, "in_transit"), None).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            (id, res.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut applied: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut duplicates = 0;
+    for t in tasks {
+        let (id, body) = t.await.unwrap();
+        match body["status"].as_str().unwrap() {
+            "applied" => *applied.entry(id).or_default() += 1,
+            "duplicate" => duplicates += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(applied.len(), 21, "{applied:?}");
+    assert!(applied.values().all(|&n| n == 1));
+    assert_eq!(duplicates, 19);
+    assert_eq!(app.store.log_end().await.unwrap(), 21);
+    serving.stop().await;
 }

@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use driftwatch::http::hooks::sign;
 use futures_util::StreamExt;
 
@@ -118,18 +117,14 @@ async fn fan_out(base: &str, readers: usize, events: usize, first_id: usize) -> 
 }
 
 pub async fn run(opts: &Opts, table: &mut Table) {
-    let hook = "\n[[http.hook]]\nvendor = \"bench\"\nsecret_file = \"bench.whsec\"\n\
+    // Rate limits far above what one machine sends: the rows measure the write path.
+    let hook = "hook_rate_per_sec = 1000000\nhook_burst = 1000000\n\
+                token_rate_per_sec = 1000000\ntoken_burst = 1000000\n\
+                \n[[http.hook]]\nvendor = \"bench\"\nsecret_file = \"bench.whsec\"\n\
                 [http.hook.mapping]\norder_ref = \"/order/id\"\nstatus = \"/order/state\"\n\
                 [http.hook.status_map]\n\"in_transit\" = \"in_progress\"\n";
     let (cfg, base) = http_config(hook);
-    std::fs::write(
-        cfg.dir.path().join("bench.whsec"),
-        format!(
-            "whsec_{}\n",
-            base64::engine::general_purpose::STANDARD.encode(KEY)
-        ),
-    )
-    .unwrap();
+    cfg.write_whsec("bench.whsec", KEY);
     let (mut child, _) = crate::support::bin::spawn_logged(&cfg, &["serve"], "warn");
     wait_healthy(&base).await;
     let n = opts.messages as usize;

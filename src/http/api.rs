@@ -102,18 +102,14 @@ pub(super) async fn vendors(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     s.tokens.check(&headers, Scope::Read)?;
-    let silent_after = s
-        .config
-        .report
-        .as_ref()
-        .map_or(48, |r| r.silent_after_hours);
-    let cutoff = Utc::now() - Duration::hours(i64::from(silent_after));
+    let cutoff = Utc::now() - Duration::hours(i64::from(super::silent_after_hours(&s.config)));
     let items: Vec<Value> = s
         .store
         .vendor_summaries()
         .await?
         .into_iter()
         .map(|v| {
+            let silent = v.is_silent(cutoff);
             json!({
                 "vendor": v.vendor,
                 "last_mail_at": v.last_mail_at,
@@ -121,8 +117,7 @@ pub(super) async fn vendors(
                 "open_drifts": v.open_drifts,
                 "quarantined": v.quarantined,
                 "open_orders": v.open_orders,
-                // Same rule as the daily report: open orders and no mail for `silent_after_hours`.
-                "silent": v.open_orders > 0 && v.last_mail_at.is_none_or(|t| t < cutoff),
+                "silent": silent,
             })
         })
         .collect();

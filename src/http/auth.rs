@@ -6,8 +6,9 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use super::config::{Scope, TokenSettings};
+use super::config::{RateLimit, Scope, TokenSettings};
 use super::problem::Problem;
+use super::rate::Limiter;
 
 struct Token {
     name: String,
@@ -15,8 +16,9 @@ struct Token {
     scopes: Vec<Scope>,
 }
 
-/// The configured tokens, ready to check requests against.
-pub struct Tokens(Vec<Token>);
+/// The configured tokens, ready to check requests against, and each
+/// token's rate limit.
+pub struct Tokens(Vec<Token>, Limiter);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,7 +38,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 impl Tokens {
     /// Reads every token's value; a missing one names the token, never its value.
-    pub async fn resolve(settings: &[TokenSettings]) -> anyhow::Result<Tokens> {
+    pub async fn resolve(settings: &[TokenSettings], rate: RateLimit) -> anyhow::Result<Tokens> {
         let mut tokens = Vec::new();
         for t in settings {
             let value = t.secret.resolve().await.map_err(|e| {
@@ -52,11 +54,11 @@ impl Tokens {
                 scopes: t.scopes.clone(),
             });
         }
-        Ok(Tokens(tokens))
+        Ok(Tokens(tokens, Limiter::new(rate, "token")))
     }
 
     /// The name of the token that authorises `scope`: 401 without a known
-    /// token, 403 with one that lacks the scope.
+    /// token, 403 with one that lacks the scope, 429 over its rate limit.
     pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<&str, Problem> {
         let unauthorized = |detail: &str| {
             Problem::new(
@@ -80,6 +82,7 @@ impl Tokens {
             .find(presented)
             .ok_or_else(|| unauthorized("the token is not valid"))?;
         if t.allows(scope) {
+            self.1.check(&t.name)?;
             Ok(&t.name)
         } else {
             Err(missing_scope(scope))

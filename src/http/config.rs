@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::store::EventType;
 use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 /// The address used when `listen` is not set.
@@ -28,9 +29,32 @@ pub struct RawHttp {
     token: Vec<RawToken>,
     #[serde(default)]
     hook: Vec<RawHook>,
+    #[serde(default)]
+    subscription: Vec<RawSubscription>,
     sse_heartbeat_secs: Option<u64>,
     feed_poll_ms: Option<u64>,
     max_wait_secs: Option<u64>,
+    token_rate_per_sec: Option<f64>,
+    token_burst: Option<u32>,
+    hook_rate_per_sec: Option<f64>,
+    hook_burst: Option<u32>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    name: String,
+    url: String,
+    events: Vec<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    allow_http: Option<bool>,
+    timeout_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    retry_initial_ms: Option<u64>,
+    retry_max_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +147,38 @@ pub struct TokenSettings {
     pub scopes: Vec<Scope>,
 }
 
+/// An outbound webhook subscription: where alerts go and which ones.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSettings {
+    /// Names the subscription in `hooks deliveries`, metrics and webhook ids.
+    pub name: String,
+    pub url: reqwest::Url,
+    pub events: Vec<EventType>,
+    /// The Standard Webhooks signing secret (`whsec_<base64>`).
+    pub secret: Secret,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// Attempts before a delivery is given up (`dead`).
+    pub max_attempts: u32,
+    /// The wait after the first failure; doubles per failure up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+/// A token bucket's settings: a steady rate and how many requests may come at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+/// Certificate and key files for serving HTTPS directly.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
@@ -139,6 +195,13 @@ pub struct HttpSettings {
     pub feed_poll: Duration,
     /// Upper bound of a long poll's `wait`.
     pub max_wait: Duration,
+    pub subscriptions: Vec<SubscriptionSettings>,
+    /// Per bearer token (by name).
+    pub token_rate: RateLimit,
+    /// Per vendor, on webhook intake.
+    pub hook_rate: RateLimit,
+    /// Serve HTTPS with these files (reloaded when they change).
+    pub tls: Option<TlsFiles>,
 }
 
 impl HttpSettings {
@@ -152,7 +215,42 @@ impl HttpSettings {
             sse_heartbeat: Duration::from_secs(15),
             feed_poll: Duration::from_millis(250),
             max_wait: Duration::from_secs(60),
+            subscriptions: vec![],
+            token_rate: RateLimit {
+                per_sec: 50.0,
+                burst: 200,
+            },
+            hook_rate: RateLimit {
+                per_sec: 200.0,
+                burst: 1000,
+            },
+            tls: None,
         }
+    }
+}
+
+/// A relative path in the config is relative to the config file's directory.
+fn under(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// `https` always; plain `http` only to a loopback host (a receiver on
+/// this machine) or when the operator says so.
+fn outbound_url(text: &str, allow_http: bool) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            if crate::store::is_loopback_host(url.host_str().unwrap_or_default()) || allow_http {
+                Ok(url)
+            } else {
+                Err(format!(
+                    "`{text}` is plain http to another machine: alerts and their signatures would \
+                     cross the network readable; use https, or set allow_http = true"
+                ))
+            }
+        }
+        other => Err(format!("`{other}` URLs cannot receive webhooks; use https")),
     }
 }
 
@@ -176,12 +274,22 @@ pub fn validate(
         })?,
     };
     let behind_proxy = raw.behind_proxy.unwrap_or(false);
-    if !listen.ip().is_loopback() && !behind_proxy {
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert: under(base, c),
+            key: under(base, k),
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(src.error("http.tls_cert_file", "set tls_key_file too")),
+        (None, Some(_)) => return Err(src.error("http.tls_key_file", "set tls_cert_file too")),
+    };
+    if !listen.ip().is_loopback() && !behind_proxy && tls.is_none() {
         return Err(src.error(
             "http.listen",
             format!(
-                "{listen} is reachable from other machines over plain HTTP; serve it behind a \
-                 TLS-terminating reverse proxy and set behind_proxy = true, or listen on 127.0.0.1"
+                "{listen} is reachable from other machines over plain HTTP; set tls_cert_file and \
+                 tls_key_file, or serve it behind a TLS-terminating reverse proxy and set \
+                 behind_proxy = true, or listen on 127.0.0.1"
             ),
         ));
     }
@@ -265,6 +373,92 @@ pub fn validate(
             status_map: h.status_map,
         });
     }
+    let mut subscriptions: Vec<SubscriptionSettings> = Vec::new();
+    for (i, r) in raw.subscription.into_iter().enumerate() {
+        let key = |k: &str| format!("http.subscription[{i}].{k}");
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(src.error(
+                &key("name"),
+                "use letters, digits, `-` and `_` (it becomes part of each webhook-id)",
+            ));
+        }
+        if subscriptions.iter().any(|x| x.name == r.name) {
+            return Err(src.error(&key("name"), format!("duplicate subscription `{}`", r.name)));
+        }
+        let url = outbound_url(&r.url, r.allow_http.unwrap_or(false))
+            .map_err(|e| src.error(&key("url"), e))?;
+        let mut events = Vec::new();
+        for e in &r.events {
+            let t = EventType::parse(e).ok_or_else(|| {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                src.error(
+                    &key("events"),
+                    format!("unknown event `{e}`; known: {}", known.join(", ")),
+                )
+            })?;
+            if !events.contains(&t) {
+                events.push(t);
+            }
+        }
+        if events.is_empty() {
+            return Err(src.error(&key("events"), "list at least one event"));
+        }
+        let secret = match (r.secret_env, r.secret_file) {
+            (Some(v), None) => Secret::Env(v),
+            (None, Some(p)) => Secret::File(under(base, p)),
+            (None, None) => {
+                return Err(src.error(
+                    &key("secret_env"),
+                    "set secret_env or secret_file: every alert is signed",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(src.error(
+                    &key("secret_file"),
+                    "conflicts with `secret_env`: give one source",
+                ));
+            }
+        };
+        let max_attempts = r.max_attempts.unwrap_or(15);
+        if max_attempts == 0 {
+            return Err(src.error(&key("max_attempts"), "must be at least 1"));
+        }
+        subscriptions.push(SubscriptionSettings {
+            name: r.name,
+            url,
+            events,
+            secret,
+            timeout: Duration::from_secs(r.timeout_secs.unwrap_or(10).max(1)),
+            max_attempts,
+            retry_initial: Duration::from_millis(r.retry_initial_ms.unwrap_or(5000).max(10)),
+            retry_max: Duration::from_secs(r.retry_max_secs.unwrap_or(3600).max(1)),
+        });
+    }
+    let rate = |per_sec: Option<f64>, burst: Option<u32>, d: RateLimit, k: &str| {
+        let r = RateLimit {
+            per_sec: per_sec.unwrap_or(d.per_sec),
+            burst: burst.unwrap_or(d.burst),
+        };
+        if !(r.per_sec.is_finite() && r.per_sec > 0.0) || r.burst == 0 {
+            return Err(src.error(
+                &format!("http.{k}_rate_per_sec"),
+                format!("{k}_rate_per_sec must be above 0 and {k}_burst at least 1"),
+            ));
+        }
+        Ok(r)
+    };
+    let token_rate = rate(
+        raw.token_rate_per_sec,
+        raw.token_burst,
+        d.token_rate,
+        "token",
+    )?;
+    let hook_rate = rate(raw.hook_rate_per_sec, raw.hook_burst, d.hook_rate, "hook")?;
     let secs = |v: Option<u64>, dflt: Duration| v.map(Duration::from_secs).unwrap_or(dflt);
     let sse_heartbeat = secs(raw.sse_heartbeat_secs, d.sse_heartbeat);
     let feed_poll = raw
@@ -288,5 +482,9 @@ pub fn validate(
         sse_heartbeat,
         feed_poll,
         max_wait: secs(raw.max_wait_secs, d.max_wait),
+        subscriptions,
+        token_rate,
+        hook_rate,
+        tls,
     }))
 }

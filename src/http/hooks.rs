@@ -11,15 +11,14 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::Shared;
 use super::config::{HookSettings, Scope};
 use super::problem::Problem;
+pub use super::signature::sign;
+use super::signature::{decode_secret, signature_matches};
 use crate::model::{DeltaDraft, Fields, TimeSource};
 use crate::store::{HookOutcome, NewWebhook};
 
@@ -49,18 +48,10 @@ pub(super) async fn resolve(hooks: &[HookSettings]) -> anyhow::Result<HashMap<St
                         h.vendor
                     )
                 })?;
-                let b = v.strip_prefix("whsec_").ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "webhook secret of `{}` does not start with `whsec_`",
-                        h.vendor
-                    )
-                })?;
-                Some(B64.decode(b).map_err(|_| {
-                    anyhow::anyhow!(
-                        "webhook secret of `{}` is not base64 after `whsec_`",
-                        h.vendor
-                    )
-                })?)
+                Some(
+                    decode_secret(&v)
+                        .map_err(|e| anyhow::anyhow!("webhook secret of `{}` {e}", h.vendor))?,
+                )
             }
         };
         out.insert(
@@ -72,40 +63,6 @@ pub(super) async fn resolve(hooks: &[HookSettings]) -> anyhow::Result<HashMap<St
         );
     }
     Ok(out)
-}
-
-/// HMAC-SHA256 (RFC 2104) with sha2, which the crate already uses.
-pub fn hmac_sha256(key: &[u8], msg: &[&[u8]]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    for m in msg {
-        inner.update(m);
-    }
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-/// The Standard Webhooks signature header value for a body: `v1,<base64>`.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = hmac_sha256(
-        key,
-        &[
-            id.as_bytes(),
-            b".",
-            timestamp.to_string().as_bytes(),
-            b".",
-            body,
-        ],
-    );
-    format!("v1,{}", B64.encode(mac))
 }
 
 fn refused(kind: &'static str, detail: impl Into<String>) -> Problem {
@@ -150,16 +107,7 @@ fn verify(
             ),
         ));
     }
-    let expected = sign(key, id, ts, body);
-    // Several space-separated signatures are allowed (key rotation); compare in constant time.
-    let ok = sigs.split(' ').fold(false, |acc, s| {
-        acc | (s.len() == expected.len()
-            && s.bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0)
-    });
-    if ok {
+    if signature_matches(key, id, ts, body, sigs) {
         Ok(())
     } else {
         Err(refused(
@@ -287,6 +235,8 @@ pub(super) async fn intake(
             s.tokens.check(&headers, Scope::Ingest)?;
         }
     }
+    // Counted once verified, so nobody without the vendor's secret can use up its limit.
+    s.hook_rate.check(&vendor)?;
     let webhook_id = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
@@ -304,8 +254,8 @@ pub(super) async fn intake(
         .collect();
     let parsed = parse(&hook.settings, &body, now);
     let outcome = s
-        .store
-        .record_webhook(&NewWebhook {
+        .committer
+        .commit(NewWebhook {
             vendor: vendor.clone(),
             webhook_id,
             received_at: now,
@@ -329,6 +279,77 @@ pub(super) async fn intake(
         HookOutcome::Duplicate { id } => (StatusCode::OK, json!({"id": id, "status": "duplicate"})),
     };
     Ok((status, axum::Json(body)).into_response())
+}
+
+/// Requests gathered into one commit at most.
+const GROUP: usize = 256;
+
+type Waiter = tokio::sync::oneshot::Sender<Result<HookOutcome, bool>>;
+
+/// Group commit for intake: requests that arrive while a commit runs are
+/// written together in the next one, so concurrent vendors share the cost
+/// of a transaction instead of queueing for the write lock one by one.
+/// Each request is still answered only after its own commit.
+pub(super) struct Committer {
+    tx: tokio::sync::mpsc::Sender<(NewWebhook, Waiter)>,
+}
+
+impl Committer {
+    /// Starts the committing task; it ends when the server (the last
+    /// `Committer`) is dropped, after answering what it was given.
+    pub fn start(store: crate::store::Store) -> Committer {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(NewWebhook, Waiter)>(4 * GROUP);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(GROUP);
+            while rx.recv_many(&mut batch, GROUP).await > 0 {
+                let (hooks, waiters): (Vec<NewWebhook>, Vec<Waiter>) = batch.drain(..).unzip();
+                match store.record_webhooks(&hooks).await {
+                    Ok(outcomes) => {
+                        for (w, o) in waiters.into_iter().zip(outcomes) {
+                            let _ = w.send(Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        let transient = e.is_transient();
+                        if transient {
+                            tracing::warn!(error = %e, requests = waiters.len(), "webhook intake: database busy; answering 503");
+                        } else {
+                            tracing::error!(error = %e, requests = waiters.len(), "webhook intake: commit failed");
+                        }
+                        for w in waiters {
+                            let _ = w.send(Err(transient));
+                        }
+                    }
+                }
+            }
+        });
+        Committer { tx }
+    }
+
+    /// Commits one webhook (with whatever else is waiting) and returns its outcome.
+    async fn commit(&self, w: NewWebhook) -> Result<HookOutcome, Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let failed = || {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "storing the webhook failed; the server log has the cause",
+            )
+        };
+        self.tx.send((w, tx)).await.map_err(|_| failed())?;
+        match rx.await.map_err(|_| failed())? {
+            Ok(o) => Ok(o),
+            Err(true) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "the database is busy; retry shortly",
+            )
+            .retry_after(1)),
+            Err(false) => Err(failed()),
+        }
+    }
 }
 
 /// `driftwatch hooks replay ID`: parses a stored webhook again with the
@@ -366,31 +387,5 @@ pub async fn replay(
         (HookOutcome::Stored { offsets, .. }, _) => Ok(Ok(offsets)),
         (_, Err(reason)) => Ok(Err(reason)),
         (_, Ok(_)) => anyhow::bail!("webhook {id} was applied meanwhile"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn signature_matches_the_standard_webhooks_example() {
-        // From the Standard Webhooks spec's reference test vector.
-        let key = B64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let body = br#"{"test": 2432232314}"#;
-        assert_eq!(
-            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
     }
 }

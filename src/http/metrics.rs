@@ -12,7 +12,7 @@ use super::Shared;
 use super::config::Scope;
 use super::problem::Problem;
 use crate::config::Mailbox;
-use crate::store::Scrape;
+use crate::store::{OutboundCounts, Scrape};
 use crate::telemetry::{SourceState, SourceStatus};
 
 /// Escapes a label value per the text format.
@@ -60,6 +60,7 @@ pub(super) fn render(
     sources: &std::collections::BTreeMap<(String, String), SourceStatus>,
     idle_mailboxes: &[String],
     feed_readers: i64,
+    outbound: &OutboundCounts,
 ) -> String {
     let mut o = Out(String::new());
     o.family(
@@ -186,6 +187,30 @@ pub(super) fn render(
         );
     }
     o.family(
+        "driftwatch_outbound_attempts_total",
+        "counter",
+        "Outbound alert delivery attempts, by subscription and outcome (delivered, retry, dead).",
+    );
+    for (sub, outcome, n) in &outbound.attempts {
+        o.sample(
+            "driftwatch_outbound_attempts_total",
+            &[("subscription", sub), ("outcome", outcome)],
+            n,
+        );
+    }
+    o.family(
+        "driftwatch_outbound_deliveries",
+        "gauge",
+        "Outbound alert deliveries, by subscription and state (pending, delivered, dead).",
+    );
+    for (sub, state, n) in &outbound.deliveries {
+        o.sample(
+            "driftwatch_outbound_deliveries",
+            &[("subscription", sub), ("state", state)],
+            n,
+        );
+    }
+    o.family(
         "driftwatch_feed_readers",
         "gauge",
         "Connected delta feed readers (long polls and SSE streams).",
@@ -214,6 +239,7 @@ pub(super) async fn metrics(
         &crate::telemetry::source_statuses(),
         &idle,
         crate::telemetry::feed_readers(),
+        &s.store.outbound_counts().await?,
     );
     let mut res = text.into_response();
     res.headers_mut().insert(

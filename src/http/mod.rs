@@ -16,7 +16,11 @@ mod feed;
 mod health;
 pub mod hooks;
 mod metrics;
+pub mod outbound;
 mod problem;
+mod rate;
+pub mod signature;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +48,10 @@ struct Inner {
     tokens: Tokens,
     /// Webhook intake per vendor.
     hooks: std::collections::HashMap<String, hooks::Hook>,
+    /// Intake's rate limit, per vendor.
+    hook_rate: rate::Limiter,
+    /// Intake's group commit.
+    committer: hooks::Committer,
     /// The end of the delta log, as last seen by the feed's watcher.
     head: watch::Receiver<i64>,
     /// Fires on shutdown: long polls answer and streams end, so the server
@@ -56,9 +64,12 @@ type Shared = Arc<Inner>;
 /// A bound, not yet running server: binding and token resolution happen in
 /// `bind` so a bad address or a missing token stops `serve` at start.
 pub struct Server {
-    listener: TcpListener,
+    listener: Listening,
+    /// Where it listens (port 0 resolved).
+    addr: Option<SocketAddr>,
     inner: Shared,
     head: watch::Sender<i64>,
+    outbound: outbound::Outbound,
 }
 
 impl Server {
@@ -68,25 +79,45 @@ impl Server {
         settings: HttpSettings,
         shutdown: CancellationToken,
     ) -> Result<Server> {
-        let tokens = Tokens::resolve(&settings.tokens).await?;
+        let tokens = Tokens::resolve(&settings.tokens, settings.token_rate).await?;
         let hooks = hooks::resolve(&settings.hooks).await?;
+        let outbound = outbound::Outbound::build(
+            store.clone(),
+            &settings.subscriptions,
+            silent_after_hours(&config),
+        )
+        .await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} ([http] listen)", settings.listen))?;
+        let addr = listener.local_addr().ok();
+        let listener = match &settings.tls {
+            None => Listening::Plain(listener),
+            Some(files) => Listening::Tls(
+                tls::TlsListener::new(listener, files, shutdown.clone())
+                    .context("cannot serve HTTPS ([http] tls_cert_file, tls_key_file)")?,
+            ),
+        };
         let end = store
             .log_end()
             .await
             .context("cannot read the end of the delta log")?;
         let (head, head_rx) = watch::channel(end);
+        let hook_rate = rate::Limiter::new(settings.hook_rate, "vendor");
+        let committer = hooks::Committer::start(store.clone());
         Ok(Server {
             listener,
+            addr,
             head,
+            outbound,
             inner: Arc::new(Inner {
                 store,
                 config,
                 settings,
                 tokens,
                 hooks,
+                hook_rate,
+                committer,
                 head: head_rx,
                 shutdown,
             }),
@@ -94,7 +125,7 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.addr
     }
 
     /// Serves until the shutdown token fires, then lets in-flight requests finish.
@@ -106,17 +137,38 @@ impl Server {
             s.settings.feed_poll,
             s.shutdown.clone(),
         ));
-        info!(listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP API listening");
+        let alerts = tokio::spawn(self.outbound.run(s.shutdown.clone()));
+        info!(
+            listen = %self.addr.map(|a| a.to_string()).unwrap_or_default(),
+            tls = matches!(self.listener, Listening::Tls(_)),
+            "HTTP API listening"
+        );
         let shutdown = s.shutdown.clone();
-        let served = axum::serve(self.listener, router(s))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let app = router(s);
+        let stop = async move { shutdown.cancelled().await };
+        let served = match self.listener {
+            Listening::Plain(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+            Listening::Tls(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+        };
         if let Err(e) = served {
             error!(error = %e, "HTTP server failed");
         }
         let _ = watcher.await;
+        let _ = alerts.await;
         info!("HTTP API stopped");
     }
+}
+
+/// The bound socket: plain HTTP, or HTTPS terminated here.
+enum Listening {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
+}
+
+/// When a vendor counts as silent: the report's setting, used by the
+/// API, the dashboard and `vendor.silent` alerts alike.
+fn silent_after_hours(config: &Config) -> u32 {
+    config.report.as_ref().map_or(48, |r| r.silent_after_hours)
 }
 
 /// Every route, in one table so a test can check the OpenAPI document

@@ -48,6 +48,14 @@ impl Problem {
         self
     }
 
+    /// `Retry-After` in seconds (429, 503).
+    pub fn retry_after(mut self, secs: u64) -> Problem {
+        self.0
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        self
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Problem {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -691,7 +691,7 @@ fn id_output(flag: &str) -> String {
 /// CA plus a leaf it signed. The leaf says CA:FALSE explicitly and names both 127.0.0.1
 /// and localhost: webpki rejects CA certificates as server certificates (pitfall 6).
 /// Returns (CA PEM, leaf PEM, leaf key PEM).
-fn make_certs() -> (String, String, String) {
+pub fn make_certs() -> (String, String, String) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose,

@@ -37,6 +37,19 @@ pub fn http_config(http_extra: &str) -> (TestConfig, String) {
     (cfg, format!("http://127.0.0.1:{port}"))
 }
 
+impl TestConfig {
+    /// Writes a Standard Webhooks secret (`whsec_<base64 key>`) to `name`
+    /// in the config's directory, where `secret_file = "name"` finds it.
+    pub fn write_whsec(&self, name: &str, key: &[u8]) {
+        use base64::Engine as _;
+        let text = format!(
+            "whsec_{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        std::fs::write(self.dir.path().join(name), text).expect("write webhook secret");
+    }
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()

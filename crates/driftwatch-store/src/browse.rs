@@ -21,6 +21,14 @@ pub struct VendorSummary {
     pub open_orders: i64,
 }
 
+impl VendorSummary {
+    /// The one silence rule (the report, the API and alerts): open orders
+    /// and no mail archived since `cutoff`.
+    pub fn is_silent(&self, cutoff: DateTime<Utc>) -> bool {
+        self.open_orders > 0 && self.last_mail_at.is_none_or(|t| t < cutoff)
+    }
+}
+
 /// Filters of the orders list; `after` is the last (vendor, order_ref) of the previous page.
 #[derive(Debug, Clone, Default)]
 pub struct OrderPage {

@@ -203,6 +203,52 @@ const TABLES: &[(&str, &[&str], &[&str])] = &[
         &["\"offset\""],
         &["\"offset\"", "webhook"],
     ),
+    (
+        "outbox_events",
+        &["id"],
+        &[
+            "id",
+            "event_key",
+            "type",
+            "vendor",
+            "occurred_at",
+            "payload",
+        ],
+    ),
+    (
+        "outbox_cursors",
+        &["subscription"],
+        &["subscription", "last_event"],
+    ),
+    (
+        "outbox_deliveries",
+        &["subscription", "event"],
+        &[
+            "subscription",
+            "event",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "lease_holder",
+            "lease_until",
+            "delivered_at",
+        ],
+    ),
+    (
+        "outbox_attempts",
+        &["id"],
+        &[
+            "id",
+            "subscription",
+            "event",
+            "attempt",
+            "attempted_at",
+            "duration_ms",
+            "status_code",
+            "error",
+            "outcome",
+        ],
+    ),
 ];
 
 /// Rows per copied batch (and per transaction on the target).

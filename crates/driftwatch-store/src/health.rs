@@ -137,9 +137,10 @@ impl Store {
             if recent.is_some() {
                 continue;
             }
-            sqlx::query(
+            let mut tx = self.write_tx().await?;
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO format_alerts (vendor, detected_at, kind, field, baseline, current, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(&a.vendor)
             .bind(ts(a.detected_at))
@@ -148,8 +149,10 @@ impl Store {
             .bind(a.baseline)
             .bind(a.current)
             .bind(&a.detail)
-            .execute(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
+            super::outbox::record_format_alert(&mut tx, id, &a).await?;
+            tx.commit().await?;
             kept.push(a);
         }
         Ok(kept)

@@ -2,11 +2,16 @@
 //! in one transaction, so a webhook that got a 2xx is never lost, and a
 //! repeated webhook-id is recognised by the unique key, not applied twice.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::orders::{append_deltas, update_views};
-use super::{Result, Store, parse_ts, ts};
+use super::{Result, Store, StoreError, parse_ts, ts};
+
+/// Rows per multi-row statement (within both backends' parameter limits).
+const INSERT_BATCH: usize = 400;
 use crate::model::{Delta, DeltaDraft, DeltaSource};
 
 /// A verified webhook request as received.
@@ -52,43 +57,103 @@ pub struct WebhookRow {
 
 impl Store {
     pub async fn record_webhook(&self, w: &NewWebhook) -> Result<HookOutcome> {
+        let mut out = self.record_webhooks(std::slice::from_ref(w)).await?;
+        out.pop()
+            .ok_or_else(|| StoreError::Corrupt("a webhook write returned no outcome".into()))
+    }
+
+    /// Records several webhooks in one transaction (group commit: intake
+    /// gathers the requests that arrive while the previous commit runs), each
+    /// with the outcome `record_webhook` would give it, in order. Multi-row
+    /// statements: the cost of a commit is paid once for all of them.
+    pub async fn record_webhooks(&self, ws: &[NewWebhook]) -> Result<Vec<HookOutcome>> {
         let mut tx = self.write_tx().await?;
-        let (disposition, reason) = match &w.parsed {
-            Ok(_) => ("parsed", None),
-            Err(r) => ("quarantined", Some(r.as_str())),
-        };
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhooks (vendor, webhook_id, received_at, headers, body, disposition, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (vendor, webhook_id) DO NOTHING RETURNING id",
-        )
-        .bind(&w.vendor)
-        .bind(&w.webhook_id)
-        .bind(ts(w.received_at))
-        .bind(&w.headers)
-        .bind(&w.body)
-        .bind(disposition)
-        .bind(reason)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            let id =
-                sqlx::query_scalar("SELECT id FROM webhooks WHERE vendor = $1 AND webhook_id = $2")
+        let mut known: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut by_vendor: HashMap<&str, Vec<&str>> = HashMap::new();
+        for w in ws {
+            by_vendor
+                .entry(w.vendor.as_str())
+                .or_default()
+                .push(w.webhook_id.as_str());
+        }
+        for (vendor, ids) in &by_vendor {
+            for chunk in ids.chunks(INSERT_BATCH) {
+                let sql = format!(
+                    "SELECT id, webhook_id FROM webhooks WHERE vendor = $1 AND webhook_id IN ({})",
+                    super::list_placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (i64, String)>(super::bulk(&tx, sql)).bind(*vendor);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for (id, hook_id) in q.fetch_all(&mut *tx).await? {
+                    if let Some(k) = chunk.iter().find(|x| **x == hook_id) {
+                        known.insert((vendor, k), id);
+                    }
+                }
+            }
+        }
+        // Ids assigned here, under the write lock, so each request's row is
+        // known without relying on the order of a multi-row RETURNING.
+        let mut next_id: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM webhooks")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut new_rows: Vec<(i64, &NewWebhook)> = Vec::new();
+        let mut ids: Vec<(i64, bool)> = Vec::with_capacity(ws.len());
+        for w in ws {
+            match known.get(&(w.vendor.as_str(), w.webhook_id.as_str())) {
+                Some(&id) => ids.push((id, false)),
+                None => {
+                    let id = next_id;
+                    next_id += 1;
+                    known.insert((w.vendor.as_str(), w.webhook_id.as_str()), id);
+                    new_rows.push((id, w));
+                    ids.push((id, true));
+                }
+            }
+        }
+        for chunk in new_rows.chunks(INSERT_BATCH) {
+            let sql = format!(
+                "INSERT INTO webhooks (id, vendor, webhook_id, received_at, headers, body, disposition, reason)
+                 VALUES {}",
+                super::row_placeholders(1, 8, chunk.len())
+            );
+            let mut q = sqlx::query(super::bulk(&tx, sql));
+            for (id, w) in chunk {
+                let (disposition, reason) = match &w.parsed {
+                    Ok(_) => ("parsed", None),
+                    Err(r) => ("quarantined", Some(r.as_str())),
+                };
+                q = q
+                    .bind(*id)
                     .bind(&w.vendor)
                     .bind(&w.webhook_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            return Ok(HookOutcome::Duplicate { id });
-        };
-        let drafts = match &w.parsed {
-            Ok(d) => d,
-            Err(_) => {
-                tx.commit().await?;
-                return Ok(HookOutcome::Quarantined { id });
+                    .bind(ts(w.received_at))
+                    .bind(&w.headers)
+                    .bind(&w.body)
+                    .bind(disposition)
+                    .bind(reason);
             }
-        };
-        let offsets = apply(&mut tx, id, drafts, w.received_at).await?;
+            q.execute(&mut *tx).await?;
+        }
+        let applied: Vec<(i64, &[DeltaDraft], DateTime<Utc>)> = new_rows
+            .iter()
+            .filter_map(|(id, w)| w.parsed.as_ref().ok().map(|d| (*id, &d[..], w.received_at)))
+            .collect();
+        let mut offsets = apply(&mut tx, &applied).await?;
         tx.commit().await?;
-        Ok(HookOutcome::Stored { id, offsets })
+        Ok(ws
+            .iter()
+            .zip(ids)
+            .map(|(w, (id, new))| match (new, &w.parsed) {
+                (false, _) => HookOutcome::Duplicate { id },
+                (true, Err(_)) => HookOutcome::Quarantined { id },
+                (true, Ok(_)) => HookOutcome::Stored {
+                    id,
+                    offsets: offsets.remove(&id).unwrap_or_default(),
+                },
+            })
+            .collect())
     }
 
     /// Stored webhooks, newest first.
@@ -180,7 +245,10 @@ impl Store {
                 return Ok(HookOutcome::Quarantined { id });
             }
         };
-        let offsets = apply(&mut tx, id, drafts, received_at).await?;
+        let offsets = apply(&mut tx, &[(id, &drafts[..], received_at)])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         sqlx::query("UPDATE webhooks SET disposition = 'parsed', reason = NULL WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -190,25 +258,41 @@ impl Store {
     }
 }
 
-/// Appends a webhook's deltas, updates the view and links them to it.
+/// Appends webhooks' deltas, updates the view and links each delta to its
+/// webhook. Returns the offsets per webhook id.
 async fn apply(
     conn: &mut sqlx::AnyConnection,
-    id: i64,
-    drafts: &[DeltaDraft],
-    received_at: DateTime<Utc>,
-) -> Result<Vec<i64>> {
-    let deltas = drafts
-        .iter()
-        .map(|d| Delta::unlogged(DeltaSource::Webhook, d.clone(), received_at))
-        .collect();
+    hooks: &[(i64, &[DeltaDraft], DateTime<Utc>)],
+) -> Result<HashMap<i64, Vec<i64>>> {
+    let mut owner = Vec::new();
+    let mut deltas = Vec::new();
+    for (id, drafts, received_at) in hooks {
+        for d in *drafts {
+            owner.push(*id);
+            deltas.push(Delta::unlogged(
+                DeltaSource::Webhook,
+                d.clone(),
+                *received_at,
+            ));
+        }
+    }
     let deltas = append_deltas(conn, deltas).await?;
     update_views(conn, &deltas).await?;
-    for d in &deltas {
-        sqlx::query(r#"INSERT INTO webhook_deltas ("offset", webhook) VALUES ($1, $2)"#)
-            .bind(d.offset)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    let links: Vec<(i64, i64)> = deltas.iter().map(|d| d.offset).zip(owner).collect();
+    for chunk in links.chunks(INSERT_BATCH) {
+        let sql = format!(
+            r#"INSERT INTO webhook_deltas ("offset", webhook) VALUES {}"#,
+            super::row_placeholders(1, 2, chunk.len())
+        );
+        let mut q = sqlx::query(super::bulk(conn, sql));
+        for (offset, id) in chunk {
+            q = q.bind(*offset).bind(*id);
+        }
+        q.execute(&mut *conn).await?;
     }
-    Ok(deltas.iter().map(|d| d.offset).collect())
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (offset, id) in links {
+        out.entry(id).or_default().push(offset);
+    }
+    Ok(out)
 }

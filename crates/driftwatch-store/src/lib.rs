@@ -29,6 +29,7 @@ mod hooks;
 mod ingest;
 mod lease;
 mod orders;
+mod outbox;
 mod reconcile;
 mod reparse;
 mod report;
@@ -58,6 +59,7 @@ pub use ingest::{
 };
 pub use lease::{Fence, Held, LEASE_TTL, LeaseHolder};
 pub use orders::DeltaFilter;
+pub use outbox::{Attempt, AttemptOutcome, AttemptRow, Claimed, EventType, OutboundCounts};
 pub use reconcile::{
     AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
     NewDrift, NewKeyFrame, RunCounts, RunRecord, RunRow, RunWritten,
@@ -354,6 +356,16 @@ impl Store {
     }
 }
 
+/// Whether a URL's host text names this machine: `localhost` or a
+/// loopback IP (`[::1]` with or without brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// TLS on by default: a server off this host is verified (chain and name)
 /// unless the URL says otherwise; loopback may stay plain.
 fn tls_by_default(url: &mut url::Url) {
@@ -362,13 +374,7 @@ fn tls_by_default(url: &mut url::Url) {
     }
     // `postgres:` is not a scheme the URL standard knows, so its host is
     // opaque text: an IP address is parsed here, not by `url`.
-    let host = url.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
+    if !is_loopback_host(url.host_str().unwrap_or_default()) {
         url.query_pairs_mut().append_pair("sslmode", "verify-full");
     }
 }

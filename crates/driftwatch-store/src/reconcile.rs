@@ -649,6 +649,7 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        super::outbox::record_run(&mut tx, run_id).await?;
         tx.commit().await?;
         Ok(RunWritten {
             run_id,
