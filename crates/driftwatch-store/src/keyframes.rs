@@ -1,0 +1,74 @@
+//! Reads for key frames that arrive by themselves: report mails in the raw
+//! archive (the `mail` export source), and when each vendor's last key frame
+//! was as of (the "key frame overdue" alert).
+//!
+//! Reads only; portable SQL with `$N` placeholders.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Result, Store, parse_ts, ts};
+
+/// An archived message that may be a vendor's full-state report: what the
+/// mail source filters on before it reads any raw mail.
+#[derive(Debug, Clone)]
+pub struct ReportMail {
+    pub id: i64,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    /// The mail's own `Date`, as UTC; `None` when it had none we could read.
+    pub date_header: Option<DateTime<Utc>>,
+    pub archived_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Whole archived messages (any disposition but `skipped`, whose body
+    /// was never fetched) archived at or after `since`, newest `Date` first.
+    /// The index on (disposition, archived_at) keeps this off the raw mail.
+    pub async fn report_mail_candidates(&self, since: DateTime<Utc>) -> Result<Vec<ReportMail>> {
+        let rows = sqlx::query(
+            "SELECT id, sender, subject, date_header, archived_at FROM messages
+             WHERE disposition IN ('parsed', 'quarantined', 'ignored') AND archived_at >= $1
+               AND raw_complete = 1
+             ORDER BY date_header DESC, id DESC",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportMail {
+                    id: r.try_get(0)?,
+                    sender: r.try_get(1)?,
+                    subject: r.try_get(2)?,
+                    date_header: r
+                        .try_get::<Option<&str>, _>(3)?
+                        .map(parse_ts)
+                        .transpose()?,
+                    archived_at: parse_ts(r.try_get::<&str, _>(4)?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest id among messages archived since `since`: a cheap "has
+    /// anything arrived" probe for the mail trigger in `serve`.
+    pub async fn newest_message_id(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM messages")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Per vendor, the newest `as_of` of a key frame fetched by `at`.
+    pub async fn last_key_frame_as_of(&self, at: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT vendor, max(as_of) FROM key_frames WHERE fetched_at <= $1 GROUP BY vendor",
+        )
+        .bind(ts(at))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, parse_ts(r.try_get::<&str, _>(1)?)?)))
+            .collect()
+    }
+}
