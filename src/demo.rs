@@ -141,7 +141,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
     // The day's report, as the morning email would show it (no mail server).
     outln!("\n== report: today so far\n")?;
-    let settings = app.config.report.clone().unwrap_or_default();
+    let settings = app.config.report_settings();
     let today = chrono::Utc::now()
         .with_timezone(&settings.timezone)
         .date_naive();

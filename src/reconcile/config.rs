@@ -325,6 +325,25 @@ impl VendorSettings {
     }
 }
 
+/// The mail sources check Authentication-Results from the same servers
+/// ingest trusts (`[ingest] authserv_ids`).
+pub fn trust_authserv_ids(vendors: &mut [VendorSettings], ids: &[String]) {
+    for v in vendors {
+        if let Some(ExportSettings::Mail(m)) = &mut v.export {
+            m.authserv_ids = ids.to_vec();
+        }
+    }
+}
+
+/// (vendor, limit) for every vendor with `keyframe_overdue_after`: the
+/// report's "key frame overdue" alert.
+pub fn keyframe_overdue(vendors: &[VendorSettings]) -> Vec<(String, Duration)> {
+    vendors
+        .iter()
+        .filter_map(|v| Some((v.name.clone(), v.keyframe_overdue?)))
+        .collect()
+}
+
 /// A duration written as a number and a unit: `"90s"`, `"45m"`, `"26h"`, `"2d"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();

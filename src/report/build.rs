@@ -231,6 +231,11 @@ pub async fn build(
             message,
         });
     }
+    if !settings.keyframe_overdue.is_empty() {
+        let last: BTreeMap<String, DateTime<Utc>> =
+            store.last_key_frame_as_of(as_of).await?.into_iter().collect();
+        alerts.extend(overdue_alerts(&settings.keyframe_overdue, &last, as_of));
+    }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
     let alerts_omitted = alerts.len().saturating_sub(listed);
     alerts.truncate(listed);
@@ -335,6 +340,40 @@ pub async fn build(
     };
     bound(&mut report);
     Ok(report)
+}
+
+/// "Key frame overdue" for each vendor whose newest key frame is as of
+/// longer ago than its limit, or that never had one.
+fn overdue_alerts(
+    limits: &[(String, std::time::Duration)],
+    last: &BTreeMap<String, DateTime<Utc>>,
+    as_of: DateTime<Utc>,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (vendor, limit) in limits {
+        let limit = Duration::from_std(*limit).unwrap_or(Duration::MAX);
+        let at = last.get(vendor).copied();
+        let message = match at {
+            Some(t) if as_of - t <= limit => continue,
+            Some(t) => format!(
+                "no key frame for {} hours (the newest is as of {}; expected within {} hours)",
+                (as_of - t).num_hours(),
+                t.format("%Y-%m-%d %H:%M UTC"),
+                limit.num_hours()
+            ),
+            None => format!(
+                "no key frame received yet (expected within {} hours)",
+                limit.num_hours()
+            ),
+        };
+        alerts.push(Alert {
+            kind: AlertKind::KeyFrameOverdue,
+            vendor: vendor.clone(),
+            at,
+            message,
+        });
+    }
+    alerts
 }
 
 /// Cuts every string that came from outside to its maximum length,
