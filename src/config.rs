@@ -279,10 +279,12 @@ impl Config {
     /// The `[report]` settings, or the defaults `driftwatch report` uses
     /// without one; either way with the vendors' key-frame overdue limits.
     pub fn report_settings(&self) -> crate::report::config::ReportSettings {
-        self.report.clone().unwrap_or_else(|| crate::report::config::ReportSettings {
-            keyframe_overdue: crate::reconcile::config::keyframe_overdue(&self.vendors),
-            ..Default::default()
-        })
+        self.report
+            .clone()
+            .unwrap_or_else(|| crate::report::config::ReportSettings {
+                keyframe_overdue: crate::reconcile::config::keyframe_overdue(&self.vendors),
+                ..Default::default()
+            })
     }
 
     /// The settings used when there is no config file (`parsers test` in a

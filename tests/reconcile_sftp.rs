@@ -90,27 +90,57 @@ async fn seed(app: &driftwatch::app::App) {
 }
 
 async fn status(app: &driftwatch::app::App, order: &str) -> Option<Status> {
-    app.store.order("acme", order).await.unwrap().unwrap().status
+    app.store
+        .order("acme", order)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
 }
 
 #[tokio::test]
 async fn sftp_key_login_takes_the_newest_complete_file_and_a_rerun_is_unchanged() {
     let server = Sftpd::start();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,SCHED\n2,SCHED\n", t0() + Duration::hours(20));
-    server.drop_file("orders-2.csv", b"order_ref,status\n1,DLVD\n2,SCHED\n", t0() + Duration::days(1));
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,SCHED\n2,SCHED\n",
+        t0() + Duration::hours(20),
+    );
+    server.drop_file(
+        "orders-2.csv",
+        b"order_ref,status\n1,DLVD\n2,SCHED\n",
+        t0() + Duration::days(1),
+    );
     // Still uploading under a temporary name, and newer: never taken.
-    server.drop_file("orders-3.csv.part", b"order_ref,status\n1,SCHED\n", t0() + Duration::hours(30));
-    let env = Env::new(&vendor_toml(&server, server.port(), &key_login(&server), ""));
+    server.drop_file(
+        "orders-3.csv.part",
+        b"order_ref,status\n1,SCHED\n",
+        t0() + Duration::hours(30),
+    );
+    let env = Env::new(&vendor_toml(
+        &server,
+        server.port(),
+        &key_login(&server),
+        "",
+    ));
     let app = env.app().await;
     seed(&app).await;
 
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(s.source.ends_with("/orders-2.csv"), "{}", s.source);
-    assert_eq!(s.as_of, Some(t0() + Duration::days(1)), "as of the file's mtime");
+    assert_eq!(
+        s.as_of,
+        Some(t0() + Duration::days(1)),
+        "as of the file's mtime"
+    );
     assert_eq!(status(&app, "1").await, Some(Status::Completed));
 
-    let again = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let again = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(again.outcome, Outcome::Unchanged, "{:?}", again.reason);
     assert_eq!(again.as_of, Some(t0() + Duration::days(1)));
 }
@@ -118,26 +148,48 @@ async fn sftp_key_login_takes_the_newest_complete_file_and_a_rerun_is_unchanged(
 #[tokio::test]
 async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_appears() {
     let server = Sftpd::start();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,SCHED\n2,SCHED\n", t0() + Duration::hours(20));
-    let growing = server.drop_file("orders-2.csv", b"order_ref,status\n", t0() + Duration::days(1));
-    let env = Env::new(&vendor_toml(&server, server.port(), &key_login(&server), ""));
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,SCHED\n2,SCHED\n",
+        t0() + Duration::hours(20),
+    );
+    let growing = server.drop_file(
+        "orders-2.csv",
+        b"order_ref,status\n",
+        t0() + Duration::days(1),
+    );
+    let env = Env::new(&vendor_toml(
+        &server,
+        server.port(),
+        &key_login(&server),
+        "",
+    ));
     let app = env.app().await;
     seed(&app).await;
 
     // An upload in progress under the final name: it grows between the two listings.
     let writer = std::thread::spawn(move || {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&growing)
+            .unwrap();
         for i in 0..40 {
             writeln!(f, "{},SCHED", 100 + i).unwrap();
             f.flush().unwrap();
             std::thread::sleep(StdDuration::from_millis(50));
         }
     });
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     writer.join().unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
-    assert!(s.source.ends_with("/orders-1.csv"), "the growing file is skipped: {}", s.source);
+    assert!(
+        s.source.ends_with("/orders-1.csv"),
+        "the growing file is skipped: {}",
+        s.source
+    );
 
     // With a ready marker configured, a settled file waits for its marker.
     let env = Env::new(&vendor_toml(
@@ -149,17 +201,29 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
     let app = env.app().await;
     seed(&app).await;
     server.drop_file("orders-1.csv.done", b"", t0() + Duration::hours(20));
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
-    assert!(s.source.ends_with("/orders-1.csv"), "no marker for orders-2 yet: {}", s.source);
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
+    assert!(
+        s.source.ends_with("/orders-1.csv"),
+        "no marker for orders-2 yet: {}",
+        s.source
+    );
     server.drop_file("orders-2.csv.done", b"", t0() + Duration::days(1));
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert!(s.source.ends_with("/orders-2.csv"), "{}", s.source);
 }
 
 #[tokio::test]
 async fn a_wrong_host_key_is_refused_with_a_clear_error_and_nothing_is_read() {
     let server = Sftpd::start();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,DLVD\n2,SCHED\n", t0() + Duration::days(1));
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,DLVD\n2,SCHED\n",
+        t0() + Duration::days(1),
+    );
     // Another server's key, pinned by known_hosts line and by fingerprint.
     let other = Sftpd::start();
     for pin in [
@@ -174,24 +238,48 @@ async fn a_wrong_host_key_is_refused_with_a_clear_error_and_nothing_is_read() {
         let env = Env::new(&vendor_toml(&server, server.port(), &login, ""));
         let app = env.app().await;
         seed(&app).await;
-        let e = run_once(&app.store, &app.config, "acme", opts()).await.unwrap_err();
+        let e = run_once(&app.store, &app.config, "acme", opts())
+            .await
+            .unwrap_err();
         assert!(
-            matches!(e, ReconcileError::Fetch(FetchError::Sftp(driftwatch::reconcile::sftp::SftpError::HostKey { .. }))),
+            matches!(
+                e,
+                ReconcileError::Fetch(FetchError::Sftp(
+                    driftwatch::reconcile::sftp::SftpError::HostKey { .. }
+                ))
+            ),
             "{e}"
         );
         let text = e.to_string();
-        assert!(text.contains("host key") && text.contains(&server.host_key_sha256()), "{text}");
-        assert_eq!(status(&app, "1").await, Some(Status::Scheduled), "nothing applied");
+        assert!(
+            text.contains("host key") && text.contains(&server.host_key_sha256()),
+            "{text}"
+        );
+        assert_eq!(
+            status(&app, "1").await,
+            Some(Status::Scheduled),
+            "nothing applied"
+        );
         let runs = app.store.reconcile_runs("acme", 5).await.unwrap();
-        assert_eq!(runs[0].outcome, "failed", "the refusal is recorded for the report");
+        assert_eq!(
+            runs[0].outcome, "failed",
+            "the refusal is recorded for the report"
+        );
     }
 }
 
 #[tokio::test]
 async fn password_login_works_and_a_wrong_password_is_refused() {
     let server = Sftpd::start();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,DLVD\n2,SCHED\n", t0() + Duration::days(1));
-    for (pw, ok) in [(sftp::PASSWORD_USER_PASSWORD, true), ("not-the-password", false)] {
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,DLVD\n2,SCHED\n",
+        t0() + Duration::days(1),
+    );
+    for (pw, ok) in [
+        (sftp::PASSWORD_USER_PASSWORD, true),
+        ("not-the-password", false),
+    ] {
         let env = Env::new(&vendor_toml(
             &server,
             server.port(),
@@ -212,7 +300,10 @@ async fn password_login_works_and_a_wrong_password_is_refused() {
             assert_eq!(status(&app, "1").await, Some(Status::Completed));
         } else {
             let e = r.unwrap_err().to_string();
-            assert!(e.contains("login as `dwsftp`") && e.contains("password"), "{e}");
+            assert!(
+                e.contains("login as `dwsftp`") && e.contains("password"),
+                "{e}"
+            );
             assert!(!e.contains(pw), "the password is never in an error: {e}");
         }
     }
@@ -247,7 +338,10 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
     proxy.slow_down(StdDuration::from_millis(20));
     let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
     while proxy.bytes_down() < 1 << 20 {
-        assert!(std::time::Instant::now() < deadline, "download never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "download never started"
+        );
         tokio::time::sleep(StdDuration::from_millis(5)).await;
     }
     tokio::task::block_in_place(|| server.restart());
@@ -255,7 +349,11 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
     proxy.slow_down(StdDuration::ZERO);
     let e = run.await.unwrap().unwrap_err();
     assert!(matches!(e, ReconcileError::Fetch(_)), "{e}");
-    assert_eq!(status(&app, "1").await, Some(Status::Scheduled), "no partial frame applied");
+    assert_eq!(
+        status(&app, "1").await,
+        Some(Status::Scheduled),
+        "no partial frame applied"
+    );
     let runs = app.store.reconcile_runs("acme", 5).await.unwrap();
     assert_eq!(runs[0].outcome, "failed");
     assert!(
@@ -263,7 +361,9 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
         "the partial download is deleted"
     );
 
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert_eq!(status(&app, "1").await, Some(Status::Completed));
 }
@@ -272,7 +372,11 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
 async fn after_a_trusted_run_the_file_is_moved_and_the_next_run_is_unchanged() {
     let server = Sftpd::start();
     std::fs::create_dir(server.exports().join("done")).unwrap();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,DLVD\n2,SCHED\n", t0() + Duration::days(1));
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,DLVD\n2,SCHED\n",
+        t0() + Duration::days(1),
+    );
     let env = Env::new(&vendor_toml(
         &server,
         server.port(),
@@ -281,19 +385,32 @@ async fn after_a_trusted_run_the_file_is_moved_and_the_next_run_is_unchanged() {
     ));
     let app = env.app().await;
     seed(&app).await;
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(server.exports().join("done/orders-1.csv").exists());
     assert!(!server.exports().join("orders-1.csv").exists());
-    let s = run_once(&app.store, &app.config, "acme", opts()).await.unwrap();
+    let s = run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Unchanged, "no new file: {:?}", s.reason);
 }
 
 #[test]
 fn driftwatch_reconcile_vendor_reads_an_sftp_export_from_the_command_line() {
     let server = Sftpd::start();
-    server.drop_file("orders-1.csv", b"order_ref,status\n1,DLVD\n2,SCHED\n", t0() + Duration::days(1));
-    let env = Env::new(&vendor_toml(&server, server.port(), &key_login(&server), ""));
+    server.drop_file(
+        "orders-1.csv",
+        b"order_ref,status\n1,DLVD\n2,SCHED\n",
+        t0() + Duration::days(1),
+    );
+    let env = Env::new(&vendor_toml(
+        &server,
+        server.port(),
+        &key_login(&server),
+        "",
+    ));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .arg("-c")
         .arg(&env.config)
@@ -301,6 +418,13 @@ fn driftwatch_reconcile_vendor_reads_an_sftp_export_from_the_command_line() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("orders-1.csv") && text.contains("missing_local"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("orders-1.csv") && text.contains("missing_local"),
+        "{text}"
+    );
 }

@@ -564,17 +564,12 @@ pub fn validate(
                         retry_backoff: Duration::from_millis(e.retry_backoff_ms.unwrap_or(500)),
                     })
                 }
-                ExportKind::Sftp => ExportSettings::Sftp(super::sftp::validate(
-                    src,
-                    &ek,
-                    &e,
-                    as_of,
-                    timeout,
-                    &rel,
-                )?),
-                ExportKind::Mail => ExportSettings::Mail(super::mail_source::validate(
-                    src, &ek, &e, as_of,
-                )?),
+                ExportKind::Sftp => {
+                    ExportSettings::Sftp(super::sftp::validate(src, &ek, &e, as_of, timeout, &rel)?)
+                }
+                ExportKind::Mail => {
+                    ExportSettings::Mail(super::mail_source::validate(src, &ek, &e, as_of)?)
+                }
             })
         }
     };

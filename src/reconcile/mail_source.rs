@@ -171,7 +171,10 @@ async fn candidates(store: &Store, m: &MailSettings) -> Result<Vec<ReportMail>, 
 
 /// The newest candidate's identity and Date, without reading raw mail: what
 /// the trigger compares with the last key frame before starting a run.
-async fn newest(store: &Store, m: &MailSettings) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+async fn newest(
+    store: &Store,
+    m: &MailSettings,
+) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
     Ok(candidates(store, m)
         .await?
         .into_iter()
@@ -185,7 +188,12 @@ fn identity(id: i64) -> String {
 /// The time written after `phrase` on the same line of the body.
 fn body_time(text: &str, phrase: &str) -> Option<DateTime<Utc>> {
     let at = text.find(phrase)? + phrase.len();
-    let rest = text[at..].lines().next()?.trim().trim_start_matches(':').trim();
+    let rest = text[at..]
+        .lines()
+        .next()?
+        .trim()
+        .trim_start_matches(':')
+        .trim();
     super::source::parse_time(rest)
 }
 
@@ -214,7 +222,9 @@ pub(super) async fn fetch(
             return Ok(unchanged("the newest report is the last trusted key frame"));
         }
         if previous.as_of.is_some_and(|p| date < p) {
-            return Ok(unchanged("the newest report is older than the last trusted key frame"));
+            return Ok(unchanged(
+                "the newest report is older than the last trusted key frame",
+            ));
         }
         let Some(stored) = store.message(c.id).await? else {
             continue;
@@ -284,15 +294,21 @@ pub(super) async fn fetch(
             source,
         };
         tokio::fs::create_dir_all(work_dir).await.map_err(io)?;
-        tokio::fs::write(&path, att.bytes).await.map_err(io)?;
+        // MIME owns the line break before the closing boundary (RFC 2046),
+        // so an attachment's last line arrives without one; the message was
+        // archived whole (its closing boundary read), so add it back for the
+        // CSV reader's cut-file check.
+        let mut bytes = att.bytes.to_vec();
+        if !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        tokio::fs::write(&path, &bytes).await.map_err(io)?;
         let mut h = Sha256::new();
         h.update(identity(c.id).as_bytes());
         h.update([0u8]);
         h.update(att.bytes);
-        let mut meta = KeyFrameMeta::fetched(
-            format!("mail {} ({name}, from {sender})", c.id),
-            fetched_at,
-        );
+        let mut meta =
+            KeyFrameMeta::fetched(format!("mail {} ({name}, from {sender})", c.id), fetched_at);
         meta.as_of = as_of;
         meta.content_hash = h.finalize().into();
         meta.etag = Some(identity(c.id));
@@ -386,7 +402,9 @@ async fn run_if_new(
         return Ok(());
     }
     match super::run_vendor(store, v, work_dir, super::RunOptions::default()).await {
-        Ok(s) => info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "report mail reconciled"),
+        Ok(s) => {
+            info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "report mail reconciled")
+        }
         Err(super::ReconcileError::Busy { holder, .. }) => {
             info!(vendor = %v.name, holder, "report mail arrived while another run holds the vendor's lease; retried on the next check");
             return Ok(());
@@ -410,7 +428,10 @@ mod tests {
             "Hello,\nOpen orders as of: 2026-12-01T18:00:00Z\nRegards",
             "Open orders as of",
         );
-        assert_eq!(t.map(|t| t.to_rfc3339()).as_deref(), Some("2026-12-01T18:00:00+00:00"));
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-01T18:00:00+00:00")
+        );
         assert_eq!(body_time("as of: yesterday", "as of"), None);
     }
 }

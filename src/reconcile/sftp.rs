@@ -154,9 +154,9 @@ pub(super) fn validate(
         }
     };
     let host_key = match (&e.host_key, &e.host_key_sha256) {
-        (Some(line), None) => HostKey::Key(
-            parse_known_host(line).map_err(|m| src.error(&ek("host_key"), m))?,
-        ),
+        (Some(line), None) => {
+            HostKey::Key(parse_known_host(line).map_err(|m| src.error(&ek("host_key"), m))?)
+        }
         (None, Some(fp)) => {
             let fp = fp.trim();
             if !fp.starts_with("SHA256:") || fp.len() < 20 {
@@ -176,7 +176,10 @@ pub(super) fn validate(
     };
     let after = e.after.unwrap_or_default();
     if after == After::Move && e.move_to.as_deref().is_none_or(|m| m.trim().is_empty()) {
-        return Err(src.error(&ek("after"), "\"move\" needs `move_to` (a remote directory)"));
+        return Err(src.error(
+            &ek("after"),
+            "\"move\" needs `move_to` (a remote directory)",
+        ));
     }
     if matches!(as_of, AsOf::Header(_) | AsOf::Body(_)) {
         return Err(src.error(
@@ -216,11 +219,12 @@ pub fn parse_known_host(line: &str) -> Result<PublicKey, String> {
     }
     let at = words
         .iter()
-        .position(|w| {
-            w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")
-        })
+        .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))
         .ok_or("expected a known_hosts line or `TYPE BASE64` (e.g. `ssh-ed25519 AAAAC3…`)")?;
-    let (kind, b64) = (words[at], words.get(at + 1).ok_or("the key's base64 is missing")?);
+    let (kind, b64) = (
+        words[at],
+        words.get(at + 1).ok_or("the key's base64 is missing")?,
+    );
     PublicKey::from_openssh(&format!("{kind} {b64}"))
         .map_err(|e| format!("not a valid public key: {e}"))
 }
@@ -231,7 +235,13 @@ fn server(s: &SftpSettings) -> String {
 }
 
 fn source_of(s: &SftpSettings, path: &str) -> String {
-    format!("sftp://{}@{}:{}/{}", s.user, s.host, s.port, path.trim_start_matches('/'))
+    format!(
+        "sftp://{}@{}:{}/{}",
+        s.user,
+        s.host,
+        s.port,
+        path.trim_start_matches('/')
+    )
 }
 
 /// The remote path a key frame's source names (for the after-run action).
@@ -343,12 +353,11 @@ impl Connection {
             }
             Login::Key(secret) => {
                 let text = secret.resolve().await?;
-                let key = russh::keys::decode_secret_key(&text, None).map_err(|e| {
-                    SftpError::Key {
+                let key =
+                    russh::keys::decode_secret_key(&text, None).map_err(|e| SftpError::Key {
                         server: server.clone(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let hash = ssh
                     .best_supported_rsa_hash()
                     .await
@@ -376,12 +385,13 @@ impl Connection {
             .request_subsystem(true, "sftp")
             .await
             .map_err(proto(&server))?;
-        let sftp = SftpSession::new(channel.into_stream())
-            .await
-            .map_err(|e| SftpError::Protocol {
-                server: server.clone(),
-                message: e.to_string(),
-            })?;
+        let sftp =
+            SftpSession::new(channel.into_stream())
+                .await
+                .map_err(|e| SftpError::Protocol {
+                    server: server.clone(),
+                    message: e.to_string(),
+                })?;
         sftp.set_timeout(s.timeout.as_secs().max(1));
         Ok(Connection { ssh, sftp, server })
     }
@@ -395,7 +405,11 @@ impl Connection {
 
     /// Files in `dir` matching `pattern`: (name, size, mtime).
     async fn list(&self, s: &SftpSettings) -> Result<Vec<Listed>, SftpError> {
-        let dir = if s.dir.is_empty() { "." } else { s.dir.as_str() };
+        let dir = if s.dir.is_empty() {
+            "."
+        } else {
+            s.dir.as_str()
+        };
         let entries = self
             .sftp
             .read_dir(dir)
@@ -459,7 +473,12 @@ fn candidates(s: &SftpSettings, listing: &[Listed]) -> Vec<Listed> {
 }
 
 /// Why a candidate is not taken yet, or `None` when it is complete.
-fn not_ready(s: &SftpSettings, c: &Listed, first: &[Listed], second: &[Listed]) -> Option<&'static str> {
+fn not_ready(
+    s: &SftpSettings,
+    c: &Listed,
+    first: &[Listed],
+    second: &[Listed],
+) -> Option<&'static str> {
     if !first.iter().any(|l| l == c) {
         return Some("its size or mtime changed between two listings (still being written)");
     }
@@ -536,7 +555,9 @@ async fn fetch_on(
         return Ok(unchanged("same file as the last trusted key frame"));
     }
     if s.as_of == AsOf::Modified && previous.as_of.is_some_and(|p| c.modified() < p) {
-        return Ok(unchanged("the newest complete file is older than the last trusted key frame"));
+        return Ok(unchanged(
+            "the newest complete file is older than the last trusted key frame",
+        ));
     }
     let path = join(&s.dir, &c.name);
     let local = download(conn, s, vendor, &c, &path, work_dir).await?;
@@ -600,10 +621,13 @@ async fn download(
     let mut got: u64 = 0;
     let copied: Result<(), SftpError> = async {
         loop {
-            let n = remote.read(&mut buf).await.map_err(|e| SftpError::Protocol {
-                server: conn.server.clone(),
-                message: format!("reading {path}: {e}"),
-            })?;
+            let n = remote
+                .read(&mut buf)
+                .await
+                .map_err(|e| SftpError::Protocol {
+                    server: conn.server.clone(),
+                    message: format!("reading {path}: {e}"),
+                })?;
             if n == 0 {
                 break;
             }
@@ -665,8 +689,12 @@ pub(super) async fn after_trusted(s: &SftpSettings, vendor: &str, source: &str) 
     }
     .await;
     match done {
-        Ok(()) => info!(vendor, file = %path, action = ?s.after, "sftp export handled after a trusted run"),
-        Err(e) => warn!(vendor, file = %path, error = %e, "sftp after-run action failed; the file stays"),
+        Ok(()) => {
+            info!(vendor, file = %path, action = ?s.after, "sftp export handled after a trusted run")
+        }
+        Err(e) => {
+            warn!(vendor, file = %path, error = %e, "sftp after-run action failed; the file stays")
+        }
     }
 }
 

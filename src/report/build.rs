@@ -232,8 +232,11 @@ pub async fn build(
         });
     }
     if !settings.keyframe_overdue.is_empty() {
-        let last: BTreeMap<String, DateTime<Utc>> =
-            store.last_key_frame_as_of(as_of).await?.into_iter().collect();
+        let last: BTreeMap<String, DateTime<Utc>> = store
+            .last_key_frame_as_of(as_of)
+            .await?
+            .into_iter()
+            .collect();
         alerts.extend(overdue_alerts(&settings.keyframe_overdue, &last, as_of));
     }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));

@@ -36,7 +36,16 @@ pub struct Sftpd {
 
 fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "driftwatch-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "driftwatch-test",
+            "-f",
+        ])
         .arg(path)
         .output()
         .expect("run ssh-keygen (openssh-client; scripts/install-test-deps.sh)");
@@ -82,7 +91,8 @@ impl Sftpd {
             .expect("temp dir");
         // The password user must reach exports/.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        fs::create_dir_all("/run/sshd").expect("create /run/sshd (sshd's privilege separation dir)");
+        fs::create_dir_all("/run/sshd")
+            .expect("create /run/sshd (sshd's privilege separation dir)");
         let d = dir.path();
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
@@ -157,7 +167,10 @@ impl Sftpd {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.stop();
-        Err(format!("sshd not ready within {READY_TIMEOUT:?}\n{}", self.log()))
+        Err(format!(
+            "sshd not ready within {READY_TIMEOUT:?}\n{}",
+            self.log()
+        ))
     }
 
     /// Stops the listening server (SIGTERM to its pid); established sessions
@@ -174,7 +187,9 @@ impl Sftpd {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -238,7 +253,12 @@ impl Sftpd {
     }
 
     /// Writes a file into `exports/` with the given mtime, as a finished drop.
-    pub fn drop_file(&self, name: &str, bytes: &[u8], mtime: chrono::DateTime<chrono::Utc>) -> PathBuf {
+    pub fn drop_file(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mtime: chrono::DateTime<chrono::Utc>,
+    ) -> PathBuf {
         let p = self.exports().join(name);
         fs::write(&p, bytes).expect("write export");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod export");

@@ -41,10 +41,7 @@ impl Store {
                     id: r.try_get(0)?,
                     sender: r.try_get(1)?,
                     subject: r.try_get(2)?,
-                    date_header: r
-                        .try_get::<Option<&str>, _>(3)?
-                        .map(parse_ts)
-                        .transpose()?,
+                    date_header: r.try_get::<Option<&str>, _>(3)?.map(parse_ts).transpose()?,
                     archived_at: parse_ts(r.try_get::<&str, _>(4)?)?,
                 })
             })
@@ -54,13 +51,18 @@ impl Store {
     /// The newest id among messages archived since `since`: a cheap "has
     /// anything arrived" probe for the mail trigger in `serve`.
     pub async fn newest_message_id(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM messages")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM messages")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Per vendor, the newest `as_of` of a key frame fetched by `at`.
-    pub async fn last_key_frame_as_of(&self, at: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>> {
+    pub async fn last_key_frame_as_of(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
         let rows = sqlx::query(
             "SELECT vendor, max(as_of) FROM key_frames WHERE fetched_at <= $1 GROUP BY vendor",
         )
