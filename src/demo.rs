@@ -27,6 +27,7 @@ const FILES: &[(&str, &[u8])] = embed! {
     "Maildir/new/10-acme-48216-unmapped" => "demo/mail/10-acme-48216-unmapped.eml",
     "Maildir/new/11-pinnacle-daily-csv" => "demo/mail/11-pinnacle-daily-csv.eml",
     "Maildir/new/12-rivergate-digest" => "demo/mail/12-rivergate-digest.eml",
+    "Maildir/new/13-keystone-daily-report" => "demo/mail/13-keystone-daily-report.eml",
     "exports/acme-orders-20261125.csv" => "demo/exports/acme-orders-20261125.csv",
 };
 
@@ -139,6 +140,17 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     out!("{}", crate::reconcile::cli::render_summary(&run))?;
     outln!()?;
     crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
+
+    // What `serve` does when a report mail is archived, here once by hand.
+    outln!("\n== key frame by mail: keystone-title's daily open-orders report")?;
+    let mail = crate::reconcile::run_once(
+        &app.store,
+        &app.config,
+        "keystone-title",
+        Default::default(),
+    )
+    .await?;
+    out!("{}", crate::reconcile::cli::render_summary(&mail))?;
     // The day's report, as the morning email would show it (no mail server).
     outln!("\n== report: today so far\n")?;
     let settings = app.config.report_settings();
