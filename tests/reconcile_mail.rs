@@ -296,20 +296,26 @@ async fn a_report_from_a_sender_not_configured_is_never_a_key_frame() {
         "{e}"
     );
     assert_eq!(status(&app, "1").await, Some(Status::Scheduled));
-    // The daily report says so under "Needs a human": no key frame yet, and the failed run.
-    let now = Utc::now();
-    let report = driftwatch::report::build(
-        &app.store,
-        now.date_naive(),
-        &app.config.report_settings(),
-        now,
-    )
-    .await
-    .unwrap();
-    let text = driftwatch::report::text::render_text(&report);
+    // The daily report says so under "Needs a human": today the failed run,
+    // and a day later (26 h after we first heard of the vendor) no key frame.
+    let render = |now: DateTime<Utc>| {
+        let (store, settings) = (app.store.clone(), app.config.report_settings());
+        async move {
+            let report = driftwatch::report::build(&store, now.date_naive(), &settings, now)
+                .await
+                .unwrap();
+            driftwatch::report::text::render_text(&report)
+        }
+    };
+    let today = render(Utc::now()).await;
+    assert!(today.contains("RECONCILE FAILED"), "{today}");
     assert!(
-        text.contains("KEY FRAME OVERDUE") && text.contains("no key frame received yet"),
-        "{text}"
+        !today.contains("KEY FRAME OVERDUE"),
+        "not yet overdue: {today}"
     );
-    assert!(text.contains("RECONCILE FAILED"), "{text}");
+    let later = render(Utc::now() + Duration::hours(27)).await;
+    assert!(
+        later.contains("KEY FRAME OVERDUE") && later.contains("no key frame received yet"),
+        "{later}"
+    );
 }

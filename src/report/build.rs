@@ -237,7 +237,20 @@ pub async fn build(
             .await?
             .into_iter()
             .collect();
-        alerts.extend(overdue_alerts(&settings.keyframe_overdue, &last, as_of));
+        let mut first_seen = BTreeMap::new();
+        for (v, _) in &settings.keyframe_overdue {
+            if !last.contains_key(v)
+                && let Some(t) = store.vendor_first_seen(v, as_of).await?
+            {
+                first_seen.insert(v.clone(), t);
+            }
+        }
+        alerts.extend(overdue_alerts(
+            &settings.keyframe_overdue,
+            &last,
+            &first_seen,
+            as_of,
+        ));
     }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
     let alerts_omitted = alerts.len().saturating_sub(listed);
@@ -346,10 +359,12 @@ pub async fn build(
 }
 
 /// "Key frame overdue" for each vendor whose newest key frame is as of
-/// longer ago than its limit, or that never had one.
+/// longer ago than its limit, or that has had none for that long since we
+/// first heard of it (a run or a mail; before that there is nothing to miss).
 fn overdue_alerts(
     limits: &[(String, std::time::Duration)],
     last: &BTreeMap<String, DateTime<Utc>>,
+    first_seen: &BTreeMap<String, DateTime<Utc>>,
     as_of: DateTime<Utc>,
 ) -> Vec<Alert> {
     let mut alerts = Vec::new();
@@ -364,10 +379,14 @@ fn overdue_alerts(
                 t.format("%Y-%m-%d %H:%M UTC"),
                 limit.num_hours()
             ),
-            None => format!(
-                "no key frame received yet (expected within {} hours)",
-                limit.num_hours()
-            ),
+            None => match first_seen.get(vendor) {
+                Some(f) if as_of - *f > limit => format!(
+                    "no key frame received yet, {} hours after we first heard of the vendor (expected within {} hours)",
+                    (as_of - *f).num_hours(),
+                    limit.num_hours()
+                ),
+                _ => continue,
+            },
         };
         alerts.push(Alert {
             kind: AlertKind::KeyFrameOverdue,

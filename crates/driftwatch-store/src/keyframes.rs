@@ -73,4 +73,25 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, parse_ts(r.try_get::<&str, _>(1)?)?)))
             .collect()
     }
+
+    /// When we first heard of the vendor (its first reconcile run or its
+    /// first archived mail), by `at`: the start of "no key frame yet".
+    pub async fn vendor_first_seen(
+        &self,
+        vendor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<String> = sqlx::query_scalar(
+            "SELECT min(t) FROM (
+                 SELECT min(started_at) AS t FROM reconcile_runs WHERE vendor = $1 AND started_at <= $2
+                 UNION ALL
+                 SELECT min(archived_at) AS t FROM messages WHERE vendor = $1 AND archived_at <= $2
+             ) AS seen",
+        )
+        .bind(vendor)
+        .bind(ts(at))
+        .fetch_one(&self.pool)
+        .await?;
+        t.as_deref().map(parse_ts).transpose()
+    }
 }
