@@ -89,6 +89,21 @@ async fn seed(app: &driftwatch::app::App) {
         .unwrap();
 }
 
+/// A vendor that logs in with the harness's key (through `port`), its app,
+/// and orders 1 and 2 seeded.
+async fn keyed(server: &Sftpd, port: u16, extra: &str) -> (Env, driftwatch::app::App) {
+    let env = Env::new(&vendor_toml(server, port, &key_login(server), extra));
+    let app = env.app().await;
+    seed(&app).await;
+    (env, app)
+}
+
+async fn run(app: &driftwatch::app::App) -> driftwatch::reconcile::RunSummary {
+    run_once(&app.store, &app.config, "acme", opts())
+        .await
+        .unwrap()
+}
+
 async fn status(app: &driftwatch::app::App, order: &str) -> Option<Status> {
     app.store
         .order("acme", order)
@@ -117,18 +132,9 @@ async fn sftp_key_login_takes_the_newest_complete_file_and_a_rerun_is_unchanged(
         b"order_ref,status\n1,SCHED\n",
         t0() + Duration::hours(30),
     );
-    let env = Env::new(&vendor_toml(
-        &server,
-        server.port(),
-        &key_login(&server),
-        "",
-    ));
-    let app = env.app().await;
-    seed(&app).await;
+    let (_env, app) = keyed(&server, server.port(), "").await;
 
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(s.source.ends_with("/orders-2.csv"), "{}", s.source);
     assert_eq!(
@@ -138,9 +144,7 @@ async fn sftp_key_login_takes_the_newest_complete_file_and_a_rerun_is_unchanged(
     );
     assert_eq!(status(&app, "1").await, Some(Status::Completed));
 
-    let again = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let again = run(&app).await;
     assert_eq!(again.outcome, Outcome::Unchanged, "{:?}", again.reason);
     assert_eq!(again.as_of, Some(t0() + Duration::days(1)));
 }
@@ -158,14 +162,7 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
         b"order_ref,status\n",
         t0() + Duration::days(1),
     );
-    let env = Env::new(&vendor_toml(
-        &server,
-        server.port(),
-        &key_login(&server),
-        "",
-    ));
-    let app = env.app().await;
-    seed(&app).await;
+    let (_env, app) = keyed(&server, server.port(), "").await;
 
     // An upload in progress under the final name: it grows between the two listings.
     let writer = std::thread::spawn(move || {
@@ -180,9 +177,7 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
             std::thread::sleep(StdDuration::from_millis(50));
         }
     });
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     writer.join().unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(
@@ -192,27 +187,16 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
     );
 
     // With a ready marker configured, a settled file waits for its marker.
-    let env = Env::new(&vendor_toml(
-        &server,
-        server.port(),
-        &key_login(&server),
-        "ready_marker = \"{name}.done\"",
-    ));
-    let app = env.app().await;
-    seed(&app).await;
+    let (_env, app) = keyed(&server, server.port(), "ready_marker = \"{name}.done\"").await;
     server.drop_file("orders-1.csv.done", b"", t0() + Duration::hours(20));
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     assert!(
         s.source.ends_with("/orders-1.csv"),
         "no marker for orders-2 yet: {}",
         s.source
     );
     server.drop_file("orders-2.csv.done", b"", t0() + Duration::days(1));
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     assert!(s.source.ends_with("/orders-2.csv"), "{}", s.source);
 }
 
@@ -320,17 +304,15 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
     }
     server.drop_file("orders-1.csv", csv.as_bytes(), t0() + Duration::days(1));
     let proxy = FaultProxy::start(server.port()).await;
-    let env = Env::new(&vendor_toml(
+    let (env, app) = keyed(
         &server,
         proxy.port(),
-        &key_login(&server),
         "max_field_bytes = 8388608\nmax_row_bytes = 8388608\ntimeout_secs = 5",
-    ));
-    let app = env.app().await;
-    seed(&app).await;
+    )
+    .await;
 
     let (store, config) = (app.store.clone(), app.config.clone());
-    let run = tokio::spawn(async move { run_once(&store, &config, "acme", opts()).await });
+    let first = tokio::spawn(async move { run_once(&store, &config, "acme", opts()).await });
     // A slow link (~3 MB/s). Once a megabyte has come down, the server
     // restarts and the connection drops mid-download: OpenSSH keeps
     // established sessions across its own restart, so the proxy cuts ours,
@@ -347,7 +329,7 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
     tokio::task::block_in_place(|| server.restart());
     proxy.cut_all(support::proxy::Kill::Reset);
     proxy.slow_down(StdDuration::ZERO);
-    let e = run.await.unwrap().unwrap_err();
+    let e = first.await.unwrap().unwrap_err();
     assert!(matches!(e, ReconcileError::Fetch(_)), "{e}");
     assert_eq!(
         status(&app, "1").await,
@@ -361,9 +343,7 @@ async fn a_server_restart_mid_download_fails_the_run_cleanly_and_the_next_run_su
         "the partial download is deleted"
     );
 
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert_eq!(status(&app, "1").await, Some(Status::Completed));
 }
@@ -377,23 +357,17 @@ async fn after_a_trusted_run_the_file_is_moved_and_the_next_run_is_unchanged() {
         b"order_ref,status\n1,DLVD\n2,SCHED\n",
         t0() + Duration::days(1),
     );
-    let env = Env::new(&vendor_toml(
+    let (_env, app) = keyed(
         &server,
         server.port(),
-        &key_login(&server),
         "after = \"move\"\nmove_to = \"done\"",
-    ));
-    let app = env.app().await;
-    seed(&app).await;
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    )
+    .await;
+    let s = run(&app).await;
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(server.exports().join("done/orders-1.csv").exists());
     assert!(!server.exports().join("orders-1.csv").exists());
-    let s = run_once(&app.store, &app.config, "acme", opts())
-        .await
-        .unwrap();
+    let s = run(&app).await;
     assert_eq!(s.outcome, Outcome::Unchanged, "no new file: {:?}", s.reason);
 }
 

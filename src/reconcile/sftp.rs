@@ -560,7 +560,7 @@ async fn fetch_on(
         ));
     }
     let path = join(&s.dir, &c.name);
-    let local = download(conn, s, vendor, &c, &path, work_dir).await?;
+    let local = download(conn, vendor, &c, &path, work_dir).await?;
     // The same size and mtime after the download as in the listing.
     let after = conn
         .sftp
@@ -592,7 +592,6 @@ async fn fetch_on(
 /// as-of), and checks the byte count against the listing.
 async fn download(
     conn: &Connection,
-    s: &SftpSettings,
     vendor: &str,
     c: &Listed,
     path: &str,
@@ -653,7 +652,6 @@ async fn download(
         let _ = tokio::fs::remove_file(&local).await;
         return Err(e);
     }
-    let _ = s;
     Ok((local, h.finalize().into()))
 }
 
