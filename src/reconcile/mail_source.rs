@@ -17,7 +17,7 @@
 //! Authentication-Results fail for the sender's domain (a forged report
 //! would rewrite the whole view); read XLSX (refused with the reason).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -162,7 +162,7 @@ impl MailSettings {
 async fn candidates(store: &Store, m: &MailSettings) -> Result<Vec<ReportMail>, StoreError> {
     let since = Utc::now() - LOOKBACK;
     Ok(store
-        .report_mail_candidates(since)
+        .report_mail_candidates(0, since)
         .await?
         .into_iter()
         .filter(|c| m.matches(c))
@@ -330,14 +330,16 @@ pub(super) async fn fetch(
 }
 
 /// How often the archive is checked when no commit was signalled (mail
-/// ingested by another `serve` on the same database).
+/// ingested by another `serve` on the same database), and a vendor whose
+/// lease was busy is tried again.
 const POLL: Duration = Duration::from_secs(60);
 
 /// Runs a mail-sourced vendor's reconcile when a new report mail is archived:
 /// woken by `committed` (the ingest pipeline's "a batch committed" signal)
-/// or every minute. A vendor runs only when its newest matching mail is not
-/// the one its last key frame came from, so ordinary status mail costs one
-/// metadata query and writes nothing.
+/// or every minute. Only mail archived since the last look is read (its
+/// metadata), and a vendor runs only when such mail matches its report and
+/// is not what its last key frame came from: ordinary status mail costs one
+/// small query and writes nothing.
 pub async fn run_on_mail(
     store: Store,
     vendors: Vec<VendorSettings>,
@@ -352,32 +354,73 @@ pub async fn run_on_mail(
     if vendors.is_empty() {
         return;
     }
-    let mut last_seen = -1;
+    // Messages up to this id have been looked at (0: all within LOOKBACK,
+    // so a report archived while `serve` was down runs at start).
+    let mut seen: i64 = 0;
+    // Vendors with a new report not yet run (their lease was busy).
+    let mut pending: HashSet<String> = HashSet::new();
     // The report each vendor was last run for: a report that failed (no
     // attachment, unreadable) is not retried on every later mail.
     let mut tried: HashMap<String, String> = HashMap::new();
+    let mut pipeline_alive = true;
     loop {
-        match store.newest_message_id().await {
-            Ok(id) if id != last_seen => {
-                last_seen = id;
-                for v in &vendors {
-                    if let Err(e) = run_if_new(&store, v, &work_dir, &mut tried).await {
-                        warn!(vendor = %v.name, error = %e, "report-mail reconcile failed");
-                    }
-                }
+        match look(&store, &vendors, seen).await {
+            Ok((newest, matched)) => {
+                seen = newest.max(seen);
+                pending.extend(matched);
             }
-            Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot look for new report mail"),
+        }
+        let due: Vec<&VendorSettings> = vendors
+            .iter()
+            .filter(|v| pending.contains(&v.name))
+            .collect();
+        for v in due {
+            match run_if_new(&store, v, &work_dir, &mut tried).await {
+                Ok(Ran::Busy) => continue,
+                Ok(Ran::Done) => {}
+                Err(e) => warn!(vendor = %v.name, error = %e, "report-mail reconcile failed"),
+            }
+            pending.remove(&v.name);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = committed.changed() => if r.is_err() { committed.mark_unchanged(); tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
-            } },
+            r = committed.changed(), if pipeline_alive => pipeline_alive = r.is_ok(),
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// New mail since `seen`: the newest id, and the vendors whose report it matches.
+async fn look(
+    store: &Store,
+    vendors: &[VendorSettings],
+    seen: i64,
+) -> Result<(i64, Vec<String>), StoreError> {
+    let newest = store.newest_message_id().await?;
+    if newest <= seen {
+        return Ok((seen, vec![]));
+    }
+    let fresh = store
+        .report_mail_candidates(seen, Utc::now() - LOOKBACK)
+        .await?;
+    let matched = vendors
+        .iter()
+        .filter(|v| {
+            v.export
+                .as_ref()
+                .and_then(|e| e.mail())
+                .is_some_and(|m| fresh.iter().any(|c| m.matches(c)))
+        })
+        .map(|v| v.name.clone())
+        .collect();
+    Ok((newest, matched))
+}
+
+enum Ran {
+    Done,
+    /// Another run holds the vendor's lease: try again at the next look.
+    Busy,
 }
 
 /// One vendor: run when its newest report mail is new.
@@ -386,28 +429,28 @@ async fn run_if_new(
     v: &VendorSettings,
     work_dir: &Path,
     tried: &mut HashMap<String, String>,
-) -> Result<(), super::ReconcileError> {
+) -> Result<Ran, super::ReconcileError> {
     let Some(m) = v.export.as_ref().and_then(|e| e.mail()) else {
-        return Ok(());
+        return Ok(Ran::Done);
     };
     let Some((id, date)) = newest(store, m).await? else {
-        return Ok(());
+        return Ok(Ran::Done);
     };
     if let Some(last) = store.last_key_frame(&v.name).await?
         && (last.etag.as_deref() == Some(id.as_str()) || date < last.as_of)
     {
-        return Ok(());
+        return Ok(Ran::Done);
     }
     if tried.get(&v.name) == Some(&id) {
-        return Ok(());
+        return Ok(Ran::Done);
     }
     match super::run_vendor(store, v, work_dir, super::RunOptions::default()).await {
         Ok(s) => {
             info!(vendor = %v.name, outcome = s.outcome.as_str(), drifts = s.drifts(), fixed = s.fixed, "report mail reconciled")
         }
         Err(super::ReconcileError::Busy { holder, .. }) => {
-            info!(vendor = %v.name, holder, "report mail arrived while another run holds the vendor's lease; retried on the next check");
-            return Ok(());
+            info!(vendor = %v.name, holder, "report mail arrived while another run holds the vendor's lease; tried again at the next look");
+            return Ok(Ran::Busy);
         }
         Err(e) => {
             tried.insert(v.name.clone(), id);
@@ -415,7 +458,7 @@ async fn run_if_new(
         }
     }
     tried.insert(v.name.clone(), id);
-    Ok(())
+    Ok(Ran::Done)
 }
 
 #[cfg(test)]

@@ -23,15 +23,21 @@ pub struct ReportMail {
 
 impl Store {
     /// Whole archived messages (any disposition but `skipped`, whose body
-    /// was never fetched) archived at or after `since`, newest `Date` first.
-    /// The index on (disposition, archived_at) keeps this off the raw mail.
-    pub async fn report_mail_candidates(&self, since: DateTime<Utc>) -> Result<Vec<ReportMail>> {
+    /// was never fetched) with an id above `after_id`, archived at or after
+    /// `since`, newest `Date` first. `after_id` lets the mail trigger look at
+    /// new mail only (a primary-key range), however large the archive.
+    pub async fn report_mail_candidates(
+        &self,
+        after_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ReportMail>> {
         let rows = sqlx::query(
             "SELECT id, sender, subject, date_header, archived_at FROM messages
-             WHERE disposition IN ('parsed', 'quarantined', 'ignored') AND archived_at >= $1
-               AND raw_complete = 1
+             WHERE id > $1 AND archived_at >= $2 AND raw_complete = 1
+               AND disposition IN ('parsed', 'quarantined', 'ignored')
              ORDER BY date_header DESC, id DESC",
         )
+        .bind(after_id)
         .bind(ts(since))
         .fetch_all(&self.pool)
         .await?;
@@ -48,8 +54,8 @@ impl Store {
             .collect()
     }
 
-    /// The newest id among messages archived since `since`: a cheap "has
-    /// anything arrived" probe for the mail trigger in `serve`.
+    /// The newest message id: a cheap "has anything arrived" probe for the
+    /// mail trigger in `serve`.
     pub async fn newest_message_id(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM messages")
