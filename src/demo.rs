@@ -70,7 +70,7 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
     for (dest, bytes) in FILES.iter().chain(SHIPPED) {
         let path = dir.join(dest);
         match std::fs::read(&path) {
-            Ok(existing) if existing == *bytes => continue,
+            Ok(existing) if existing == *dated(bytes) => continue,
             // Mail files are written once (rewriting would change their mtime,
             // the Maildir's arrival order); other files are kept if edited.
             Ok(_) => {
@@ -85,9 +85,25 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
         if let Some(parent) = path.parent() {
             crate::private_files::create_dir(parent)?;
         }
-        crate::private_files::write(&path, bytes)?;
+        crate::private_files::write(&path, &dated(bytes))?;
     }
     Ok(written)
+}
+
+/// The demo's daily report mail is dated when the demo is written
+/// (`{{DEMO_NOW}}`), so its key frame is this morning's, not one that grows
+/// older (and "overdue") with every day since the demo shipped.
+fn dated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const MARK: &[u8] = b"{{DEMO_NOW}}";
+    match bytes.windows(MARK.len()).position(|w| w == MARK) {
+        None => std::borrow::Cow::Borrowed(bytes),
+        Some(at) => {
+            let mut out = bytes[..at].to_vec();
+            out.extend_from_slice(chrono::Utc::now().to_rfc2822().as_bytes());
+            out.extend_from_slice(&bytes[at + MARK.len()..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 /// `driftwatch demo`: write the demo, ingest its mail, show what came of it.
