@@ -293,7 +293,8 @@ pub(super) async fn fetch(
             path: path.clone(),
             source,
         };
-        tokio::fs::create_dir_all(work_dir).await.map_err(io)?;
+        // Vendor data: 0700/0600 whatever the umask.
+        crate::private_files::create_dir(work_dir).map_err(io)?;
         // MIME owns the line break before the closing boundary (RFC 2046),
         // so an attachment's last line arrives without one; the message was
         // archived whole (its closing boundary read), so add it back for the
@@ -302,7 +303,7 @@ pub(super) async fn fetch(
         if !bytes.ends_with(b"\n") {
             bytes.push(b'\n');
         }
-        tokio::fs::write(&path, &bytes).await.map_err(io)?;
+        crate::private_files::write(&path, &bytes).map_err(io)?;
         let mut h = Sha256::new();
         h.update(identity(c.id).as_bytes());
         h.update([0u8]);

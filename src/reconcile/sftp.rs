@@ -606,13 +606,23 @@ async fn download(
         path: local.clone(),
         source,
     };
-    tokio::fs::create_dir_all(work_dir).await.map_err(io)?;
+    // Vendor data: 0700/0600 whatever the umask.
+    crate::private_files::create_dir(work_dir).map_err(io)?;
     let mut remote = conn
         .sftp
         .open(path.to_string())
         .await
         .map_err(|e| conn.err(&format!("open {path}"), e))?;
-    let mut out = tokio::fs::File::create(&local).await.map_err(io)?;
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::private_files::FILE_MODE)
+            .open(&local)
+            .map_err(io)?
+    };
+    let mut out = tokio::fs::File::from_std(file);
     let mut h = Sha256::new();
     h.update(c.identity().as_bytes());
     h.update([0u8]);
