@@ -31,6 +31,7 @@ DRIFTWATCH_TEST_BACKEND=postgres cargo test --locked \
   --test crash_recovery --test imap_ingest --test rebuild --test reparse_rules \
   --test reconcile_guard --test reconcile_keyframe --test reconcile_lease \
   --test reconcile_props --test reconcile_sim --test reconcile_http --test faults_reconcile \
+  --test reconcile_sftp --test reconcile_mail \
   --test http_api --test http_feed --test http_hooks --test http_read --test http_alerts --test http_tls \
   --test cli_output --test format_change --test faults --test faults_network \
   --test report_email --test report_content \

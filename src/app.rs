@@ -173,6 +173,14 @@ impl App {
             crate::reconcile::work_dir(&self.config),
             shutdown.clone(),
         ));
+        // A vendor whose key frames come by mail runs when its report is archived.
+        tasks.spawn(crate::reconcile::mail_source::run_on_mail(
+            self.store.clone(),
+            self.config.vendors.clone(),
+            crate::reconcile::work_dir(&self.config),
+            self.pipeline.subscribe(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::report::run_scheduler(
             self.store.clone(),
             self.config.report.clone(),

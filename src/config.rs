@@ -276,6 +276,17 @@ pub struct MaildirSettings {
 }
 
 impl Config {
+    /// The `[report]` settings, or the defaults `driftwatch report` uses
+    /// without one; either way with the vendors' key-frame overdue limits.
+    pub fn report_settings(&self) -> crate::report::config::ReportSettings {
+        self.report
+            .clone()
+            .unwrap_or_else(|| crate::report::config::ReportSettings {
+                keyframe_overdue: crate::reconcile::config::keyframe_overdue(&self.vendors),
+                ..Default::default()
+            })
+    }
+
     /// The settings used when there is no config file (`parsers test` in a
     /// checkout): `./parsers`, a database under `./data`, no mailboxes.
     pub fn defaults_in(dir: &Path) -> Config {
@@ -518,10 +529,14 @@ impl Config {
         for (i, v) in raw.vendor.into_iter().enumerate() {
             vendors.push(crate::reconcile::config::validate(&src, i, v, &base)?);
         }
-        let report = raw
+        crate::reconcile::config::trust_authserv_ids(&mut vendors, &ingest.authserv_ids);
+        let mut report = raw
             .report
             .map(|r| crate::report::config::validate(&src, r, &base))
             .transpose()?;
+        if let Some(r) = &mut report {
+            r.keyframe_overdue = crate::reconcile::config::keyframe_overdue(&vendors);
+        }
         let http = raw
             .http
             .map(|h| crate::http::config::validate(&src, h, &base))

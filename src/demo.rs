@@ -27,6 +27,7 @@ const FILES: &[(&str, &[u8])] = embed! {
     "Maildir/new/10-acme-48216-unmapped" => "demo/mail/10-acme-48216-unmapped.eml",
     "Maildir/new/11-pinnacle-daily-csv" => "demo/mail/11-pinnacle-daily-csv.eml",
     "Maildir/new/12-rivergate-digest" => "demo/mail/12-rivergate-digest.eml",
+    "Maildir/new/13-keystone-daily-report" => "demo/mail/13-keystone-daily-report.eml",
     "exports/acme-orders-20261125.csv" => "demo/exports/acme-orders-20261125.csv",
 };
 
@@ -69,7 +70,7 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
     for (dest, bytes) in FILES.iter().chain(SHIPPED) {
         let path = dir.join(dest);
         match std::fs::read(&path) {
-            Ok(existing) if existing == *bytes => continue,
+            Ok(existing) if existing == *dated(bytes) => continue,
             // Mail files are written once (rewriting would change their mtime,
             // the Maildir's arrival order); other files are kept if edited.
             Ok(_) => {
@@ -84,9 +85,25 @@ pub fn write(dir: &Path) -> std::io::Result<Written> {
         if let Some(parent) = path.parent() {
             crate::private_files::create_dir(parent)?;
         }
-        crate::private_files::write(&path, bytes)?;
+        crate::private_files::write(&path, &dated(bytes))?;
     }
     Ok(written)
+}
+
+/// The demo's daily report mail is dated when the demo is written
+/// (`{{DEMO_NOW}}`), so its key frame is this morning's, not one that grows
+/// older (and "overdue") with every day since the demo shipped.
+fn dated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const MARK: &[u8] = b"{{DEMO_NOW}}";
+    match bytes.windows(MARK.len()).position(|w| w == MARK) {
+        None => std::borrow::Cow::Borrowed(bytes),
+        Some(at) => {
+            let mut out = bytes[..at].to_vec();
+            out.extend_from_slice(chrono::Utc::now().to_rfc2822().as_bytes());
+            out.extend_from_slice(&bytes[at + MARK.len()..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 /// `driftwatch demo`: write the demo, ingest its mail, show what came of it.
@@ -139,9 +156,20 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     out!("{}", crate::reconcile::cli::render_summary(&run))?;
     outln!()?;
     crate::cli::orders(&app.store, Some("acme-appraisal"), None, false).await?;
+
+    // What `serve` does when a report mail is archived, here once by hand.
+    outln!("\n== key frame by mail: keystone-title's daily open-orders report")?;
+    let mail = crate::reconcile::run_once(
+        &app.store,
+        &app.config,
+        "keystone-title",
+        Default::default(),
+    )
+    .await?;
+    out!("{}", crate::reconcile::cli::render_summary(&mail))?;
     // The day's report, as the morning email would show it (no mail server).
     outln!("\n== report: today so far\n")?;
-    let settings = app.config.report.clone().unwrap_or_default();
+    let settings = app.config.report_settings();
     let today = chrono::Utc::now()
         .with_timezone(&settings.timezone)
         .date_naive();

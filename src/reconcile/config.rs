@@ -36,53 +36,74 @@ pub struct RawVendor {
     grace_minutes: Option<u64>,
     missing_remote_after: Option<u32>,
     stale_after_hours: Option<u64>,
+    /// "26h", "90m", "2d": no key frame for this long is reported under "Needs a human".
+    keyframe_overdue_after: Option<String>,
     #[serde(default)]
     guard: RawGuard,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawExport {
-    kind: ExportKind,
-    path: Option<PathBuf>,
-    dir: Option<PathBuf>,
-    pattern: Option<String>,
-    url: Option<String>,
-    format: Option<ExportFormat>,
-    auth_header: Option<String>,
-    auth_env: Option<String>,
-    auth_file: Option<PathBuf>,
-    as_of: Option<String>,
-    timeout_secs: Option<u64>,
+pub(crate) struct RawExport {
+    pub(crate) kind: ExportKind,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) pattern: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) format: Option<ExportFormat>,
+    pub(crate) auth_header: Option<String>,
+    pub(crate) auth_env: Option<String>,
+    pub(crate) auth_file: Option<PathBuf>,
+    pub(crate) as_of: Option<String>,
+    pub(crate) timeout_secs: Option<u64>,
     // csv dialect
-    delimiter: Option<String>,
-    quote: Option<String>,
-    has_header: Option<bool>,
-    encoding: Option<Encoding>,
-    final_newline: Option<bool>,
-    max_field_bytes: Option<u64>,
-    max_row_bytes: Option<u64>,
+    pub(crate) delimiter: Option<String>,
+    pub(crate) quote: Option<String>,
+    pub(crate) has_header: Option<bool>,
+    pub(crate) encoding: Option<Encoding>,
+    pub(crate) final_newline: Option<bool>,
+    pub(crate) max_field_bytes: Option<u64>,
+    pub(crate) max_row_bytes: Option<u64>,
     // json / api
-    items: Option<String>,
-    pagination: Option<Pagination>,
-    page_param: Option<String>,
-    page_size_param: Option<String>,
-    page_size: Option<u32>,
-    cursor_param: Option<String>,
-    next_cursor: Option<String>,
-    total: Option<String>,
-    max_pages: Option<u32>,
-    retries: Option<u32>,
-    retry_backoff_ms: Option<u64>,
-    scope: Option<RawScope>,
-    complete: Option<bool>,
+    pub(crate) items: Option<String>,
+    pub(crate) pagination: Option<Pagination>,
+    pub(crate) page_param: Option<String>,
+    pub(crate) page_size_param: Option<String>,
+    pub(crate) page_size: Option<u32>,
+    pub(crate) cursor_param: Option<String>,
+    pub(crate) next_cursor: Option<String>,
+    pub(crate) total: Option<String>,
+    pub(crate) max_pages: Option<u32>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff_ms: Option<u64>,
+    pub(crate) scope: Option<RawScope>,
+    pub(crate) complete: Option<bool>,
+    // sftp
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) user: Option<String>,
+    pub(crate) key_file: Option<PathBuf>,
+    pub(crate) key_env: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) host_key: Option<String>,
+    pub(super) host_key_sha256: Option<String>,
+    pub(crate) settle_ms: Option<u64>,
+    pub(crate) ready_marker: Option<String>,
+    pub(crate) after: Option<super::sftp::After>,
+    pub(crate) move_to: Option<String>,
+    // mail
+    pub(crate) from: Option<Vec<String>>,
+    pub(crate) subject: Option<String>,
+    pub(crate) attachment: Option<String>,
+    pub(crate) auth: Option<driftwatch_core::parse::AuthPolicy>,
 }
 
 /// `[vendor.export.scope]`: which of the vendor's orders the export speaks
 /// for. Every given condition must hold; none given means all orders.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawScope {
+pub(crate) struct RawScope {
     statuses: Option<Vec<String>>,
     updated_within_days: Option<u64>,
     field: Option<String>,
@@ -91,11 +112,13 @@ struct RawScope {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum ExportKind {
+pub(crate) enum ExportKind {
     File,
     Glob,
     Http,
     Api,
+    Sftp,
+    Mail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +201,9 @@ pub struct VendorSettings {
     /// Largest field and row an export may hold (memory stays bounded by them).
     pub limits: super::whole::SizeLimits,
     pub schedule: Option<croner::Cron>,
+    /// No key frame with an `as_of` within this long is reported under
+    /// "Needs a human" (`keyframe_overdue_after`).
+    pub keyframe_overdue: Option<Duration>,
 }
 
 impl std::ops::Deref for VendorSettings {
@@ -210,6 +236,21 @@ pub enum ExportSettings {
         timeout: Duration,
     },
     Api(ApiSettings),
+    /// The newest complete file in a directory on an SFTP server.
+    Sftp(super::sftp::SftpSettings),
+    /// The newest archived report mail of the vendor, read from its attachment.
+    Mail(super::mail_source::MailSettings),
+}
+
+impl ExportSettings {
+    /// The mail source, when the vendor's key frames come by mail: `serve`
+    /// runs such a vendor when a matching mail is archived.
+    pub fn mail(&self) -> Option<&super::mail_source::MailSettings> {
+        match self {
+            ExportSettings::Mail(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +284,8 @@ pub enum AsOf {
     Header(String),
     /// A CSV column (first data row) or a JSON pointer into the (first) document.
     Field(String),
+    /// Mail only: the time written after this phrase in the mail's body.
+    Body(String),
 }
 
 #[derive(Debug, Clone)]
@@ -277,8 +320,44 @@ impl VendorSettings {
             csv: CsvDialect::default(),
             limits: super::whole::SizeLimits::default(),
             schedule: None,
+            keyframe_overdue: None,
         }
     }
+}
+
+/// The mail sources check Authentication-Results from the same servers
+/// ingest trusts (`[ingest] authserv_ids`).
+pub fn trust_authserv_ids(vendors: &mut [VendorSettings], ids: &[String]) {
+    for v in vendors {
+        if let Some(ExportSettings::Mail(m)) = &mut v.export {
+            m.authserv_ids = ids.to_vec();
+        }
+    }
+}
+
+/// (vendor, limit) for every vendor with `keyframe_overdue_after`: the
+/// report's "key frame overdue" alert.
+pub fn keyframe_overdue(vendors: &[VendorSettings]) -> Vec<(String, Duration)> {
+    vendors
+        .iter()
+        .filter_map(|v| Some((v.name.clone(), v.keyframe_overdue?)))
+        .collect()
+}
+
+/// A duration written as a number and a unit: `"90s"`, `"45m"`, `"26h"`, `"2d"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// The mapping's declared separators; anything unusual is a config error.
@@ -337,7 +416,7 @@ pub fn validate(
     let mut limits = super::whole::SizeLimits::default();
     let export = match raw.export {
         None => None,
-        Some(e) => {
+        Some(mut e) => {
             let ek = |k: &str| key(&format!("export.{k}"));
             let one_byte = |k: &str, v: &Option<String>, default: u8| -> Result<u8, ConfigError> {
                 match v {
@@ -354,7 +433,7 @@ pub fn validate(
                 encoding: e.encoding.unwrap_or(Encoding::Utf8),
                 final_newline: e.final_newline.unwrap_or(true),
             };
-            raw_scope = e.scope;
+            raw_scope = e.scope.take();
             complete = e.complete.unwrap_or(false);
             let dl = super::whole::SizeLimits::default();
             limits = super::whole::SizeLimits {
@@ -373,6 +452,10 @@ pub fn validate(
             let as_of = match e.as_of.as_deref() {
                 None if e.kind == ExportKind::Api => AsOf::Fetched,
                 None => AsOf::Modified,
+                Some(s) if s.starts_with("body:") && e.kind == ExportKind::Mail => {
+                    AsOf::Body(s[5..].to_string())
+                }
+                Some("date") if e.kind == ExportKind::Mail => AsOf::Modified,
                 Some("fetched") => {
                     if e.kind != ExportKind::Api && raw.policy == Some(Policy::Fix) {
                         return Err(src.error(
@@ -388,7 +471,7 @@ pub fn validate(
                 Some(_) => {
                     return Err(src.error(
                         &ek("as_of"),
-                        "expected \"fetched\", \"modified\", \"header:NAME\" or \"field:COLUMN\"",
+                        "expected \"fetched\", \"modified\", \"header:NAME\" or \"field:COLUMN\" (mail: \"date\", \"field:COLUMN\" or \"body:PHRASE\")",
                     ));
                 }
             };
@@ -480,6 +563,12 @@ pub fn validate(
                         retries: e.retries.unwrap_or(3),
                         retry_backoff: Duration::from_millis(e.retry_backoff_ms.unwrap_or(500)),
                     })
+                }
+                ExportKind::Sftp => {
+                    ExportSettings::Sftp(super::sftp::validate(src, &ek, &e, as_of, timeout, &rel)?)
+                }
+                ExportKind::Mail => {
+                    ExportSettings::Mail(super::mail_source::validate(src, &ek, &e, as_of)?)
                 }
             })
         }
@@ -623,6 +712,15 @@ pub fn validate(
             return Err(src.error(&key(k), "must be a percentage between 0 and 100"));
         }
     }
+    let keyframe_overdue = match raw.keyframe_overdue_after.as_deref() {
+        None => None,
+        Some(t) => Some(parse_duration(t).ok_or_else(|| {
+            src.error(
+                &key("keyframe_overdue_after"),
+                "expected a positive duration such as \"26h\", \"90m\" or \"2d\"",
+            )
+        })?),
+    };
     let missing_remote_after = raw.missing_remote_after.unwrap_or(2);
     if missing_remote_after == 0 {
         return Err(src.error(&key("missing_remote_after"), "must be at least 1"));
@@ -645,6 +743,7 @@ pub fn validate(
         csv,
         limits,
         schedule,
+        keyframe_overdue,
     })
 }
 

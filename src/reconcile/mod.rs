@@ -3,6 +3,8 @@
 //! the vendor's policy says so and the guard trusts the key frame.
 //!
 //! - [`source`]: export sources (file / newest in a drop folder, HTTP, paginated API) and row readers.
+//! - [`sftp`]: the newest complete file on an SFTP server (host key pinned).
+//! - [`mail_source`]: the vendor's emailed full-state report, from the raw archive.
 //! - [`whole`]: the structure check on an export's bytes (cut files, size limits).
 //! - [`mapping`]: export row → [`mapping::RemoteOrder`]; field normalisation and tolerance.
 //! - [`run`]: the diff, attribution and the one write per run.
@@ -14,7 +16,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod mail_source;
 pub mod run;
+pub mod sftp;
 pub mod source;
 
 pub use driftwatch_core::reconcile::{attribute, drift, guard, mapping, whole};
@@ -231,10 +235,18 @@ async fn run_leased(
         .map(|p| source::Previous {
             etag: p.etag,
             last_modified: p.last_modified,
+            as_of: Some(p.as_of),
         })
         .unwrap_or_default();
-    let export = source::fetch(v, &previous, work_dir).await;
-    run::finish(store, v, export, opts, started_at, fence).await
+    let export = source::fetch(store, v, &previous, work_dir).await;
+    let summary = run::finish(store, v, export, opts, started_at, fence).await?;
+    if let Some(config::ExportSettings::Sftp(s)) = &v.export
+        && summary.outcome == Outcome::Ok
+        && !opts.dry_run
+    {
+        sftp::after_trusted(s, &v.name, &summary.source).await;
+    }
+    Ok(summary)
 }
 
 /// The next scheduled run strictly after `now`: a run that took past its next

@@ -31,6 +31,9 @@ use crate::config::SecretError;
 pub struct Previous {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// The trusted key frame's as-of: a source that finds nothing newer says
+    /// `NotModified` instead of going back in time (sftp, mail).
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +49,23 @@ pub struct KeyFrameMeta {
     pub incomplete_reason: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+}
+
+impl KeyFrameMeta {
+    /// Metadata of a complete key frame fetched at `fetched_at`; the source
+    /// fills in as-of, hash and identity.
+    pub(super) fn fetched(source: String, fetched_at: DateTime<Utc>) -> KeyFrameMeta {
+        KeyFrameMeta {
+            source,
+            as_of: None,
+            fetched_at,
+            content_hash: [0; 32],
+            complete: true,
+            incomplete_reason: None,
+            etag: None,
+            last_modified: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -67,6 +87,35 @@ pub struct Export {
     pub meta: KeyFrameMeta,
     pub body: Body,
     as_of_field: Option<String>,
+}
+
+impl Export {
+    /// A file the source downloaded into the work dir (deleted on drop).
+    pub(super) fn download(
+        meta: KeyFrameMeta,
+        path: PathBuf,
+        format: ExportFormat,
+        as_of_field: Option<String>,
+    ) -> Export {
+        Export {
+            meta,
+            body: Body::File {
+                path,
+                format,
+                temporary: true,
+            },
+            as_of_field,
+        }
+    }
+
+    /// Nothing newer than the last trusted key frame.
+    pub(super) fn not_modified(meta: KeyFrameMeta) -> Export {
+        Export {
+            meta,
+            body: Body::NotModified,
+            as_of_field: None,
+        }
+    }
 }
 
 impl Drop for Export {
@@ -101,6 +150,10 @@ pub enum FetchError {
     Status { url: String, status: u16 },
     #[error("auth secret: {0}")]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Sftp(#[from] super::sftp::SftpError),
+    #[error(transparent)]
+    Mail(#[from] super::mail_source::MailError),
 }
 
 /// The export was fetched but cannot be trusted as a key frame: retrying the
@@ -183,7 +236,7 @@ fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export
     let fetched_at = Utc::now();
     let content_hash = hash_file(path)?;
     let (as_of, as_of_field) = match as_of {
-        AsOf::Fetched | AsOf::Header(_) => (Some(fetched_at), None),
+        AsOf::Fetched | AsOf::Header(_) | AsOf::Body(_) => (Some(fetched_at), None),
         AsOf::Modified => {
             let m = std::fs::metadata(path)
                 .and_then(|m| m.modified())
@@ -266,6 +319,16 @@ fn client(timeout: std::time::Duration) -> Result<reqwest::Client, FetchError> {
         })
 }
 
+/// An as-of written in an export or a report mail: RFC 2822, RFC 3339, or
+/// `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    http_time(s).or_else(|| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .map(|n| n.and_utc())
+    })
+}
+
 fn http_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(s)
         .or_else(|_| DateTime::parse_from_rfc3339(s))
@@ -294,11 +357,14 @@ fn header_as_of(
         ),
         AsOf::Header(h) => (Some(get(h).and_then(http_time).unwrap_or(fetched_at)), None),
         AsOf::Field(f) => (None, Some(f.clone())),
+        // Refused by config validation for HTTP.
+        AsOf::Body(_) => (Some(fetched_at), None),
     }
 }
 
 /// Fetches the vendor's configured export.
 pub async fn fetch(
+    store: &crate::store::Store,
     vendor: &VendorSettings,
     previous: &Previous,
     work_dir: &Path,
@@ -413,6 +479,12 @@ pub async fn fetch(
             Ok(Some(export))
         }
         Some(ExportSettings::Api(api)) => fetch_api(api).await.map(Some),
+        Some(ExportSettings::Sftp(s)) => Ok(Some(
+            super::sftp::fetch(s, &vendor.name, previous, work_dir).await?,
+        )),
+        Some(ExportSettings::Mail(m)) => Ok(Some(
+            super::mail_source::fetch(store, m, &vendor.name, previous, work_dir).await?,
+        )),
     }
 }
 
@@ -747,12 +819,7 @@ pub fn resolve_as_of(
     let t = match text {
         // An empty export has no row to take `as_of` from; fetch time is safe.
         None => export.meta.fetched_at,
-        Some(s) => http_time(&s)
-            .or_else(|| {
-                chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S")
-                    .ok()
-                    .map(|n| n.and_utc())
-            })
+        Some(s) => parse_time(&s)
             .ok_or_else(|| KeyFrameError::AsOf(format!("`{s}` in `{field}` is not a timestamp")))?,
     };
     export.meta.as_of = Some(t);

@@ -231,6 +231,27 @@ pub async fn build(
             message,
         });
     }
+    if !settings.keyframe_overdue.is_empty() {
+        let last: BTreeMap<String, DateTime<Utc>> = store
+            .last_key_frame_as_of(as_of)
+            .await?
+            .into_iter()
+            .collect();
+        let mut first_seen = BTreeMap::new();
+        for (v, _) in &settings.keyframe_overdue {
+            if !last.contains_key(v)
+                && let Some(t) = store.vendor_first_seen(v, as_of).await?
+            {
+                first_seen.insert(v.clone(), t);
+            }
+        }
+        alerts.extend(overdue_alerts(
+            &settings.keyframe_overdue,
+            &last,
+            &first_seen,
+            as_of,
+        ));
+    }
     alerts.sort_by(|a, b| (a.kind, &a.vendor, a.at).cmp(&(b.kind, &b.vendor, b.at)));
     let alerts_omitted = alerts.len().saturating_sub(listed);
     alerts.truncate(listed);
@@ -335,6 +356,46 @@ pub async fn build(
     };
     bound(&mut report);
     Ok(report)
+}
+
+/// "Key frame overdue" for each vendor whose newest key frame is as of
+/// longer ago than its limit, or that has had none for that long since we
+/// first heard of it (a run or a mail; before that there is nothing to miss).
+fn overdue_alerts(
+    limits: &[(String, std::time::Duration)],
+    last: &BTreeMap<String, DateTime<Utc>>,
+    first_seen: &BTreeMap<String, DateTime<Utc>>,
+    as_of: DateTime<Utc>,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (vendor, limit) in limits {
+        let limit = Duration::from_std(*limit).unwrap_or(Duration::MAX);
+        let at = last.get(vendor).copied();
+        let message = match at {
+            Some(t) if as_of - t <= limit => continue,
+            Some(t) => format!(
+                "no key frame for {} hours (the newest is as of {}; expected within {} hours)",
+                (as_of - t).num_hours(),
+                t.format("%Y-%m-%d %H:%M UTC"),
+                limit.num_hours()
+            ),
+            None => match first_seen.get(vendor) {
+                Some(f) if as_of - *f > limit => format!(
+                    "no key frame received yet, {} hours after we first heard of the vendor (expected within {} hours)",
+                    (as_of - *f).num_hours(),
+                    limit.num_hours()
+                ),
+                _ => continue,
+            },
+        };
+        alerts.push(Alert {
+            kind: AlertKind::KeyFrameOverdue,
+            vendor: vendor.clone(),
+            at,
+            message,
+        });
+    }
+    alerts
 }
 
 /// Cuts every string that came from outside to its maximum length,

@@ -54,7 +54,7 @@ pub async fn report(store: &Store, config: &Config, args: ReportArgs) -> anyhow:
     if args.history {
         return history(store, args.json).await;
     }
-    let settings = config.report.clone().unwrap_or_default();
+    let settings = config.report_settings();
     let out = render(store, &settings, args.date, args.format).await?;
     match &args.output {
         Some(path) => crate::private_files::write(path, out.as_bytes())

@@ -69,6 +69,9 @@ pub struct ReportSettings {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub smtp: Option<SmtpSettings>,
+    /// (vendor, limit): no key frame as of within the limit is reported as
+    /// "key frame overdue" (from each vendor's `keyframe_overdue_after`).
+    pub keyframe_overdue: Vec<(String, Duration)>,
 }
 
 impl Default for ReportSettings {
@@ -86,6 +89,7 @@ impl Default for ReportSettings {
             retry_initial: Duration::from_secs(60),
             retry_max: Duration::from_secs(1800),
             smtp: None,
+            keyframe_overdue: vec![],
         }
     }
 }
@@ -206,6 +210,7 @@ pub fn validate(
         retry_initial,
         retry_max,
         smtp,
+        keyframe_overdue: vec![],
     })
 }
 

@@ -9,6 +9,7 @@ pub mod dovecot;
 pub mod http;
 pub mod postfix;
 pub mod proxy;
+pub mod sftp;
 pub mod vendor_http;
 pub mod vendor_mail;
 

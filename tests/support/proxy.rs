@@ -49,6 +49,8 @@ struct Shared {
     accepted: AtomicU64,
     fired: AtomicU64,
     bytes_down: AtomicU64,
+    /// Milliseconds to hold each server → client chunk (a slow link).
+    down_delay_ms: AtomicU64,
     last_activity: Mutex<Instant>,
     stop: CancellationToken,
 }
@@ -74,6 +76,7 @@ impl FaultProxy {
             accepted: AtomicU64::new(0),
             fired: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
+            down_delay_ms: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             stop: CancellationToken::new(),
         });
@@ -111,6 +114,14 @@ impl FaultProxy {
     /// Bytes forwarded server → client so far.
     pub fn bytes_down(&self) -> u64 {
         self.shared.bytes_down.load(Ordering::SeqCst)
+    }
+
+    /// Holds each server → client chunk (up to 64 KiB) for `d`: a slow link,
+    /// so a test can act while a long download is under way.
+    pub fn slow_down(&self, d: Duration) {
+        self.shared
+            .down_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Breaks every live connection now.
@@ -214,6 +225,10 @@ async fn forward(
             r = server.read(&mut down) => {
                 let n = match r { Ok(0) | Err(_) => return, Ok(n) => n };
                 touch();
+                let delay = shared.down_delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
                 let (pass, fire) = take_budget(&shared, n);
                 if client.write_all(&down[..pass]).await.is_err() {
                     return;

@@ -27,6 +27,7 @@ mod feed;
 mod health;
 mod hooks;
 mod ingest;
+mod keyframes;
 mod lease;
 mod orders;
 mod outbox;
@@ -57,6 +58,7 @@ pub use ingest::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, MessageCounts, PackedRaw,
     QuarantineRow, StoredMessage,
 };
+pub use keyframes::ReportMail;
 pub use lease::{Fence, Held, LEASE_TTL, LeaseHolder};
 pub use orders::DeltaFilter;
 pub use outbox::{Attempt, AttemptOutcome, AttemptRow, Claimed, EventType, OutboundCounts};

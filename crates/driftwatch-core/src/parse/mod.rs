@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use auth::AuthPolicy;
+/// The sender check, for the `mail` export source (a key frame by mail is checked like status mail).
+pub use auth::{Verdict, check as check_auth};
 pub use explain::explain;
 pub use html::html_to_text;
 pub use mail::{Attachment, Mail};

@@ -161,7 +161,10 @@ pub fn render_html(r: &Report) -> String {
     for a in &r.alerts {
         let colour = match a.kind {
             AlertKind::RefusedKeyFrame | AlertKind::FailedRun => RED,
-            AlertKind::FormatChange | AlertKind::SilentVendor | AlertKind::KeyFrameWarning => AMBER,
+            AlertKind::FormatChange
+            | AlertKind::SilentVendor
+            | AlertKind::KeyFrameWarning
+            | AlertKind::KeyFrameOverdue => AMBER,
         };
         let bg = if colour == RED { "#fef3f2" } else { "#fffaeb" };
         let at =

@@ -98,6 +98,9 @@ pub enum AlertKind {
     /// A key frame was used with a warning: stale for some orders, old, or
     /// unknown status words allowed as flag-only (the run's reason says which).
     KeyFrameWarning,
+    /// No key frame as of within the vendor's `keyframe_overdue_after`: the
+    /// drop or the daily report mail did not come.
+    KeyFrameOverdue,
 }
 
 impl AlertKind {
@@ -108,6 +111,7 @@ impl AlertKind {
             AlertKind::FormatChange => "FORMAT CHANGE",
             AlertKind::SilentVendor => "VENDOR SILENT",
             AlertKind::KeyFrameWarning => "KEY FRAME WARNING",
+            AlertKind::KeyFrameOverdue => "KEY FRAME OVERDUE",
         }
     }
 }
