@@ -279,10 +279,10 @@ pub fn declare_statuses(decls: &[StatusDecl]) -> Result<(), StatusError> {
     // no other status).
     let mut progress = Status::BUILTIN_PROGRESS.to_vec();
     for (i, e) in reg.extra.iter().enumerate() {
-        if let (Some(a), Ok(idx)) = (e.after, u8::try_from(i + Status::BUILTIN.len())) {
-            if let Some(at) = progress.iter().position(|p| *p == a) {
-                progress.insert(at + 1, Status(idx));
-            }
+        if let (Some(a), Ok(idx)) = (e.after, u8::try_from(i + Status::BUILTIN.len()))
+            && let Some(at) = progress.iter().position(|p| *p == a)
+        {
+            progress.insert(at + 1, Status(idx));
         }
     }
     reg.progress = progress;

@@ -111,13 +111,9 @@ pub fn pdf_text(name: &str, bytes: &[u8]) -> Result<String, DocumentError> {
 /// The rows of one sheet (by name, else the first), each cell as text:
 /// numbers as written without a trailing `.0`, dates as `2026-11-24` or
 /// `2026-11-24 10:05:00`, booleans `true`/`false`, error cells empty.
-pub fn xlsx_rows(
-    name: &str,
-    bytes: &[u8],
-    sheet: Option<&str>,
-) -> Result<Vec<Vec<String>>, DocumentError> {
+pub fn xlsx_rows(name: &str, bytes: &[u8], sheet: Option<&str>) -> Result<Rows, DocumentError> {
     enum Read {
-        Rows(Vec<Vec<String>>),
+        Rows(Rows),
         NoSheet(Vec<String>),
     }
     let read = guarded(|| {
@@ -153,11 +149,11 @@ pub fn xlsx_rows(
     }
 }
 
+/// A sheet's rows, each a list of cell texts.
+pub type Rows = Vec<Vec<String>>;
+
 /// Every sheet of a workbook with its rows (for `parsers explain`).
-pub fn xlsx_sheets(
-    name: &str,
-    bytes: &[u8],
-) -> Result<Vec<(String, Vec<Vec<String>>)>, DocumentError> {
+pub fn xlsx_sheets(name: &str, bytes: &[u8]) -> Result<Vec<(String, Rows)>, DocumentError> {
     guarded(|| {
         let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes))
             .map_err(|e: calamine::XlsxError| e.to_string())?;
