@@ -5,21 +5,10 @@
 
 mod support;
 
-use std::path::Path;
-
 use driftwatch::fixtures::outcome_json;
 use driftwatch::parse::{Registry, RegistryOptions};
 use serde_json::{Value, json};
-use support::app::parsers_dir;
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(path),
-    )
-    .unwrap()
-}
+use support::app::{fixture, parsers_dir};
 
 fn shipped() -> Registry {
     driftwatch::parse::load_dir(&parsers_dir(), RegistryOptions::default()).unwrap()
