@@ -33,7 +33,7 @@ DRIFTWATCH_TEST_BACKEND=postgres cargo test --locked \
   --test reconcile_props --test reconcile_sim --test reconcile_http --test faults_reconcile \
   --test http_api --test http_feed --test http_hooks --test http_read \
   --test cli_output --test format_change --test faults --test faults_network \
-  --test report_email --test report_content \
+  --test report_email --test report_content --test parser_statuses \
   --test dashboard_pages --test dashboard_actions --test dashboard_live -- --skip full_disk_ "$@"
 
 # Every shipped vendor fixture through the current parsers (what a user runs
