@@ -34,7 +34,7 @@ DRIFTWATCH_TEST_BACKEND=postgres cargo test --locked \
   --test reconcile_sftp --test reconcile_mail \
   --test http_api --test http_feed --test http_hooks --test http_read --test http_alerts --test http_tls \
   --test cli_output --test format_change --test faults --test faults_network \
-  --test report_email --test report_content \
+  --test report_email --test report_content --test parser_statuses \
   --test dashboard_pages --test dashboard_actions --test dashboard_live -- --skip full_disk_ "$@"
 
 # Every shipped vendor fixture through the current parsers (what a user runs

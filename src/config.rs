@@ -83,6 +83,57 @@ struct RawConfig {
     vendor: Vec<crate::reconcile::config::RawVendor>,
     report: Option<crate::report::config::RawReport>,
     http: Option<crate::http::config::RawHttp>,
+    /// Statuses this deployment adds to the built-in seven (read first, by
+    /// `Statuses`, so every status map below can name them).
+    #[serde(default)]
+    #[serde(rename = "status")]
+    _status: Vec<RawStatus>,
+}
+
+/// `[[status]]`: one canonical status added to the built-in seven.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    name: String,
+    after: Option<String>,
+    #[serde(default)]
+    terminal: bool,
+}
+
+/// The `[[status]]` tables alone, read before the rest of the file.
+#[derive(Debug, Deserialize)]
+struct Statuses {
+    #[serde(default)]
+    status: Vec<RawStatus>,
+}
+
+/// Declares the file's `[[status]]` tables process-wide (see
+/// `model::declare_statuses`): a status map anywhere in the config, a rule
+/// file or the store can then name them.
+fn declare_statuses(src: &TomlSource) -> Result<(), ConfigError> {
+    let Statuses { status } = src.parse()?;
+    let decls: Vec<_> = status
+        .into_iter()
+        .map(|s| crate::model::StatusDecl {
+            name: s.name,
+            after: s.after,
+            terminal: s.terminal,
+        })
+        .collect();
+    crate::model::declare_statuses(&decls).map_err(|e| {
+        let i = match &e {
+            crate::model::StatusError::BadName(n) | crate::model::StatusError::Redeclared(n) => {
+                decls.iter().position(|d| &d.name == n)
+            }
+            crate::model::StatusError::UnknownAfter { name, .. }
+            | crate::model::StatusError::SideAnchor { name, .. }
+            | crate::model::StatusError::AnchorTaken { name, .. } => {
+                decls.iter().position(|d| &d.name == name)
+            }
+            crate::model::StatusError::TooMany => None,
+        };
+        src.error(&format!("status[{}]", i.unwrap_or(0)), e.to_string())
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,6 +362,7 @@ impl Config {
     /// key and the line.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let src = read_toml(file)?;
+        declare_statuses(&src)?;
         let raw: RawConfig = src.parse()?;
         let base = file
             .parent()

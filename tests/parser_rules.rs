@@ -10,22 +10,13 @@ use std::path::Path;
 use driftwatch::fixtures::outcome_json;
 use driftwatch::parse::{Registry, RegistryOptions};
 use serde_json::Value;
-use support::app::parsers_dir;
+use support::app::{fixture, parsers_dir};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/parser-rules")
             .join(name),
-    )
-    .unwrap()
-}
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(path),
     )
     .unwrap()
 }

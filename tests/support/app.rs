@@ -46,6 +46,17 @@ pub fn parsers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("parsers")
 }
 
+/// A shipped fixture's bytes (`fixtures/VENDOR/NAME.eml`).
+#[allow(dead_code)] // not every test binary reads fixtures
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(path),
+    )
+    .expect("fixture exists")
+}
+
 /// A config with one IMAP mailbox on the test Dovecot over implicit TLS,
 /// trusting the harness CA. `mailbox_extra` lines go into the [[mailbox]] table,
 /// `top_extra` lines before it.

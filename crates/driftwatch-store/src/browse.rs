@@ -41,7 +41,7 @@ pub struct OrderPage {
 impl Store {
     /// Every vendor the database knows (orders, mail or key frames), with its health at a glance.
     pub async fn vendor_summaries(&self) -> Result<Vec<VendorSummary>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH v(vendor) AS (
                  SELECT DISTINCT vendor FROM orders
                  UNION SELECT vendor FROM messages WHERE vendor IS NOT NULL
@@ -52,9 +52,10 @@ impl Store {
                  (SELECT count(*) FROM drifts d WHERE d.vendor = v.vendor AND d.closed_at IS NULL),
                  (SELECT count(*) FROM messages m WHERE m.vendor = v.vendor AND m.disposition = 'quarantined'),
                  (SELECT count(*) FROM orders o WHERE o.vendor = v.vendor
-                     AND coalesce(o.status, '') NOT IN ('completed', 'cancelled'))
+                     AND coalesce(o.status, '') NOT IN ({}))
              FROM v ORDER BY v.vendor",
-        )
+            crate::report::terminal_statuses_sql()
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -123,8 +123,25 @@ pub enum BeginSend {
     InFlight,
 }
 
-/// Statuses after which an order needs nothing more from the vendor.
-const OPEN_ORDER: &str = "(status IS NULL OR status NOT IN ('completed', 'cancelled'))";
+/// The terminal statuses as an SQL list (`'completed', 'cancelled'` plus
+/// every declared `terminal = true` status): an order in one needs nothing
+/// more from the vendor. Status words are `[a-z0-9_]` (`declare_statuses`
+/// refuses anything else), so they are safe to write into the statement.
+pub(crate) fn terminal_statuses_sql() -> String {
+    crate::model::Status::terminal()
+        .into_iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Orders not in a terminal status.
+fn open_order() -> String {
+    format!(
+        "(status IS NULL OR status NOT IN ({}))",
+        terminal_statuses_sql()
+    )
+}
 
 fn date_text(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
@@ -369,16 +386,17 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<StuckOrderRow>, i64)> {
         let cutoff = ts(cutoff);
+        let open = open_order();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT vendor, order_ref, status, vendor_status, updated_at FROM orders
-             WHERE {OPEN_ORDER} AND updated_at < $1 ORDER BY updated_at, vendor, order_ref LIMIT $2"
+             WHERE {open} AND updated_at < $1 ORDER BY updated_at, vendor, order_ref LIMIT $2"
         )))
         .bind(&cutoff)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < $1"
+            "SELECT count(*) FROM orders WHERE {open} AND updated_at < $1"
         )))
         .bind(&cutoff)
         .fetch_one(&self.pool)
@@ -400,8 +418,9 @@ impl Store {
 
     /// Stuck orders (see [`Store::report_stuck_orders`]) counted per vendor.
     pub async fn report_stuck_counts(&self, cutoff: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        let open = open_order();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT vendor, count(*) FROM orders WHERE {OPEN_ORDER} AND updated_at < $1 GROUP BY vendor"
+            "SELECT vendor, count(*) FROM orders WHERE {open} AND updated_at < $1 GROUP BY vendor"
         )))
         .bind(ts(cutoff))
         .fetch_all(&self.pool)
@@ -415,12 +434,13 @@ impl Store {
     /// first heard of later did not exist yet for that day's report), with
     /// its last mail archived before `before`.
     pub async fn report_vendor_mail(&self, before: DateTime<Utc>) -> Result<Vec<VendorMailRow>> {
+        let open = open_order();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT o.vendor, count(*),
                  (SELECT max(m.archived_at) FROM messages m
                   WHERE m.vendor = o.vendor AND m.archived_at < $1)
              FROM orders o
-             WHERE {OPEN_ORDER}
+             WHERE {open}
                AND EXISTS (SELECT 1 FROM deltas d WHERE d.vendor = o.vendor
                            AND d.order_ref = o.order_ref AND d.recorded_at < $1)
              GROUP BY o.vendor ORDER BY o.vendor"

@@ -5,7 +5,20 @@
 
 use std::fmt::Write as _;
 
-use super::{Mail, Outcome, Parser, Registry};
+use super::{Mail, Outcome, Parser, Registry, documents};
+
+/// The first `max` lines of `text`, indented under an attachment, and how
+/// many more there are.
+fn indented(out: &mut String, text: &str, max: usize) {
+    let mut lines = text.lines();
+    for line in lines.by_ref().take(max) {
+        let _ = writeln!(out, "    {line}");
+    }
+    let more = lines.count();
+    if more > 0 {
+        let _ = writeln!(out, "    … {more} more lines");
+    }
+}
 
 /// The explanation as text. With `vendor`, only that vendor's rule file is
 /// examined, and its extraction is shown even if another file would win.
@@ -52,10 +65,34 @@ pub fn explain(raw: &[u8], registry: &Registry, vendor: Option<&str>) -> String 
                 let n = n.to_ascii_lowercase();
                 n.ends_with(".csv") || n.ends_with(".txt") || n.ends_with(".json")
             });
-        if textual {
-            for line in String::from_utf8_lossy(a.bytes).lines().take(20) {
-                let _ = writeln!(out, "    {line}");
+        let name = a.name.as_deref().unwrap_or("(unnamed)");
+        if documents::is_pdf(&a.content_type, a.name.as_deref(), a.bytes) {
+            let _ = writeln!(out, "  PDF text (what `in = \"pdf\"` sees):");
+            match documents::pdf_text(name, a.bytes) {
+                Ok(t) => indented(&mut out, &t, 60),
+                Err(e) => {
+                    let _ = writeln!(out, "    cannot be read: {e}");
+                }
             }
+        } else if documents::is_xlsx(&a.content_type, a.name.as_deref()) {
+            match documents::xlsx_sheets(name, a.bytes) {
+                Ok(sheets) => {
+                    for (sheet, rows) in sheets {
+                        let _ = writeln!(out, "  sheet `{sheet}` ({} rows):", rows.len());
+                        let lines: Vec<String> = rows
+                            .iter()
+                            .filter(|r| r.iter().any(|c| !c.trim().is_empty()))
+                            .map(|r| r.join(" | "))
+                            .collect();
+                        indented(&mut out, &lines.join("\n"), 20);
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "    cannot be read: {e}");
+                }
+            }
+        } else if textual {
+            indented(&mut out, &String::from_utf8_lossy(a.bytes), 20);
         }
     }
     if !any {

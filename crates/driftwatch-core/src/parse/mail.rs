@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders};
 
+use super::documents::{DocumentError, is_pdf, pdf_text};
 use super::html::html_to_text;
 
 pub struct Mail<'a> {
@@ -17,6 +18,7 @@ pub struct Mail<'a> {
     subject: OnceLock<String>,
     text: OnceLock<String>,
     html_text: OnceLock<String>,
+    pdf_text: OnceLock<Result<String, DocumentError>>,
 }
 
 /// An attachment as parsers see it.
@@ -40,6 +42,7 @@ impl<'a> Mail<'a> {
             subject: OnceLock::new(),
             text: OnceLock::new(),
             html_text: OnceLock::new(),
+            pdf_text: OnceLock::new(),
         })
     }
 
@@ -125,6 +128,23 @@ impl<'a> Mail<'a> {
                 .collect::<Vec<_>>()
                 .join("\n")
         })
+    }
+
+    /// The text of every PDF attachment (what `in = "pdf"` reads), in
+    /// order, separated by a line break; empty when none is attached. An
+    /// attached PDF that cannot be read is an error, never an empty text.
+    pub fn pdf_text(&self) -> Result<&str, &DocumentError> {
+        self.pdf_text
+            .get_or_init(|| {
+                let mut texts = Vec::new();
+                for a in self.attachments() {
+                    if is_pdf(&a.content_type, a.name.as_deref(), a.bytes) {
+                        texts.push(pdf_text(a.name.as_deref().unwrap_or("(unnamed)"), a.bytes)?);
+                    }
+                }
+                Ok(texts.join("\n"))
+            })
+            .as_deref()
     }
 
     /// The message's body parts (text and HTML alternatives, not

@@ -8,6 +8,7 @@
 
 mod auth;
 mod builtin;
+pub mod documents;
 mod explain;
 mod html;
 mod mail;
@@ -56,6 +57,8 @@ pub enum ExtractError {
     UnmappedStatus(String),
     #[error("attachment: {0}")]
     Csv(String),
+    #[error("attachment: {0}")]
+    Document(#[from] documents::DocumentError),
     #[error("{0}")]
     Engine(String),
     #[error("`{field}`: {reason}")]

@@ -45,6 +45,7 @@ struct RuleFile {
     fields: BTreeMap<String, FieldSpec>,
     status_map: BTreeMap<String, String>,
     csv: Option<CsvSpec>,
+    xlsx: Option<XlsxSpec>,
     /// Zone abbreviation → IANA zone (the vendor's wall clock there) or
     /// fixed offset, for times read with `%Z`: `CST = "America/Chicago"`.
     #[serde(default)]
@@ -73,6 +74,18 @@ struct CsvSpec {
     attachment: Option<String>,
     delimiter: Option<String>,
     /// Capture name (order_ref, status, event_time or a field) → column header.
+    columns: BTreeMap<String, String>,
+}
+
+/// Rows of an attached XLSX workbook's sheet, one delta per row.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XlsxSpec {
+    /// Regex over the attachment's file name (`(?i)\.xlsx$` by default).
+    attachment: Option<String>,
+    /// The sheet's name (case-insensitive); the first sheet by default.
+    sheet: Option<String>,
+    /// Capture name → column header, as for CSV.
     columns: BTreeMap<String, String>,
 }
 
@@ -167,6 +180,7 @@ enum Source {
     Subject,
     Text,
     Html,
+    Pdf,
     Header(String),
 }
 
@@ -176,6 +190,7 @@ impl Source {
             "subject" => Some(Source::Subject),
             "text" => Some(Source::Text),
             "html" => Some(Source::Html),
+            "pdf" => Some(Source::Pdf),
             _ => s
                 .strip_prefix("header:")
                 .filter(|h| !h.is_empty())
@@ -188,6 +203,7 @@ impl Source {
             Source::Subject => "the subject".into(),
             Source::Text => "the text body".into(),
             Source::Html => "the HTML body".into(),
+            Source::Pdf => "the PDF attachments' text".into(),
             Source::Header(h) => format!("header {h}"),
         }
     }
@@ -199,6 +215,9 @@ impl Source {
             Source::Subject => Cow::Borrowed(mail.subject()),
             Source::Text => Cow::Borrowed(mail.text()),
             Source::Html => Cow::Borrowed(mail.html_text()),
+            // A PDF that cannot be read: empty here; `extract` quarantines
+            // with the reason before reading it.
+            Source::Pdf => Cow::Borrowed(mail.pdf_text().unwrap_or_default()),
             Source::Header(h) => Cow::Owned(mail.header(h).unwrap_or_default()),
         }
     }
@@ -254,10 +273,60 @@ fn merge(row: &mut CaptureRow, name: &str, c: Capture) -> Result<(), ExtractErro
     }
 }
 
-struct Csv {
+/// A compiled `[csv]` or `[xlsx]` table: rows of matching attachments.
+struct Table {
+    kind: TableKind,
     attachment: Regex,
-    delimiter: u8,
     columns: BTreeMap<String, String>,
+}
+
+enum TableKind {
+    Csv { delimiter: u8 },
+    Xlsx { sheet: Option<String> },
+}
+
+impl Table {
+    fn describe(&self) -> &'static str {
+        match self.kind {
+            TableKind::Csv { .. } => "CSV",
+            TableKind::Xlsx { .. } => "XLSX",
+        }
+    }
+
+    /// Whether this table reads the attachment: by name, or an unnamed one by type.
+    fn takes(&self, a: &super::Attachment<'_>) -> bool {
+        match &a.name {
+            Some(n) => self.attachment.is_match(n),
+            None => match self.kind {
+                TableKind::Csv { .. } => a.content_type == "text/csv",
+                TableKind::Xlsx { .. } => super::documents::is_xlsx(&a.content_type, None),
+            },
+        }
+    }
+
+    fn rows(
+        &self,
+        a: &super::Attachment<'_>,
+    ) -> Result<Vec<BTreeMap<String, String>>, ExtractError> {
+        match &self.kind {
+            TableKind::Csv { delimiter } => csv_rows(&self.columns, *delimiter, a.bytes),
+            TableKind::Xlsx { sheet } => {
+                let name = a.name.as_deref().unwrap_or("(unnamed)");
+                // Sheets put titles and blank lines above the table: the
+                // header is the first row that holds every mapped column.
+                let rows = super::documents::xlsx_rows(name, a.bytes, sheet.as_deref())?;
+                let holds_all = |r: &Vec<String>| {
+                    self.columns
+                        .values()
+                        .all(|c| r.iter().any(|h| h.trim().eq_ignore_ascii_case(c.trim())))
+                };
+                let at = rows.iter().position(holds_all).unwrap_or(0);
+                let mut rows = rows.into_iter().skip(at);
+                let headers = rows.next().unwrap_or_default();
+                rows_by_header(&self.columns, &headers, rows.map(Ok))
+            }
+        }
+    }
 }
 
 struct Field {
@@ -282,7 +351,7 @@ pub struct RuleParser {
     subject: Option<Regex>,
     body: Option<Regex>,
     patterns: Vec<Pattern>,
-    csv: Option<Csv>,
+    tables: Vec<Table>,
     event_time: Option<TimeFormat>,
     fields: BTreeMap<String, Field>,
     engine: Option<String>,
@@ -440,10 +509,10 @@ impl RuleParser {
                 }
             },
         };
-        if raw.extract.is_empty() && raw.csv.is_none() && engine.is_none() {
+        if raw.extract.is_empty() && raw.csv.is_none() && raw.xlsx.is_none() && engine.is_none() {
             return Err(src.error(
                 "extract",
-                "at least one [[extract]] pattern (or a [csv] table) is needed",
+                "at least one [[extract]] pattern (or a [csv] or [xlsx] table) is needed",
             ));
         }
         let source_of = |key: &str, place: &str| -> Result<Source, ConfigError> {
@@ -451,7 +520,7 @@ impl RuleParser {
                 src.error(
                     &format!("{key}.in"),
                     format!(
-                        "`{place}` is not a place to look: use subject, text, html or header:NAME"
+                        "`{place}` is not a place to look: use subject, text, html, pdf or header:NAME"
                     ),
                 )
             })
@@ -498,36 +567,46 @@ impl RuleParser {
                 regex,
             });
         }
-        let csv = match &raw.csv {
-            None => None,
-            Some(c) => {
-                if c.columns.is_empty() {
+        let mut tables = Vec::new();
+        if let Some(c) = &raw.csv {
+            let delimiter = match c.delimiter.as_deref().unwrap_or(",").as_bytes() {
+                [b] => *b,
+                _ if c.delimiter.as_deref() == Some("\\t") => b'\t',
+                _ => {
                     return Err(src.error(
-                        "csv.columns",
-                        "must map at least order_ref to a column header",
+                        "csv.delimiter",
+                        "must be a single character (\",\", \";\", \"\\t\", ...)",
                     ));
                 }
-                captured.extend(c.columns.keys().cloned());
-                let delimiter = match c.delimiter.as_deref().unwrap_or(",").as_bytes() {
-                    [b] => *b,
-                    _ if c.delimiter.as_deref() == Some("\\t") => b'\t',
-                    _ => {
-                        return Err(src.error(
-                            "csv.delimiter",
-                            "must be a single character (\",\", \";\", \"\\t\", ...)",
-                        ));
-                    }
-                };
-                Some(Csv {
-                    attachment: compile(
-                        "csv.attachment",
-                        c.attachment.as_deref().unwrap_or(r"(?i)\.csv$"),
-                    )?,
-                    delimiter,
-                    columns: c.columns.clone(),
-                })
+            };
+            tables.push(Table {
+                kind: TableKind::Csv { delimiter },
+                attachment: compile(
+                    "csv.attachment",
+                    c.attachment.as_deref().unwrap_or(r"(?i)\.csv$"),
+                )?,
+                columns: c.columns.clone(),
+            });
+        }
+        if let Some(x) = &raw.xlsx {
+            tables.push(Table {
+                kind: TableKind::Xlsx {
+                    sheet: x.sheet.clone(),
+                },
+                attachment: compile(
+                    "xlsx.attachment",
+                    x.attachment.as_deref().unwrap_or(r"(?i)\.xlsx$"),
+                )?,
+                columns: x.columns.clone(),
+            });
+        }
+        for t in &tables {
+            if t.columns.is_empty() {
+                let key = format!("{}.columns", t.describe().to_ascii_lowercase());
+                return Err(src.error(&key, "must map at least order_ref to a column header"));
             }
-        };
+            captured.extend(t.columns.keys().cloned());
+        }
         if engine.is_some() {
             // The Rust parser supplies its own capture names.
             captured.extend(
@@ -593,7 +672,7 @@ impl RuleParser {
             subject,
             body,
             patterns,
-            csv,
+            tables,
             event_time,
             fields,
             status_map,
@@ -782,6 +861,10 @@ impl Parser for RuleParser {
         let mut rows: Vec<CaptureRow> = Vec::new();
         let mut has_repeat = false;
         for (index, p) in self.patterns.iter().enumerate() {
+            if p.source == Source::Pdf {
+                mail.pdf_text()
+                    .map_err(|e| ExtractError::Document(e.clone()))?;
+            }
             let hay = p.source.read(mail);
             let from = || format!("pattern {index} over {}", p.source.describe());
             if p.repeat {
@@ -806,45 +889,46 @@ impl Parser for RuleParser {
                 }
             }
         }
-        let mut csv_seen = false;
-        if let Some(csv) = &self.csv {
+        let mut table_seen = false;
+        for table in &self.tables {
             has_repeat = true;
-            for a in mail.attachments() {
-                if a.name
-                    .as_deref()
-                    .is_some_and(|n| csv.attachment.is_match(n))
-                    || (a.name.is_none() && a.content_type == "text/csv")
-                {
-                    csv_seen = true;
-                    let from = format!(
-                        "CSV attachment {}",
-                        a.name.as_deref().unwrap_or("(unnamed)")
-                    );
-                    rows.extend(csv_rows(csv, a.bytes)?.into_iter().map(|r| {
-                        r.into_iter()
-                            .map(|(k, value)| {
-                                let c = Capture {
-                                    value,
-                                    priority: None,
-                                    from: from.clone(),
-                                };
-                                (k, c)
-                            })
-                            .collect()
-                    }));
-                }
-            }
-            if !csv_seen && self.patterns.iter().all(|p| !p.repeat) {
-                return Err(ExtractError::Csv(format!(
-                    "no attachment whose name matches `{}`",
-                    csv.attachment.as_str()
-                )));
+            for a in mail.attachments().filter(|a| table.takes(a)) {
+                table_seen = true;
+                let from = format!(
+                    "{} attachment {}",
+                    table.describe(),
+                    a.name.as_deref().unwrap_or("(unnamed)")
+                );
+                rows.extend(table.rows(&a)?.into_iter().map(|r| {
+                    r.into_iter()
+                        .map(|(k, value)| {
+                            let c = Capture {
+                                value,
+                                priority: None,
+                                from: from.clone(),
+                            };
+                            (k, c)
+                        })
+                        .collect()
+                }));
             }
         }
+        if !self.tables.is_empty() && !table_seen && self.patterns.iter().all(|p| !p.repeat) {
+            let names: Vec<String> = self
+                .tables
+                .iter()
+                .map(|t| format!("`{}`", t.attachment.as_str()))
+                .collect();
+            return Err(ExtractError::Csv(format!(
+                "no attachment whose name matches {}",
+                names.join(" or ")
+            )));
+        }
         if has_repeat {
-            // A CSV with a header and no rows is a vendor's "no activity" day:
-            // parsed, nothing to record. Anything else without rows is suspect.
-            if rows.is_empty() && csv_seen {
+            // A CSV or sheet with a header and no rows is a vendor's "no
+            // activity" day: parsed, nothing to record. Anything else without
+            // rows is suspect.
+            if rows.is_empty() && table_seen {
                 return Ok(Vec::new());
             }
             if rows.is_empty() {
@@ -934,19 +1018,32 @@ impl RuleParser {
                 }
             }
         }
-        if let Some(csv) = &self.csv {
-            let names: Vec<String> = mail
-                .attachments()
-                .filter_map(|a| a.name)
-                .filter(|n| csv.attachment.is_match(n))
-                .collect();
+        for t in &self.tables {
+            let mut lines = Vec::new();
+            for a in mail.attachments().filter(|a| t.takes(a)) {
+                let name = a.name.as_deref().unwrap_or("(unnamed)").to_string();
+                match t.rows(&a) {
+                    Ok(rows) => {
+                        lines.push(format!("{name}: {} rows", rows.len()));
+                        for r in rows.iter().take(20) {
+                            let cells: Vec<String> = r
+                                .iter()
+                                .map(|(k, v)| format!("{k}=`{}`", short(v)))
+                                .collect();
+                            lines.push(format!("  {}", cells.join(" ")));
+                        }
+                    }
+                    Err(e) => lines.push(format!("{name}: {e}")),
+                }
+            }
             out.push(format!(
-                "csv attachment `{}`: {}",
-                csv.attachment.as_str(),
-                if names.is_empty() {
+                "{} attachment `{}`: {}",
+                t.describe().to_ascii_lowercase(),
+                t.attachment.as_str(),
+                if lines.is_empty() {
                     "no attachment matches".to_string()
                 } else {
-                    names.join(", ")
+                    lines.join("\n    ")
                 }
             ));
         }
@@ -963,21 +1060,40 @@ fn short(s: &str) -> String {
     }
 }
 
-/// Reads an attached CSV: header row required; a BOM is ignored; a column
-/// named in the rule file but missing from the header is an error (a vendor
-/// renaming a column must not silently empty a field).
-fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, ExtractError> {
+/// Reads an attached CSV: header row required; a BOM is ignored.
+fn csv_rows(
+    columns: &BTreeMap<String, String>,
+    delimiter: u8,
+    bytes: &[u8],
+) -> Result<Vec<BTreeMap<String, String>>, ExtractError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(csv.delimiter)
+        .delimiter(delimiter)
         .flexible(true)
         .from_reader(bytes);
-    let headers = reader
+    let headers: Vec<String> = reader
         .headers()
         .map_err(|e| ExtractError::Csv(e.to_string()))?
-        .clone();
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let records = reader.into_records().map(|r| {
+        r.map(|rec| rec.iter().map(str::to_string).collect::<Vec<_>>())
+            .map_err(|e| ExtractError::Csv(e.to_string()))
+    });
+    rows_by_header(columns, &headers, records)
+}
+
+/// A table's rows as captures by column header. A column named in the rule
+/// file but missing from the header is an error (a vendor renaming a column
+/// must not silently empty a field); blank rows are skipped.
+fn rows_by_header(
+    columns: &BTreeMap<String, String>,
+    headers: &[String],
+    records: impl Iterator<Item = Result<Vec<String>, ExtractError>>,
+) -> Result<Vec<BTreeMap<String, String>>, ExtractError> {
     let mut index = Vec::new();
-    for (name, column) in &csv.columns {
+    for (name, column) in columns {
         let i = headers
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(column.trim()))
@@ -989,8 +1105,8 @@ fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, Ex
         index.push((name.clone(), i));
     }
     let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| ExtractError::Csv(e.to_string()))?;
+    for record in records {
+        let record = record?;
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -998,9 +1114,7 @@ fn csv_rows(csv: &Csv, bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, Ex
             index
                 .iter()
                 .filter_map(|(name, i)| {
-                    let v = String::from_utf8_lossy(record.get(*i)?.as_bytes())
-                        .trim()
-                        .to_string();
+                    let v = record.get(*i)?.trim().to_string();
                     (!v.is_empty()).then(|| (name.clone(), v))
                 })
                 .collect(),

@@ -7,22 +7,9 @@ use super::cutoff::{Cutoff, Evidence};
 use super::drift::{Cause, DriftKind};
 use crate::model::Status;
 
-/// Position in the usual forward progress; `on_hold` and `cancelled` are
-/// side exits with no order, so moving out of them is never a regression.
-fn rank(s: Status) -> Option<u8> {
-    match s {
-        Status::Ordered => Some(0),
-        Status::Accepted => Some(1),
-        Status::Scheduled => Some(2),
-        Status::InProgress => Some(3),
-        Status::Completed => Some(4),
-        Status::OnHold | Status::Cancelled => None,
-    }
-}
-
 /// True when the vendor's status is behind ours in the forward progress.
 pub fn is_regression(local: Option<Status>, remote: Option<Status>) -> bool {
-    match (local.and_then(rank), remote.and_then(rank)) {
+    match (local.and_then(Status::rank), remote.and_then(Status::rank)) {
         (Some(l), Some(r)) => r < l,
         _ => false,
     }

@@ -201,7 +201,7 @@ pub fn normalise_word(s: &str) -> String {
 
 /// The exact-word lookup: the configured words plus the canonical names.
 pub fn exact_words(configured: &[(String, Status)]) -> HashMap<String, Status> {
-    let mut m: HashMap<String, Status> = Status::ALL
+    let mut m: HashMap<String, Status> = Status::declared()
         .iter()
         .flat_map(|s| {
             [
