@@ -138,7 +138,9 @@ async fn three_instances_killed_at_random_equal_one_uninterrupted_instance() {
     eprintln!("DRIFTWATCH_FAULT_SEED={seed}");
     let pg = PgServer::start();
     let dovecot = Dovecot::start();
-    let mut mail = vendor_mail::acme_batch(800, 1500);
+    // Enough mail that at least three kills land while it is ingested, with
+    // group commit (up to 4 batches per transaction) making ingest faster.
+    let mut mail = vendor_mail::acme_batch(1600, 1500);
     mail.extend((0..40).map(vendor_mail::unknown_sender));
     let n = mail.len() as i64;
     dovecot.append("INBOX", &mail).await;
@@ -162,7 +164,7 @@ async fn three_instances_killed_at_random_equal_one_uninterrupted_instance() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut kills = 0;
     while committed(&shared).await < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(rng.range(50, 700))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(50, 400))).await;
         let i = rng.range(0, 3) as usize;
         kill(&mut children[i]);
         kills += 1;
