@@ -336,7 +336,7 @@ pub async fn run(opts: &Opts, table: &mut Table) {
             &cmp,
             &r_dry,
             if big {
-                "≤ 2 s, ≤ 256 MB, ≥ 5×"
+                "≤ 0.6 s, ≤ 128 MB, ≥ 5×"
             } else {
                 "(cost growth)"
             },
@@ -348,7 +348,7 @@ pub async fn run(opts: &Opts, table: &mut Table) {
             &format!("{}, peak {fm:.0} MB", fmt_time(fs)),
             if py.is_empty() { "" } else { "same datacompy run" },
             &r_fix,
-            if big { "≤ 2 s, ≤ 256 MB" } else { "(cost growth)" },
+            if big { "≤ 1.2 s, ≤ 128 MB" } else { "(cost growth)" },
         );
         table.row(
             &format!("Reconcile an unchanged export ({n} orders){backend}"),

@@ -23,10 +23,19 @@ use crate::store::{
 
 pub use driftwatch_core::reconcile::plan::CauseCounts;
 
-/// Diffs the export against the view as of `cut`: our side from the store,
-/// then the export's rows streamed through core's [`Differ`].
-/// The rows are parsed (CSV/JSON streaming, a million rows a second or so)
-/// on the blocking pool: the export moves there and comes back.
+/// Export rows per batch handed from the parsing thread to the diff.
+const REMOTE_BATCH: usize = 1024;
+/// Batches in flight between the two.
+const REMOTE_QUEUE: usize = 8;
+/// Export rows that may wait for our side of their order while the view is
+/// read; past this the parser pauses until the view is whole, so an export
+/// in another order than the view costs overlap, not memory.
+const MAX_PENDING: usize = 50_000;
+
+/// Diffs the export against the view as of `cut`. The export's rows are
+/// parsed on the blocking pool while the view is read here, so the two
+/// halves (each about one core's work) overlap; the rows come over a bounded
+/// channel and are compared as they arrive ([`Differ::add_remote_early`]).
 async fn diff(
     store: &Store,
     v: &VendorSettings,
@@ -36,37 +45,90 @@ async fn diff(
 ) -> Result<(Diff, source::RowsRead, Export), ReconcileError> {
     let expected = store.order_count(&v.name).await? as usize;
     let mut differ = Differ::new(v.rules.clone(), expected, changed_since);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RemoteOrder>>(REMOTE_QUEUE);
+    let settings = v.clone();
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(REMOTE_BATCH);
+        let mut open = true;
+        let read = source::for_each_row(&export, &settings, &mut |r: RemoteOrder| {
+            batch.push(r);
+            if batch.len() == REMOTE_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(REMOTE_BATCH));
+                // The diff gave up (its view read failed): parse to the end unsent.
+                open = open && tx.blocking_send(full).is_ok();
+                if !open {
+                    batch.clear();
+                }
+            }
+        });
+        if open && !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        (read, export)
+    });
+    // A batch is compared once the view has passed its last key, so with
+    // both sides in key order its orders are all there: none wait. (Touched
+    // orders come after the scan, out of order; theirs wait, or come last.)
+    let mut held: Option<(String, Vec<RemoteOrder>)> = None;
+    let mut locals = 0u32;
     store
-        .view_as_of(&v.name, cut, |o| match o.known {
-            // Heard of only after the cutoff: not ours as of then. If the
-            // vendor lists it, that is `missing_local` (cause: late_email).
-            None => Ok(()),
-            Some(k) => differ
-                .add_local(o.order_ref, k.status, k.event_time, k.fields_json)
-                .map_err(|e| StoreError::Corrupt(format!("order `{}` fields: {e}", o.order_ref))),
+        .view_as_of(&v.name, cut, |o| {
+            locals = locals.wrapping_add(1);
+            if locals.is_multiple_of(256) {
+                while differ.pending() < MAX_PENDING {
+                    if held.is_none() {
+                        held = rx.try_recv().ok().map(|rows| {
+                            let last = rows.iter().map(|r| r.order_ref.as_str()).max();
+                            (last.unwrap_or_default().to_string(), rows)
+                        });
+                    }
+                    match held.take() {
+                        Some((last, rows)) if last.as_str() <= o.order_ref => {
+                            rows.into_iter().for_each(|r| differ.add_remote_early(r));
+                        }
+                        other => {
+                            held = other;
+                            break;
+                        }
+                    }
+                }
+            }
+            match o.known {
+                // Heard of only after the cutoff: not ours as of then. If the
+                // vendor lists it, that is `missing_local` (cause: late_email).
+                None => Ok(()),
+                Some(k) => differ
+                    .add_local(o.order_ref, k.status, k.event_time, k.fields_json)
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("order `{}` fields: {e}", o.order_ref))
+                    }),
+            }
         })
         .await?;
-    debug!(vendor = %v.name, local_orders = differ.local_orders(), "view as of loaded");
-    let v = v.clone();
-    let streamed = tokio::task::spawn_blocking(move || {
-        let read = source::for_each_row(&export, &v, &mut |r: RemoteOrder| differ.add_remote(r));
-        let diffed = read.and_then(|read| {
-            let d = differ
-                .finish(cut)
-                .map_err(|e| KeyFrameError::DuplicateKeys {
-                    count: e.count,
-                    examples: e.examples,
-                })?;
-            Ok((d, read))
-        });
-        (diffed, export)
-    })
-    .await
-    .map_err(|e| ReconcileError::Task(e.to_string()))?;
-    let ((d, read), export) = match streamed {
-        (Ok(diffed), export) => (diffed, export),
-        (Err(e), _) => return Err(e.into()),
-    };
+    debug!(vendor = %v.name, local_orders = differ.local_orders(), early_pending = differ.pending(), "view as of loaded");
+    // Our side is whole: the rest of the export, then the end of the diff.
+    let finished = tokio::task::spawn_blocking(move || {
+        if let Some((_, rows)) = held {
+            rows.into_iter().for_each(|r| differ.add_remote(r));
+        }
+        while let Some(rows) = rx.blocking_recv() {
+            rows.into_iter().for_each(|r| differ.add_remote(r));
+        }
+        differ
+    });
+    let (read, export) = parser
+        .await
+        .map_err(|e| ReconcileError::Task(e.to_string()))?;
+    let differ = finished
+        .await
+        .map_err(|e| ReconcileError::Task(e.to_string()))?;
+    let read = read?;
+    let d = differ
+        .finish(cut)
+        .map_err(|e| KeyFrameError::DuplicateKeys {
+            count: e.count,
+            examples: e.examples,
+        })?;
     Ok((d, read, export))
 }
 

@@ -87,6 +87,9 @@ pub enum StoreError {
     /// work was read under a lease it no longer has, so it must not commit.
     #[error("lease `{0}` was lost before the write committed; another process took over")]
     LeaseLost(String),
+    /// The direct SQLite read of reconcile's view scan.
+    #[error("database error: {0}")]
+    Scan(#[from] rusqlite::Error),
 }
 
 impl StoreError {
@@ -111,6 +114,10 @@ impl StoreError {
                 }
             }
             StoreError::Db(sqlx::Error::PoolTimedOut) | StoreError::Db(sqlx::Error::Io(_)) => true,
+            StoreError::Scan(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }
@@ -200,6 +207,8 @@ const WRITE_LOCK: i64 = 0x6477;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file (absolute), for reads that open it directly.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -265,6 +274,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
+            sqlite_path: Some(absolute),
         })
     }
 
@@ -302,6 +312,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: Backend::Postgres,
+            sqlite_path: None,
         })
     }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::orders::{DELTA_COLUMNS, append_deltas, delta_from_row, update_views};
-use super::{Backend, Result, Store, StoreError, parse_enum, parse_ts, ts};
+use super::{Result, Store, StoreError, parse_enum, parse_ts, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, Fields, Status};
 use crate::view;
 pub use driftwatch_core::reconcile::cutoff::{Cutoff, Evidence};
@@ -219,42 +219,105 @@ fn unpack_orders(mut s: &str, each: &mut impl FnMut(AsOfOrder) -> Result<()>) ->
     Ok(())
 }
 
-/// The untouched orders after `after`, a chunk of them packed by SQLite into
-/// one string: a million rows one by one through the driver cost seconds,
-/// packed they cost a fraction of that. Per row:
+/// The untouched orders after `after`, a chunk of them packed by the server
+/// into one string: a million rows one by one through the driver cost
+/// seconds, packed they cost a fraction of that. Per row:
 /// `<byte length>:<order_ref><status>\x1f<event_time><fields JSON>\x1e`
 /// (JSON escapes control characters; status and event_time are ours).
 /// (One aggregate per column measured slower here than this one string.)
 async fn packed_view_chunk(
     conn: &mut sqlx::AnyConnection,
-    backend: Backend,
     vendor: &str,
     after: &str,
     as_of: &str,
 ) -> Result<sqlx::any::AnyRow> {
-    let sql = match backend {
-        Backend::Sqlite => {
-            "SELECT group_concat(enc, ''), max(order_ref), count(*) FROM (
-                 SELECT order_ref, length(CAST(order_ref AS BLOB)) || ':' || order_ref
-                        || coalesce(status, '') || char(31) || event_time || fields || char(30) AS enc
-                 FROM orders WHERE vendor = $1 AND order_ref > $2 AND updated_at <= $3
-                 ORDER BY order_ref LIMIT $4)"
+    Ok(sqlx::query(
+        "SELECT string_agg(enc, '' ORDER BY order_ref), max(order_ref), count(*) FROM (
+             SELECT order_ref, octet_length(order_ref) || ':' || order_ref
+                    || coalesce(status, '') || chr(31) || event_time || fields || chr(30) AS enc
+             FROM orders WHERE vendor = $1 AND order_ref > $2 AND updated_at <= $3
+             ORDER BY order_ref LIMIT $4) AS chunk",
+    )
+    .bind(vendor)
+    .bind(after)
+    .bind(as_of)
+    .bind(VIEW_CHUNK)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Runs blocking work from async code: in place on a multi-thread runtime
+/// (`serve`), so its other workers keep going; directly on a current-thread
+/// one (the CLI), where there is nothing else to run.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// SQLite's view scan, on a connection of its own: sqlx hands each row
+/// over with a copy of every value and a trip across threads, which for a
+/// million orders cost more than the whole diff; here each row's text is
+/// read in place. The touched list and the scan are one read transaction, so
+/// an order that ingest updates meanwhile is in exactly one of the two.
+/// The touched orders are refolded afterwards through the pool: the log
+/// only grows, and [`Cutoff::knows`] drops what arrived since.
+fn scan_sqlite_view(
+    path: &std::path::Path,
+    vendor: &str,
+    as_of: &str,
+    each: &mut impl FnMut(AsOfOrder) -> Result<()>,
+) -> Result<Vec<String>> {
+    use rusqlite::OpenFlags;
+    // Read-write (never create) rather than read-only: a read-only handle
+    // cannot always attach to the WAL index. `query_only` keeps it a reader.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA query_only = ON; BEGIN")?;
+    // One pass: a touched order is told apart by its `updated_at` (fixed-width
+    // UTC text, so text order is time order, as SQL compares it); a separate
+    // query for them was a second scan of the table.
+    let mut touched = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT order_ref, status, event_time, fields, updated_at FROM orders
+         WHERE vendor = ?1 ORDER BY order_ref",
+    )?;
+    let mut rows = stmt.query([vendor])?;
+    fn text<'r>(r: &'r rusqlite::Row, i: usize) -> Result<Option<&'r str>> {
+        r.get_ref(i)?
+            .as_str_or_null()
+            .map_err(|e| StoreError::Corrupt(format!("orders column {i} is not text: {e}")))
+    }
+    while let Some(r) = rows.next()? {
+        let (Some(order_ref), Some(event_time), Some(fields), Some(updated_at)) =
+            (text(r, 0)?, text(r, 2)?, text(r, 3)?, text(r, 4)?)
+        else {
+            return Err(StoreError::Corrupt("orders row with a NULL column".into()));
+        };
+        if updated_at > as_of {
+            touched.push(order_ref.to_string());
+            continue;
         }
-        Backend::Postgres => {
-            "SELECT string_agg(enc, '' ORDER BY order_ref), max(order_ref), count(*) FROM (
-                 SELECT order_ref, octet_length(order_ref) || ':' || order_ref
-                        || coalesce(status, '') || chr(31) || event_time || fields || chr(30) AS enc
-                 FROM orders WHERE vendor = $1 AND order_ref > $2 AND updated_at <= $3
-                 ORDER BY order_ref LIMIT $4) AS chunk"
-        }
-    };
-    Ok(sqlx::query(sql)
-        .bind(vendor)
-        .bind(after)
-        .bind(as_of)
-        .bind(VIEW_CHUNK)
-        .fetch_one(conn)
-        .await?)
+        each(AsOfOrder {
+            order_ref,
+            known: Some(KnownOrder {
+                status: text(r, 1)?
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parse_enum::<Status>("status", s))
+                    .transpose()?,
+                fields_json: fields,
+                event_time: fast_ts(event_time).map_or_else(|| parse_ts(event_time), Ok)?,
+            }),
+        })?;
+    }
+    drop(rows);
+    drop(stmt);
+    conn.execute_batch("COMMIT")?;
+    Ok(touched)
 }
 
 /// SQLite's default limit on bound parameters is far above this; small
@@ -271,41 +334,12 @@ impl Store {
         cut: Cutoff,
         mut each: impl FnMut(AsOfOrder) -> Result<()>,
     ) -> Result<()> {
-        // One read transaction: every chunk and the touched list come from the
-        // same snapshot. Without it, an order that ingest updates while the
-        // view is being read (in `serve` they run side by side) would be in
-        // neither the untouched chunks nor the touched list, and show up as
-        // a false `missing_local`.
-        let mut conn = self.read_tx().await?;
         let as_of = ts(cut.as_of);
-        let touched: Vec<String> = sqlx::query_scalar(
-            "SELECT order_ref FROM orders WHERE vendor = $1 AND updated_at > $2",
-        )
-        .bind(vendor)
-        .bind(&as_of)
-        .fetch_all(&mut *conn)
-        .await?;
-        // The untouched orders, a packed chunk at a time. SQLite packs the next chunk while this thread unpacks the current
-        // one: the two halves of the work take about as long as each other.
-        let mut row = packed_view_chunk(&mut conn, self.backend, vendor, "", &as_of).await?;
-        loop {
-            let n: i64 = row.try_get(2)?;
-            if n == 0 {
-                break;
-            }
-            let packed: &str = row.try_get(0)?;
-            if n < VIEW_CHUNK {
-                unpack_orders(packed, &mut each)?;
-                break;
-            }
-            let after: String = row.try_get(1)?;
-            let (next, unpacked) = tokio::join!(
-                packed_view_chunk(&mut conn, self.backend, vendor, &after, &as_of),
-                async { unpack_orders(packed, &mut each) }
-            );
-            unpacked?;
-            row = next?;
-        }
+        let mut conn = self.read_tx().await?;
+        let touched = match &self.sqlite_path {
+            Some(path) => blocking(|| scan_sqlite_view(path, vendor, &as_of, &mut each))?,
+            None => Store::scan_packed_view(&mut conn, vendor, &as_of, &mut each).await?,
+        };
         for chunk in touched.chunks(IN_BATCH) {
             let mut by_order = self.deltas_of(&mut conn, vendor, chunk, false).await?;
             for order_ref in chunk {
@@ -335,6 +369,46 @@ impl Store {
         }
         conn.commit().await?;
         Ok(())
+    }
+
+    /// PostgreSQL's view scan: the untouched orders a packed chunk at a
+    /// time, in one read transaction with the touched list, so an order
+    /// that ingest updates meanwhile is in exactly one of the two (else it
+    /// would show up as a false `missing_local`). The server packs the next
+    /// chunk while this thread unpacks the current one. Returns the touched.
+    async fn scan_packed_view(
+        conn: &mut sqlx::AnyConnection,
+        vendor: &str,
+        as_of: &str,
+        each: &mut impl FnMut(AsOfOrder) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let touched: Vec<String> = sqlx::query_scalar(
+            "SELECT order_ref FROM orders WHERE vendor = $1 AND updated_at > $2",
+        )
+        .bind(vendor)
+        .bind(as_of)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut row = packed_view_chunk(conn, vendor, "", as_of).await?;
+        loop {
+            let n: i64 = row.try_get(2)?;
+            if n == 0 {
+                break;
+            }
+            let packed: &str = row.try_get(0)?;
+            if n < VIEW_CHUNK {
+                unpack_orders(packed, each)?;
+                break;
+            }
+            let after: String = row.try_get(1)?;
+            let (next, unpacked) =
+                tokio::join!(packed_view_chunk(conn, vendor, &after, as_of), async {
+                    unpack_orders(packed, each)
+                });
+            unpacked?;
+            row = next?;
+        }
+        Ok(touched)
     }
 
     async fn deltas_of(

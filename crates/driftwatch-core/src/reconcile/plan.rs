@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use chrono::{DateTime, Utc};
-use hashbrown::hash_table::{Entry, HashTable};
+use hashbrown::hash_table::HashTable;
 
 use super::attribute::{self, Facts, Target};
 use super::cutoff::{Cutoff, Evidence};
@@ -45,21 +45,42 @@ pub type CauseCounts = BTreeMap<(DriftKind, Cause), u64>;
 pub type OpenDrifts = HashMap<(String, DriftKind, String), i64>;
 
 /// Our side of the diff, for a million orders in a handful of allocations:
-/// keys packed in one string, entries and normalised fields in flat vectors,
-/// and a hash table of indexes into them. A map of boxed keys spent most of
-/// the diff in malloc and in following a pointer per lookup.
+/// keys packed in one string, entries and normalised fields in flat vectors.
+/// A map of boxed keys spent most of the diff in malloc and in following a
+/// pointer per lookup.
+///
+/// The view is read in key order, so the entries start as a sorted run and
+/// need no hash table while lookups follow that order too (exports usually
+/// are in key order): a key is either at the hinted slot or, when the vendor
+/// lists an order we lack, between the hinted slot and the one before it.
+/// A hash index is built only for what breaks the order: entries added out
+/// of order (orders refolded after the scan), and the whole run once lookups
+/// stop following it. Inserting a million keys into a hash table was the
+/// largest single cost of reading the view.
 struct LocalSide {
     keys: String,
-    key_ends: Vec<usize>,
+    /// u32 offsets and indexes: 4 bytes per order rather than 8. Past 4 GiB
+    /// of keys or 4G orders, `insert` refuses.
+    key_ends: Vec<u32>,
     entries: Vec<LocalEntry>,
     /// `width` normalised fields per entry, in the order of `mapping.fields`.
     fields: Vec<Option<Norm>>,
     width: usize,
-    index: HashTable<usize>,
+    /// Entries `[0, sorted)` are in strictly increasing key order.
+    sorted: usize,
+    /// Entries past the sorted run; and the run too once `run_indexed`.
+    index: HashTable<u32>,
+    run_indexed: bool,
+    /// Binary searches of the run so far: past [`MAX_SEARCHES`] it is indexed.
+    searches: u32,
     /// Keys come from our view and the vendor's export, not from an
     /// anonymous attacker: a fast fixed hash buys speed and loses nothing.
     hasher: foldhash::fast::FixedState,
 }
+
+/// Out-of-order lookups by binary search before the sorted run is hashed:
+/// a few are cheaper than hashing a million keys, many are not.
+const MAX_SEARCHES: u32 = 4096;
 
 /// Our side of one order.
 struct LocalEntry {
@@ -76,7 +97,10 @@ impl LocalSide {
             entries: Vec::with_capacity(orders),
             fields: Vec::with_capacity(orders * width),
             width,
-            index: HashTable::with_capacity(orders),
+            sorted: 0,
+            index: HashTable::new(),
+            run_indexed: false,
+            searches: 0,
             hasher: foldhash::fast::FixedState::default(),
         }
     }
@@ -90,63 +114,122 @@ impl LocalSide {
     }
 
     /// `hint` is where the caller expects the key: one past the last match.
-    /// Exports are often in key order, as our view is, and then a key
-    /// comparison replaces a hash lookup that would miss the cache.
-    fn find(&self, key: &str, hint: usize) -> Option<usize> {
+    pub(crate) fn find(&mut self, key: &str, hint: usize) -> Option<usize> {
         if hint < self.entries.len() && self.key(hint) == key {
             return Some(hint);
         }
+        if !self.run_indexed {
+            // In order but not ours: it sorts between the hinted slot and
+            // the one before, so it is not in the run.
+            let in_gap = hint <= self.sorted
+                && (hint == 0 || self.key(hint - 1) < key)
+                && (hint == self.sorted || key < self.key(hint));
+            if !in_gap {
+                self.searches += 1;
+                if self.searches > MAX_SEARCHES {
+                    self.index_run();
+                    return self.find_hashed(key);
+                }
+                let (mut lo, mut hi) = (0, self.sorted);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.key(mid) < key {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let i = lo;
+                if i < self.sorted && self.key(i) == key {
+                    return Some(i);
+                }
+            }
+        }
+        self.find_hashed(key)
+    }
+
+    fn find_hashed(&self, key: &str) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
+        }
         let (keys, ends) = (&self.keys, &self.key_ends);
         self.index
-            .find(self.hasher.hash_one(key), |&i| key_at(keys, ends, i) == key)
-            .copied()
+            .find(self.hasher.hash_one(key), |&i| {
+                key_at(keys, ends, i as usize) == key
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Hashes the sorted run, for lookups that do not follow its order.
+    fn index_run(&mut self) {
+        let LocalSide {
+            keys,
+            key_ends,
+            index,
+            hasher,
+            sorted,
+            ..
+        } = self;
+        index.reserve(*sorted, |&i| {
+            hasher.hash_one(key_at(keys, key_ends, i as usize))
+        });
+        for i in 0..*sorted {
+            let h = hasher.hash_one(key_at(keys, key_ends, i));
+            index.insert_unique(h, i as u32, |&j| {
+                hasher.hash_one(key_at(keys, key_ends, j as usize))
+            });
+        }
+        self.run_indexed = true;
     }
 
     /// Adds an order; `fields` appends its normalised fields. The view holds
     /// each key once, so a repeat replaces.
-    fn insert<E>(
+    fn insert<E: serde::de::Error>(
         &mut self,
         key: &str,
         entry: LocalEntry,
         fields: impl FnOnce(&mut Vec<Option<Norm>>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let h = self.hasher.hash_one(key);
-        let LocalSide {
-            keys,
-            key_ends,
-            entries,
-            fields: all,
-            width,
-            index,
-            hasher,
-        } = self;
-        let at = match index.entry(
-            h,
-            |&i| key_at(keys, key_ends, i) == key,
-            |&i| hasher.hash_one(key_at(keys, key_ends, i)),
-        ) {
-            Entry::Occupied(o) => {
-                let i = *o.get();
-                let mut new = Vec::with_capacity(*width);
-                fields(&mut new)?;
-                all.splice(i * *width..(i + 1) * *width, new);
-                entries[i] = entry;
-                return Ok(());
-            }
-            Entry::Vacant(v) => v,
-        };
-        fields(all)?;
-        at.insert(entries.len());
-        keys.push_str(key);
-        key_ends.push(keys.len());
-        entries.push(entry);
+        let len = self.entries.len();
+        let extends_run = self.sorted == len && (len == 0 || self.key(len - 1) < key);
+        if !extends_run && let Some(i) = self.find(key, len) {
+            let mut new = Vec::with_capacity(self.width);
+            fields(&mut new)?;
+            self.fields
+                .splice(i * self.width..(i + 1) * self.width, new);
+            self.entries[i] = entry;
+            return Ok(());
+        }
+        let too_many = || E::custom("over 4 GiB of order keys or 4G orders in one diff");
+        let n = u32::try_from(len).map_err(|_| too_many())?;
+        let end = u32::try_from(self.keys.len() + key.len()).map_err(|_| too_many())?;
+        fields(&mut self.fields)?;
+        self.keys.push_str(key);
+        self.key_ends.push(end);
+        self.entries.push(entry);
+        if extends_run {
+            self.sorted = len + 1;
+        }
+        if !extends_run || self.run_indexed {
+            let LocalSide {
+                keys,
+                key_ends,
+                index,
+                hasher,
+                ..
+            } = self;
+            let h = hasher.hash_one(key);
+            index.insert_unique(h, n, |&j| {
+                hasher.hash_one(key_at(keys, key_ends, j as usize))
+            });
+        }
         Ok(())
     }
 }
 
-fn key_at<'a>(keys: &'a str, ends: &[usize], i: usize) -> &'a str {
-    let start = if i == 0 { 0 } else { ends[i - 1] };
-    &keys[start..ends[i]]
+fn key_at<'a>(keys: &'a str, ends: &[u32], i: usize) -> &'a str {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &keys[start..ends[i] as usize]
 }
 
 /// A drift before attribution.
@@ -213,6 +296,9 @@ pub struct Differ<R: Borrow<VendorRules>> {
     changed_since: Option<DateTime<Utc>>,
     orders: Vec<DriftedOrder>,
     missing_seen: HashSet<String, foldhash::fast::FixedState>,
+    /// Export rows that came before our side of their order was read
+    /// ([`Differ::add_remote_early`]): compared when it is, or at the end.
+    pending: HashMap<String, RemoteOrder, foldhash::fast::FixedState>,
     dups: Vec<String>,
     unmapped_status: u64,
     unknown_words: Vec<String>,
@@ -232,6 +318,7 @@ impl<R: Borrow<VendorRules>> Differ<R> {
             changed_since,
             orders: Vec::new(),
             missing_seen: HashSet::default(),
+            pending: HashMap::default(),
             dups: Vec::new(),
             unmapped_status: 0,
             unknown_words: Vec::new(),
@@ -258,7 +345,35 @@ impl<R: Borrow<VendorRules>> Differ<R> {
                 seen: false,
             },
             |out| mapping::local_fields(fields, fields_json, out),
-        )
+        )?;
+        if !self.pending.is_empty()
+            && let Some(r) = self.pending.remove(order_ref)
+        {
+            self.add_remote(r);
+        }
+        Ok(())
+    }
+
+    /// One row of the export while our side is still being read, so the
+    /// export is parsed on one core while the view is read on the other. A
+    /// row whose order we have not read yet waits in `pending`; with both
+    /// sides in key order (the view always is, exports usually are) few do.
+    pub fn add_remote_early(&mut self, r: RemoteOrder) {
+        if self.local.find(&r.order_ref, self.hint).is_some() {
+            return self.add_remote(r);
+        }
+        match self.pending.entry(r.order_ref.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => self.dups.push(r.order_ref),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(r);
+            }
+        }
+    }
+
+    /// Export rows waiting for our side: the caller bounds memory by
+    /// pausing early rows while this is large.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn local_orders(&self) -> u64 {
@@ -271,8 +386,14 @@ impl<R: Borrow<VendorRules>> Differ<R> {
             && let Some(w) = &r.vendor_status
         {
             self.unmapped_status += 1;
-            if self.unknown_words.len() < 5 && !self.unknown_words.contains(w) {
+            // The five first in sort order, not in arrival order: which rows
+            // arrive early depends on thread timing, the report must not.
+            if !self.unknown_words.contains(w)
+                && (self.unknown_words.len() < 5 || self.unknown_words.last() > Some(w))
+            {
                 self.unknown_words.push(w.clone());
+                self.unknown_words.sort();
+                self.unknown_words.truncate(5);
             }
         }
         let local = &mut self.local;
@@ -340,7 +461,11 @@ impl<R: Borrow<VendorRules>> Differ<R> {
 
     /// Ends the diff: our orders the export did not list, within its scope,
     /// are `missing_remote`. A key listed twice makes the key frame unusable.
-    pub fn finish(self, cut: Cutoff) -> Result<Diff, DuplicateKeys> {
+    pub fn finish(mut self, cut: Cutoff) -> Result<Diff, DuplicateKeys> {
+        // Our side is whole now: what still waits is not ours (or a repeat).
+        for (_, r) in std::mem::take(&mut self.pending) {
+            self.add_remote(r);
+        }
         let Differ {
             rules,
             local,
@@ -1071,6 +1196,88 @@ mod tests {
 
     fn status() -> impl Strategy<Value = Status> {
         proptest::sample::select(Status::ALL.to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Our side finds an order whatever order the keys came in (a sorted
+        /// run, then repeats and strays) and whatever the hint, before and
+        /// after enough out-of-order lookups to hash the run: as a map would.
+        #[test]
+        fn our_side_finds_every_order_a_map_would(
+            run in proptest::collection::btree_set(0u16..400, 0..150),
+            strays in proptest::collection::vec((0u16..400, status()), 0..60),
+            lookups in proptest::collection::vec((0u16..400, 0usize..260), 0..6000),
+        ) {
+            let mut side = LocalSide::with_capacity(0, 0);
+            let mut model: HashMap<String, Option<Status>> = HashMap::new();
+            let mut add = |side: &mut LocalSide, k: u16, s: Option<Status>| {
+                let entry = LocalEntry { status: s, event_time: t(1), seen: false };
+                side.insert(&k.to_string(), entry, |_| Ok::<_, serde_json::Error>(())).unwrap();
+                model.insert(k.to_string(), s);
+            };
+            // Text order of the decimal keys: what the view's scan gives.
+            let mut run: Vec<String> = run.iter().map(u16::to_string).collect();
+            run.sort();
+            for k in &run {
+                add(&mut side, k.parse().unwrap(), None);
+            }
+            for (k, s) in &strays {
+                add(&mut side, *k, Some(*s));
+            }
+            prop_assert_eq!(side.entries.len(), model.len());
+            for (k, hint) in lookups {
+                let key = k.to_string();
+                let got = side.find(&key, hint).map(|i| (side.key(i).to_string(), side.entries[i].status));
+                prop_assert_eq!(got, model.get(&key).map(|s| (key.clone(), *s)));
+            }
+        }
+    }
+
+    proptest! {
+        /// Export rows compared while our side is still being read (some
+        /// waiting for their order, some repeated, some with unknown status
+        /// words) give the same diff as rows compared after it, in any
+        /// interleaving: the overlap is a speed-up, never a different answer.
+        #[test]
+        fn early_export_rows_give_the_same_diff_as_late_ones(
+            local in proptest::collection::btree_map(0u16..50, status(), 0..30),
+            export in proptest::collection::vec((0u16..50, proptest::option::of(status()), 0u8..8), 0..40),
+            interleave in proptest::collection::vec(any::<bool>(), 0..80),
+        ) {
+            let v = rules(Policy::Fix, true);
+            let row = |(k, s, w): &(u16, Option<Status>, u8)| RemoteOrder {
+                order_ref: k.to_string(),
+                status: *s,
+                vendor_status: Some(s.map_or_else(|| format!("word{w}"), |s| s.as_str().into())),
+                fields: vec![],
+            };
+            let locals: Vec<(String, Status)> = local.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+            let mut late = Differ::new(&v, locals.len(), None);
+            for (k, s) in &locals {
+                late.add_local(k, Some(*s), t(1), "{}").unwrap();
+            }
+            export.iter().for_each(|r| late.add_remote(row(r)));
+            let mut early = Differ::new(&v, locals.len(), None);
+            let (mut l, mut e) = (locals.iter(), export.iter());
+            for take_local in interleave {
+                if take_local {
+                    if let Some((k, s)) = l.next() {
+                        early.add_local(k, Some(*s), t(1), "{}").unwrap();
+                    }
+                } else if let Some(r) = e.next() {
+                    early.add_remote_early(row(r));
+                }
+            }
+            for (k, s) in l {
+                early.add_local(k, Some(*s), t(1), "{}").unwrap();
+            }
+            e.for_each(|r| early.add_remote(row(r)));
+            prop_assert_eq!(
+                format!("{:?}", early.finish(cut())),
+                format!("{:?}", late.finish(cut()))
+            );
+        }
     }
 
     proptest! {
