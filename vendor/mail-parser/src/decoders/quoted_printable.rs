@@ -149,6 +149,28 @@ impl<'x> MessageStream<'x> {
                             ws_count += 1;
                         } else {
                             ws_count = 0;
+                            // The run of plain bytes after this one (up to the
+                            // next `=`, `-`, CR or LF, which the arms above
+                            // handle) is copied as it is, in one piece; the
+                            // whitespace at its end is counted as byte by byte.
+                            let rest = self.bytes(self.offset()..self.len());
+                            let run = rest
+                                .iter()
+                                .position(|&b| matches!(b, b'=' | b'-' | b'\n' | b'\r'))
+                                .unwrap_or(rest.len());
+                            if run > 0 {
+                                buf.push(ch);
+                                buf.extend_from_slice(&rest[..run]);
+                                ws_count = rest[..run]
+                                    .iter()
+                                    .rev()
+                                    .take_while(|b| b.is_ascii_whitespace())
+                                    .count();
+                                before_last_ch = if run > 1 { rest[run - 2] } else { ch };
+                                last_ch = rest[run - 1];
+                                self.skip_bytes(run);
+                                continue;
+                            }
                         }
                         buf.push(ch);
                     }

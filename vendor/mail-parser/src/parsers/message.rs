@@ -327,7 +327,13 @@ impl MessageParser {
                         (Cow::Borrowed(bytes), Some(charset_decoder)) => {
                             charset_decoder(bytes).into()
                         }
-                        (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+                        // `from_utf8` first: valid text (nearly all of it) is
+                        // checked word by word, not char by char as
+                        // `from_utf8_lossy` does; the result is the same.
+                        (Cow::Borrowed(bytes), None) => match std::str::from_utf8(bytes) {
+                            Ok(text) => Cow::Borrowed(text),
+                            Err(_) => String::from_utf8_lossy(bytes),
+                        },
                     };
 
                     let is_html = mime_type == MimeType::TextHtml;
