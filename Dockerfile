@@ -14,6 +14,8 @@ COPY migrations ./migrations
 COPY benches ./benches
 COPY demo ./demo
 COPY parsers ./parsers
+# Patched dependencies ([patch.crates-io] in Cargo.toml).
+COPY vendor ./vendor
 RUN cargo build --release --locked --bin driftwatch
 
 FROM debian:bookworm-slim

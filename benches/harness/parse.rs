@@ -1,11 +1,20 @@
-//! Parse: match + extract on one core, per shipped vendor shape, through the
-//! same `prepare` the pipeline runs (identity hashes, MIME parse, classify,
-//! extract).
+//! Parse on one core, per shipped vendor shape, in two rows each:
+//!
+//! - **Parse (match + extract, 1 core)**, the headline and what issue 16's
+//!   targets mean: the MIME parse and `Registry::classify` (sender,
+//!   recognition, ignore rules, extraction), nothing else.
+//! - **Prepare (parse + dedupe hash + zstd pack, 1 core)**: the pipeline's
+//!   whole per-message `prepare`, so the identity hash and the archive's
+//!   compression, which every ingested message also pays, stay in the table.
+//!
+//! Both rows time the same messages in the same runs, alternating, so load
+//! from other processes falls on both alike.
 
 use std::time::Instant;
 
 use driftwatch::ingest::prepare;
 use driftwatch::model::{MessageBody, RawMessage};
+use driftwatch::parse::{Mail, Outcome, Registry};
 
 use crate::Opts;
 use crate::mail::{self, Shape};
@@ -21,54 +30,88 @@ pub async fn run(opts: &Opts, table: &mut Table) {
         driftwatch::parse::RegistryOptions::default(),
     )
     .expect("shipped parsers load");
+    let mut prepare_rows = Vec::new();
     for shape in [Shape::Acme, Shape::Keystone, Shape::Unknown] {
         let mut rng = Rng::new(11);
         let raws: Vec<Vec<u8>> = (0..per_run)
             .map(|i| mail::message(shape, i, rng.range(2 * 1024, 30 * 1024 + 1) as usize))
             .collect();
         let bytes: usize = raws.iter().map(Vec::len).sum();
+        let expected = if shape == Shape::Unknown {
+            0
+        } else {
+            per_run as usize
+        };
         // Warm-up run, then the measured ones.
-        let mut rates = Vec::new();
+        let (mut parse_rates, mut prepare_rates) = (Vec::new(), Vec::new());
         for run in 0..=opts.runs.max(5) {
-            let batch: Vec<RawMessage> = raws
-                .iter()
-                .enumerate()
-                .map(|(i, r)| RawMessage {
-                    location: format!("1/{i}"),
-                    uid: i as u32,
-                    body: MessageBody::Full(r.clone()),
-                    internal_date: None,
-                })
-                .collect();
-            let start = Instant::now();
-            let mut deltas = 0usize;
-            for m in batch {
-                deltas += std::hint::black_box(prepare(&registry, m)).deltas.len();
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let expected = if shape == Shape::Unknown {
-                0
-            } else {
-                per_run as usize
-            };
-            assert_eq!(
-                deltas, expected,
-                "{shape:?}: every message parsed as expected"
-            );
+            let (deltas, secs) = time_parse(&registry, &raws);
+            assert_eq!(deltas, expected, "{shape:?}: every message parsed");
+            let parse_rate = f64::from(per_run) / secs;
+            let (deltas, secs) = time_prepare(&registry, &raws);
+            assert_eq!(deltas, expected, "{shape:?}: every message prepared");
             if run > 0 {
-                rates.push(f64::from(per_run) / secs);
+                parse_rates.push(parse_rate);
+                prepare_rates.push(f64::from(per_run) / secs);
             }
         }
-        let rate = median(&rates);
+        let per_msg = bytes as f64 / f64::from(per_run) / 1e6;
+        let (target, label) = match shape {
+            Shape::Acme => ("≥ 50,000 msg/s (issue 16)", shape.label()),
+            Shape::Keystone => ("≥ 25,000 msg/s (issue 16)", shape.label()),
+            Shape::Unknown => ("", shape.label()),
+        };
+        let rate = median(&parse_rates);
         table.row(
-            &format!("Parse (match + extract, 1 core): {}", shape.label()),
-            &format!(
-                "{rate:.0} msg/s ({:.0} MB/s)",
-                rate * bytes as f64 / f64::from(per_run) / 1e6
-            ),
+            &format!("Parse (match + extract, 1 core): {label}"),
+            &format!("{rate:.0} msg/s ({:.0} MB/s)", rate * per_msg),
             "",
             "",
-            "",
+            target,
         );
+        let rate = median(&prepare_rates);
+        prepare_rows.push((
+            format!("Prepare (parse + dedupe hash + zstd pack, 1 core): {label}"),
+            format!("{rate:.0} msg/s ({:.0} MB/s)", rate * per_msg),
+        ));
     }
+    // The parse rows first (the targets), then the whole `prepare` per shape.
+    for (name, figure) in prepare_rows {
+        table.row(&name, &figure, "", "", "");
+    }
+}
+
+/// MIME parse and classify each message; the deltas found and the seconds.
+fn time_parse(registry: &Registry, raws: &[Vec<u8>]) -> (usize, f64) {
+    let start = Instant::now();
+    let mut deltas = 0usize;
+    for raw in raws {
+        if let Some(mail) = Mail::parse(std::hint::black_box(raw), None)
+            && let Outcome::Parsed { deltas: d, .. } = registry.classify(&mail)
+        {
+            deltas += std::hint::black_box(d).len();
+        }
+    }
+    (deltas, start.elapsed().as_secs_f64())
+}
+
+/// The pipeline's whole `prepare` for each message; the deltas and the
+/// seconds. The messages are copied (as fetched) before the clock starts.
+fn time_prepare(registry: &Registry, raws: &[Vec<u8>]) -> (usize, f64) {
+    let batch: Vec<RawMessage> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RawMessage {
+            location: format!("1/{i}"),
+            uid: i as u32,
+            body: MessageBody::Full(r.clone()),
+            internal_date: None,
+        })
+        .collect();
+    let start = Instant::now();
+    let mut deltas = 0usize;
+    for m in batch {
+        deltas += std::hint::black_box(prepare(registry, m)).deltas.len();
+    }
+    (deltas, start.elapsed().as_secs_f64())
 }

@@ -3,10 +3,11 @@
 //! mail-parser never panics and keeps going on broken MIME; this wrapper keeps
 //! that promise: every accessor returns something (possibly empty) for any input.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders};
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::documents::{DocumentError, is_pdf, pdf_text};
 use super::html::html_to_text;
@@ -16,7 +17,10 @@ pub struct Mail<'a> {
     /// The server's arrival time: the last fallback for an event time.
     pub received: Option<DateTime<Utc>>,
     subject: OnceLock<String>,
-    text: OnceLock<String>,
+    /// Borrowed from the raw message when it is one part that needed no
+    /// decoding (plain UTF-8 or ASCII mail, the common case): the patterns
+    /// then read the fetched bytes themselves, with no copy per message.
+    text: OnceLock<Cow<'a, str>>,
     html_text: OnceLock<String>,
     pdf_text: OnceLock<Result<String, DocumentError>>,
 }
@@ -104,15 +108,23 @@ impl<'a> Mail<'a> {
     /// The plain-text body; for an HTML-only message, the HTML turned into text.
     pub fn text(&self) -> &str {
         self.text.get_or_init(|| {
-            let parts: Vec<String> = self
+            let mut parts = self
                 .body_parts()
                 .filter(|p| !is_html(p))
-                .filter_map(|p| self.part_text(p))
-                .collect();
-            if parts.is_empty() {
-                self.html_text().to_string()
-            } else {
-                parts.join("\n")
+                .filter_map(|p| self.part_text_kept(p));
+            let Some(first) = parts.next() else {
+                return Cow::Owned(self.html_text().to_string());
+            };
+            match parts.next() {
+                None => first,
+                Some(second) => {
+                    let mut all = first.into_owned();
+                    for p in std::iter::once(second).chain(parts) {
+                        all.push('\n');
+                        all.push_str(&p);
+                    }
+                    Cow::Owned(all)
+                }
             }
         })
     }
@@ -175,7 +187,7 @@ impl<'a> Mail<'a> {
     /// A body part's text. mail-parser leaves the last part of a multipart
     /// with no closing boundary undecoded (quoted-printable or base64 as
     /// sent); such a part is decoded here, through its charset.
-    fn part_text(&self, p: &MessagePart<'_>) -> Option<String> {
+    fn part_text<'s>(&'s self, p: &'s MessagePart<'a>) -> Option<Cow<'s, str>> {
         let text = p.text_contents()?;
         let qp = p
             .content_transfer_encoding()
@@ -193,9 +205,22 @@ impl<'a> Mail<'a> {
                 .and_then(|c| c.attribute("charset"))
                 .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
                 .unwrap_or(encoding_rs::UTF_8);
-            return Some(charset.decode(&bytes).0.into_owned());
+            return Some(Cow::Owned(charset.decode(&bytes).0.into_owned()));
         }
-        Some(text.to_string())
+        Some(Cow::Borrowed(text))
+    }
+
+    /// [`Mail::part_text`] for keeping in the mail: text that mail-parser
+    /// borrowed from the raw message (plain UTF-8 or ASCII, no transfer
+    /// encoding: most status mail) stays borrowed, anything else is copied.
+    fn part_text_kept(&self, p: &MessagePart<'a>) -> Option<Cow<'a, str>> {
+        let text = self.part_text(p)?;
+        match (&text, &p.body) {
+            (Cow::Borrowed(t), PartType::Text(Cow::Borrowed(body))) if std::ptr::eq(*t, *body) => {
+                Some(Cow::Borrowed(*body))
+            }
+            _ => Some(Cow::Owned(text.into_owned())),
+        }
     }
 
     /// The first value of a header, decoded, or `None`.

@@ -415,32 +415,40 @@ fn globs_overlap(a: &str, b: &str) -> bool {
 
 /// Case-insensitive glob over an address: `*` matches any run of characters.
 /// `*@acme.example` matches one domain; `*@*.acme.example` its subdomains.
+/// Runs for every parser's senders on every message, so it walks the two
+/// strings in place (positions are byte offsets, steps are whole chars)
+/// rather than collecting lower-cased copies of them.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    let at = |s: &str, i: usize| s.get(i..).and_then(|r| r.chars().next());
+    let lower = |c: char| c.to_ascii_lowercase();
     // Iterative wildcard match with one backtrack point: linear in practice.
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+    while let Some(t) = at(text, ti) {
+        match at(pattern, pi) {
+            Some(p) if lower(p) == lower(t) => {
+                pi += p.len_utf8();
+                ti += t.len_utf8();
+            }
+            Some('*') => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            }
+            _ => {
+                let Some(s) = star else {
+                    return false;
+                };
+                pi = s + 1;
+                mark += at(text, mark).map_or(1, char::len_utf8);
+                ti = mark;
+            }
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while at(pattern, pi) == Some('*') {
         pi += 1;
     }
-    pi == p.len()
+    pi == pattern.len()
 }
 
 #[cfg(test)]
