@@ -437,6 +437,11 @@ mod tests {
     }
 
     /// Gaps between successive connect attempts of `script`, run in virtual time.
+    /// A gap that follows a connection that synced is a little longer than
+    /// the delay: while the runtime waits on the store's thread, the paused
+    /// clock jumps ahead to the next timer (seen: 2 ms on a loaded machine).
+    const IO_SLACK_MS: u128 = 50;
+
     async fn gaps(script: Vec<Step>, cap: Duration) -> Vec<Duration> {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("t.db"))
@@ -477,7 +482,7 @@ mod tests {
         }
         // Outage 2 starts again at the first delay: the IDLE cycle (300 s)
         // plus 0.5 s, then 1 s, 2 s, 4 s; not 19 s, 37 s, 72 s.
-        assert!((300_375..=300_500).contains(&ms[9]), "{ms:?}");
+        assert!((300_375..=300_500 + IO_SLACK_MS).contains(&ms[9]), "{ms:?}");
         for (got, base) in ms[10..13].iter().zip([1000, 2000, 4000]) {
             assert!(*got <= base + 1 && *got >= base * 3 / 4, "{ms:?}");
         }
@@ -505,9 +510,7 @@ mod tests {
         for got in &ms[..3] {
             assert!((45_000..=60_000).contains(got), "{ms:?}");
         }
-        // (Slack over 0.5 s and 1 s: the paused clock jumps to the next
-        // timer whenever the runtime idles on the store's thread, a few ms.)
-        assert!(ms[3] <= 600 && ms[4] <= 1200, "{ms:?}");
+        assert!(ms[3] <= 500 + IO_SLACK_MS && ms[4] <= 1000, "{ms:?}");
     }
 
     #[test]
