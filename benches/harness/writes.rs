@@ -23,7 +23,7 @@ use crate::table::Table;
 const BATCH: usize = 200;
 /// Batches per transaction when a backlog queues up, as the IMAP committer
 /// groups them (`GROUP_BATCHES` in src/ingest/imap.rs).
-const GROUP: usize = 4;
+const GROUP: usize = 2;
 
 pub async fn write_path(opts: &Opts, table: &mut Table) {
     let n = opts.messages;
