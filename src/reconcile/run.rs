@@ -41,17 +41,34 @@ async fn diff(
     v: &VendorSettings,
     export: Export,
     cut: Cutoff,
-    changed_since: Option<DateTime<Utc>>,
+    last_good: Option<(i64, DateTime<Utc>)>,
 ) -> Result<(Diff, source::RowsRead, Export), ReconcileError> {
-    let expected = store.order_count(&v.name).await? as usize;
+    // Our side is sized from the last good key frame's row count: counting
+    // a million orders first cost 40-70 ms. It is capacity only: past it
+    // our side's arrays double, which costs address space, not memory
+    // (pages never written are never mapped).
+    let expected = last_good.map_or(0, |g| g.0.max(0) as usize);
+    let changed_since = last_good.map(|g| g.1);
     let mut differ = Differ::new(v.rules.clone(), expected, changed_since);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RemoteOrder>>(REMOTE_QUEUE);
+    // Compared batches go back to the parser, which reads new rows into
+    // their buffers: rows are allocated and freed on one thread, and about
+    // as many as are in flight.
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<RemoteOrder>>();
     let settings = v.clone();
     let parser = tokio::task::spawn_blocking(move || {
+        let mut spares: Vec<RemoteOrder> = Vec::new();
         let mut batch = Vec::with_capacity(REMOTE_BATCH);
         let mut open = true;
-        let read = source::for_each_row(&export, &settings, &mut |r: RemoteOrder| {
-            batch.push(r);
+        let read = source::for_each_row(&export, &settings, &mut |r: &mut RemoteOrder| {
+            if spares.is_empty()
+                && let Ok(spent) = spent_rx.try_recv()
+            {
+                spares = spent;
+            }
+            let mut row = spares.pop().unwrap_or_default();
+            std::mem::swap(&mut row, r);
+            batch.push(row);
             if batch.len() == REMOTE_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(REMOTE_BATCH));
                 // The diff gave up (its view read failed): parse to the end unsent.
@@ -83,8 +100,9 @@ async fn diff(
                         });
                     }
                     match held.take() {
-                        Some((last, rows)) if last.as_str() <= o.order_ref => {
-                            rows.into_iter().for_each(|r| differ.add_remote_early(r));
+                        Some((last, mut rows)) if last.as_str() <= o.order_ref => {
+                            rows.iter_mut().for_each(|r| differ.add_remote_early(r));
+                            let _ = spent_tx.send(rows);
                         }
                         other => {
                             held = other;
@@ -108,11 +126,12 @@ async fn diff(
     debug!(vendor = %v.name, local_orders = differ.local_orders(), early_pending = differ.pending(), "view as of loaded");
     // Our side is whole: the rest of the export, then the end of the diff.
     let finished = tokio::task::spawn_blocking(move || {
-        if let Some((_, rows)) = held {
-            rows.into_iter().for_each(|r| differ.add_remote(r));
+        if let Some((_, mut rows)) = held {
+            rows.iter_mut().for_each(|r| differ.add_remote(r));
         }
-        while let Some(rows) = rx.blocking_recv() {
-            rows.into_iter().for_each(|r| differ.add_remote(r));
+        while let Some(mut rows) = rx.blocking_recv() {
+            rows.iter_mut().for_each(|r| differ.add_remote(r));
+            let _ = spent_tx.send(rows);
         }
         differ
     });
@@ -244,7 +263,7 @@ async fn plan_key_frame(
 ) -> Result<(RunPlan, Export), ReconcileError> {
     let cut = Cutoff::new(as_of, v.grace);
     let last_good = store.last_good_key_frame(&v.name).await?;
-    let (d, read, export) = diff(store, v, export, cut, last_good.map(|g| g.1)).await?;
+    let (d, read, export) = diff(store, v, export, cut, last_good).await?;
     debug!(vendor = %v.name, rows = read.rows, elapsed_ms = clock.elapsed().as_millis() as u64, "diffed");
 
     // Evidence for attribution and the state fixes start from.

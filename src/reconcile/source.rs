@@ -891,19 +891,21 @@ pub struct RowsRead {
 }
 
 impl RowsRead {
-    /// One row's result: an order to `f`, a bad row counted, an empty key skipped.
+    /// One row's result: the order (read into `order`) lent to `f`, a bad
+    /// row counted, an empty key skipped.
     fn take(
         &mut self,
         row: u64,
-        order: Result<Option<RemoteOrder>, BadValue>,
-        f: &mut dyn FnMut(RemoteOrder),
+        read: Result<bool, BadValue>,
+        order: &mut RemoteOrder,
+        f: &mut dyn FnMut(&mut RemoteOrder),
     ) {
-        match order {
-            Ok(Some(o)) => {
+        match read {
+            Ok(true) => {
                 self.rows += 1;
-                f(o);
+                f(order);
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => self.bad.push(row, e),
         }
     }
@@ -912,7 +914,7 @@ impl RowsRead {
 fn for_each_json(
     records: &[serde_json::Value],
     vendor: &VendorSettings,
-    f: &mut dyn FnMut(RemoteOrder),
+    f: &mut dyn FnMut(&mut RemoteOrder),
 ) -> Result<RowsRead, KeyFrameError> {
     if let Some(first) = records.first() {
         for col in vendor.mapping.key.iter() {
@@ -928,21 +930,25 @@ fn for_each_json(
         }
     }
     let mut read = RowsRead::default();
+    let mut order = RemoteOrder::default();
     for (i, rec) in records.iter().enumerate() {
         let row = i as u64 + 1;
-        read.take(row, vendor.remote_order(|c| json_get(rec, c)), f);
+        let got = vendor.remote_order_into(|c| json_get(rec, c), &mut order);
+        read.take(row, got, &mut order, f);
     }
     Ok(read)
 }
 
-/// Streams every order of the export to `f`. A structural fault (a cut
+/// Streams every order of the export to `f`, each lent in one reused row:
+/// `f` takes what it keeps (`std::mem::take`, or a swap with a spare). A
+/// structural fault (a cut
 /// file, a missing column) stops the read with an error; a row whose values
 /// cannot be read is counted in [`RowsRead::bad`] for the guard, which then
 /// refuses the key frame: it is used whole or not at all.
 pub fn for_each_row(
     export: &Export,
     vendor: &VendorSettings,
-    f: &mut dyn FnMut(RemoteOrder),
+    f: &mut dyn FnMut(&mut RemoteOrder),
 ) -> Result<RowsRead, KeyFrameError> {
     match &export.body {
         Body::NotModified => Ok(RowsRead::default()),
@@ -979,6 +985,7 @@ pub fn for_each_row(
             }
             let mut row: u64 = if d.has_header { 1 } else { 0 };
             let mut read = RowsRead::default();
+            let mut order = RemoteOrder::default();
             let mut pending = !d.has_header;
             loop {
                 if !pending
@@ -1009,20 +1016,23 @@ pub fn for_each_row(
                     continue;
                 }
                 let mut bad_enc = false;
-                let order = vendor.remote_order(|c| {
-                    let i = index.iter().find(|(w, _)| *w == c)?.1;
-                    let b = rec.get(i)?;
-                    let s = decode(b, d.encoding);
-                    bad_enc |= s.is_none();
-                    s
-                });
+                let got = vendor.remote_order_into(
+                    |c| {
+                        let i = index.iter().find(|(w, _)| *w == c)?.1;
+                        let b = rec.get(i)?;
+                        let s = decode(b, d.encoding);
+                        bad_enc |= s.is_none();
+                        s
+                    },
+                    &mut order,
+                );
                 if bad_enc {
                     return Err(KeyFrameError::Encoding {
                         row,
                         encoding: enc_name(d.encoding),
                     });
                 }
-                read.take(row, order, f);
+                read.take(row, got, &mut order, f);
             }
             Ok(read)
         }
@@ -1066,7 +1076,10 @@ mod tests {
         v.mapping.status = Some("2".into());
         let export = from_file(&f, &v).unwrap();
         let mut got = vec![];
-        let n = for_each_row(&export, &v, &mut |o| got.push((o.order_ref, o.status))).unwrap();
+        let n = for_each_row(&export, &v, &mut |o| {
+            got.push((std::mem::take(&mut o.order_ref), o.status))
+        })
+        .unwrap();
         assert_eq!(n.rows, 2);
         assert_eq!(
             got[1],

@@ -119,33 +119,56 @@ impl LocalSide {
             return Some(hint);
         }
         if !self.run_indexed {
-            // In order but not ours: it sorts between the hinted slot and
-            // the one before, so it is not in the run.
-            let in_gap = hint <= self.sorted
-                && (hint == 0 || self.key(hint - 1) < key)
-                && (hint == self.sorted || key < self.key(hint));
-            if !in_gap {
+            let after_hint = hint <= self.sorted && (hint == 0 || self.key(hint - 1) < key);
+            if after_hint && hint < self.sorted && self.key(hint) < key {
+                // Ahead of the hint, as when an export in key order skips
+                // orders of ours (they are `missing_remote`): gallop forward.
+                // Not counted as out of order: a few skipped orders must
+                // not make a sorted export hash a million keys.
+                let i = self.gallop(key, hint + 1);
+                if i < self.sorted && self.key(i) == key {
+                    return Some(i);
+                }
+            } else if !after_hint {
+                // Behind the hint, or the hint is past the run: out of order.
                 self.searches += 1;
                 if self.searches > MAX_SEARCHES {
                     self.index_run();
                     return self.find_hashed(key);
                 }
-                let (mut lo, mut hi) = (0, self.sorted);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    if self.key(mid) < key {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                let i = lo;
+                let i = self.lower_bound(key, 0, self.sorted);
                 if i < self.sorted && self.key(i) == key {
                     return Some(i);
                 }
             }
         }
         self.find_hashed(key)
+    }
+
+    /// The first slot of the run at or after `from` whose key is not below
+    /// `key`, probing 1, 2, 4, … slots ahead first: O(log gap), so a run of
+    /// lookups in key order costs about what the hint alone would.
+    fn gallop(&self, key: &str, from: usize) -> usize {
+        let (mut lo, mut step) = (from, 1);
+        while lo + step <= self.sorted && self.key(lo + step - 1) < key {
+            lo += step;
+            step *= 2;
+        }
+        self.lower_bound(key, lo, (lo + step).min(self.sorted))
+    }
+
+    /// The first slot in `[lo, hi)` of the run whose key is not below `key`
+    /// (`hi` when none is).
+    fn lower_bound(&self, key: &str, mut lo: usize, mut hi: usize) -> usize {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     fn find_hashed(&self, key: &str) -> Option<usize> {
@@ -334,7 +357,7 @@ impl<R: Borrow<VendorRules>> Differ<R> {
         order_ref: &str,
         status: Option<Status>,
         event_time: DateTime<Utc>,
-        fields_json: &str,
+        fields_json: &[u8],
     ) -> Result<(), serde_json::Error> {
         let fields = &self.rules.borrow().mapping.fields;
         self.local.insert(
@@ -347,9 +370,9 @@ impl<R: Borrow<VendorRules>> Differ<R> {
             |out| mapping::local_fields(fields, fields_json, out),
         )?;
         if !self.pending.is_empty()
-            && let Some(r) = self.pending.remove(order_ref)
+            && let Some(mut r) = self.pending.remove(order_ref)
         {
-            self.add_remote(r);
+            self.add_remote(&mut r);
         }
         Ok(())
     }
@@ -358,14 +381,16 @@ impl<R: Borrow<VendorRules>> Differ<R> {
     /// export is parsed on one core while the view is read on the other. A
     /// row whose order we have not read yet waits in `pending`; with both
     /// sides in key order (the view always is, exports usually are) few do.
-    pub fn add_remote_early(&mut self, r: RemoteOrder) {
+    ///
+    /// Rows are lent, as in [`Differ::add_remote`].
+    pub fn add_remote_early(&mut self, r: &mut RemoteOrder) {
         if self.local.find(&r.order_ref, self.hint).is_some() {
             return self.add_remote(r);
         }
         match self.pending.entry(r.order_ref.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => self.dups.push(r.order_ref),
+            std::collections::hash_map::Entry::Occupied(_) => self.dups.push(r.order_ref.clone()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(r);
+                v.insert(std::mem::take(r));
             }
         }
     }
@@ -380,8 +405,10 @@ impl<R: Borrow<VendorRules>> Differ<R> {
         self.local.entries.len() as u64
     }
 
-    /// One row of the export.
-    pub fn add_remote(&mut self, r: RemoteOrder) {
+    /// One row of the export, lent: the diff takes it (leaving an empty
+    /// row) only to keep it, for a drifted order. The caller reuses what is
+    /// left, so a million agreeing rows allocate nothing.
+    pub fn add_remote(&mut self, r: &mut RemoteOrder) {
         if r.status.is_none()
             && let Some(w) = &r.vendor_status
         {
@@ -398,7 +425,7 @@ impl<R: Borrow<VendorRules>> Differ<R> {
         }
         let local = &mut self.local;
         match local.find(&r.order_ref, self.hint) {
-            Some(i) if local.entries[i].seen => self.dups.push(r.order_ref),
+            Some(i) if local.entries[i].seen => self.dups.push(r.order_ref.clone()),
             Some(i) => {
                 self.hint = i + 1;
                 local.entries[i].seen = true;
@@ -431,7 +458,7 @@ impl<R: Borrow<VendorRules>> Differ<R> {
                 } else {
                     self.orders.push(DriftedOrder {
                         order_ref: r.order_ref.clone(),
-                        remote: Some(r),
+                        remote: Some(std::mem::take(r)),
                         local_status: e.status,
                         found,
                     });
@@ -439,13 +466,13 @@ impl<R: Borrow<VendorRules>> Differ<R> {
             }
             None => {
                 if !self.missing_seen.insert(r.order_ref.clone()) {
-                    self.dups.push(r.order_ref);
+                    self.dups.push(r.order_ref.clone());
                 } else {
                     let remote = status_json(r.status)
                         .or_else(|| r.vendor_status.clone().map(serde_json::Value::String));
                     self.orders.push(DriftedOrder {
                         order_ref: r.order_ref.clone(),
-                        remote: Some(r),
+                        remote: Some(std::mem::take(r)),
                         local_status: None,
                         found: vec![Found {
                             kind: DriftKind::MissingLocal,
@@ -463,8 +490,8 @@ impl<R: Borrow<VendorRules>> Differ<R> {
     /// are `missing_remote`. A key listed twice makes the key frame unusable.
     pub fn finish(mut self, cut: Cutoff) -> Result<Diff, DuplicateKeys> {
         // Our side is whole now: what still waits is not ours (or a repeat).
-        for (_, r) in std::mem::take(&mut self.pending) {
-            self.add_remote(r);
+        for (_, mut r) in std::mem::take(&mut self.pending) {
+            self.add_remote(&mut r);
         }
         let Differ {
             rules,
@@ -968,10 +995,10 @@ mod tests {
     fn diff(v: &VendorRules, local: &[(&str, Status)], export: &[(&str, Status)]) -> Diff {
         let mut d = Differ::new(v, local.len(), None);
         for (r, s) in local {
-            d.add_local(r, Some(*s), t(1), "{}").unwrap();
+            d.add_local(r, Some(*s), t(1), b"{}").unwrap();
         }
         for (r, s) in export {
-            d.add_remote(remote(r, *s));
+            d.add_remote(&mut remote(r, *s));
         }
         d.finish(cut()).unwrap()
     }
@@ -1152,12 +1179,12 @@ mod tests {
         let mut v = rules(Policy::Fix, true);
         v.guard.unknown_status = super::super::settings::UnknownStatus::Flag;
         let mut d = Differ::new(&v, 2, None);
-        d.add_local("1", Some(Status::Scheduled), t(1), "{}")
+        d.add_local("1", Some(Status::Scheduled), t(1), b"{}")
             .unwrap();
-        d.add_local("2", Some(Status::Scheduled), t(1), "{}")
+        d.add_local("2", Some(Status::Scheduled), t(1), b"{}")
             .unwrap();
-        d.add_remote(remote("1", Status::Completed));
-        d.add_remote(RemoteOrder {
+        d.add_remote(&mut remote("1", Status::Completed));
+        d.add_remote(&mut RemoteOrder {
             status: None,
             vendor_status: Some("Mystery".into()),
             ..remote("2", Status::Scheduled)
@@ -1170,9 +1197,9 @@ mod tests {
         // Under the default (`refuse`) the same key frame is refused.
         let v = rules(Policy::Fix, true);
         let mut d = Differ::new(&v, 1, None);
-        d.add_local("2", Some(Status::Scheduled), t(1), "{}")
+        d.add_local("2", Some(Status::Scheduled), t(1), b"{}")
             .unwrap();
-        d.add_remote(RemoteOrder {
+        d.add_remote(&mut RemoteOrder {
             status: None,
             vendor_status: Some("Mystery".into()),
             ..remote("2", Status::Scheduled)
@@ -1185,10 +1212,10 @@ mod tests {
     fn a_key_listed_twice_makes_the_key_frame_unusable() {
         let v = rules(Policy::Flag, true);
         let mut d = Differ::new(&v, 1, None);
-        d.add_local("1", Some(Status::Scheduled), t(1), "{}")
+        d.add_local("1", Some(Status::Scheduled), t(1), b"{}")
             .unwrap();
         for r in ["1", "1", "9", "9"] {
-            d.add_remote(remote(r, Status::Scheduled));
+            d.add_remote(&mut remote(r, Status::Scheduled));
         }
         let e = d.finish(cut()).unwrap_err();
         assert_eq!(e.count, 2);
@@ -1234,6 +1261,70 @@ mod tests {
         }
     }
 
+    /// An export in key order that skips many of our orders (each skip is a
+    /// `missing_remote`) is still found by the hint and a short gallop: the
+    /// run is never hashed, which for a million orders cost a tenth of the
+    /// diff. Walking backwards is what counts as out of order.
+    #[test]
+    fn a_sorted_export_that_skips_orders_never_hashes_our_side() {
+        let n = 3 * MAX_SEARCHES as usize;
+        let mut side = LocalSide::with_capacity(0, 0);
+        let keys: Vec<String> = (0..n).map(|i| format!("K{i:07}")).collect();
+        for k in &keys {
+            let entry = LocalEntry {
+                status: None,
+                event_time: t(1),
+                seen: false,
+            };
+            side.insert(k, entry, |_| Ok::<_, serde_json::Error>(()))
+                .unwrap();
+        }
+        let mut hint = 0;
+        // Every other order is missing from the export, and runs of 50 too.
+        for (i, k) in keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0 && i % 1000 >= 50)
+        {
+            assert_eq!(side.find(k, hint), Some(i));
+            hint = i + 1;
+        }
+        assert!(
+            side.find("K0000000x", 1).is_none(),
+            "a key we lack, in order"
+        );
+        assert!(!side.run_indexed, "in-order lookups never hash the run");
+        for k in keys.iter().rev().take(MAX_SEARCHES as usize + 1) {
+            assert!(side.find(k, n).is_some());
+        }
+        assert!(side.run_indexed, "backward lookups do, past the limit");
+    }
+
+    proptest! {
+        /// A row read into the buffers of the rows before it (as the export
+        /// parser reuses them) is the row read fresh: no key, status or
+        /// status word is left over from an earlier row.
+        #[test]
+        fn a_reused_row_reads_as_a_fresh_one(
+            rows in proptest::collection::vec(
+                (proptest::option::of("[ A-Z0-9-]{0,6}"), proptest::option::of("[ a-z_]{0,12}")),
+                1..40,
+            ),
+        ) {
+            let v = rules(Policy::Flag, true);
+            let mut reused = RemoteOrder::default();
+            for (key, word) in &rows {
+                let get = |c: &str| {
+                    let cell = if c == "order_ref" { key } else { word };
+                    cell.as_deref().map(std::borrow::Cow::Borrowed)
+                };
+                let fresh = v.remote_order(get).unwrap();
+                let read = v.remote_order_into(get, &mut reused).unwrap();
+                prop_assert_eq!(read.then(|| reused.clone()), fresh);
+            }
+        }
+    }
+
     proptest! {
         /// Export rows compared while our side is still being read (some
         /// waiting for their order, some repeated, some with unknown status
@@ -1255,24 +1346,24 @@ mod tests {
             let locals: Vec<(String, Status)> = local.iter().map(|(k, s)| (k.to_string(), *s)).collect();
             let mut late = Differ::new(&v, locals.len(), None);
             for (k, s) in &locals {
-                late.add_local(k, Some(*s), t(1), "{}").unwrap();
+                late.add_local(k, Some(*s), t(1), b"{}").unwrap();
             }
-            export.iter().for_each(|r| late.add_remote(row(r)));
+            export.iter().for_each(|r| late.add_remote(&mut row(r)));
             let mut early = Differ::new(&v, locals.len(), None);
             let (mut l, mut e) = (locals.iter(), export.iter());
             for take_local in interleave {
                 if take_local {
                     if let Some((k, s)) = l.next() {
-                        early.add_local(k, Some(*s), t(1), "{}").unwrap();
+                        early.add_local(k, Some(*s), t(1), b"{}").unwrap();
                     }
                 } else if let Some(r) = e.next() {
-                    early.add_remote_early(row(r));
+                    early.add_remote_early(&mut row(r));
                 }
             }
             for (k, s) in l {
-                early.add_local(k, Some(*s), t(1), "{}").unwrap();
+                early.add_local(k, Some(*s), t(1), b"{}").unwrap();
             }
-            e.for_each(|r| early.add_remote(row(r)));
+            e.for_each(|r| early.add_remote(&mut row(r)));
             prop_assert_eq!(
                 format!("{:?}", early.finish(cut())),
                 format!("{:?}", late.finish(cut()))
