@@ -799,7 +799,7 @@ pub fn resolve_as_of(
             format: ExportFormat::Json,
             ..
         } => {
-            let doc = read_json(path, vendor.limits)?;
+            let doc = read_json_outline(path, vendor.limits)?;
             json_items(&doc)
                 .first()
                 .and_then(|o| json_get(o, &field))
@@ -826,12 +826,73 @@ pub fn resolve_as_of(
     Ok(t)
 }
 
-/// A whole JSON document: serde refuses one that ends inside a string or an
-/// open array/object; the checked reader refuses an oversized string.
-fn read_json(path: &Path, limits: SizeLimits) -> Result<serde_json::Value, KeyFrameError> {
+/// A JSON document with every array cut to its first element: what `as_of`
+/// from a field reads (the first record, or a value beside the records)
+/// without holding a million records. The whole document is still parsed:
+/// serde refuses one that ends inside a string or an open array/object, and
+/// the checked reader an oversized string.
+fn read_json_outline(path: &Path, limits: SizeLimits) -> Result<serde_json::Value, KeyFrameError> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+
+    struct Outline;
+    impl<'de> DeserializeSeed<'de> for Outline {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Outline {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let first = seq.next_element_seed(Outline)?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Value::Array(first.into_iter().collect()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let v = map.next_value_seed(Outline)?;
+                out.insert(k, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
     let f = std::fs::File::open(path)
         .map_err(|e| KeyFrameError::Json(format!("cannot open {}: {e}", path.display())))?;
-    serde_json::from_reader(BufReader::new(Checked::new(f, Syntax::Json, limits))).map_err(json_err)
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(Checked::new(
+        f,
+        Syntax::Json,
+        limits,
+    )));
+    let doc = Outline.deserialize(&mut de).map_err(json_err)?;
+    de.end().map_err(json_err)?;
+    Ok(doc)
 }
 
 /// The records of a JSON export: a top-level array, or the array at `/items`.
@@ -1245,6 +1306,27 @@ mod tests {
             read(&format!(r#"{{"items":{recs},"items":[]}}"#)),
             Err(KeyFrameError::Json(_))
         ));
+    }
+
+    /// `as_of` from a field reads an outline of the document: the first
+    /// record and everything beside the records, never the other records.
+    #[test]
+    fn the_as_of_outline_keeps_the_first_record_and_what_is_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.json");
+        let outline = |doc: &str| {
+            std::fs::write(&f, doc).unwrap();
+            read_json_outline(&f, SizeLimits::default())
+        };
+        let doc = r#"{"items":[{"order_ref":"A1","at":"2026-05-01T20:00:00Z"},{"order_ref":"A2"}],
+                      "meta":{"exported_at":"2026-05-02T08:00:00Z","n":2.5,"ok":true,"x":null}}"#;
+        assert_eq!(
+            outline(doc).unwrap(),
+            serde_json::json!({"items":[{"order_ref":"A1","at":"2026-05-01T20:00:00Z"}],
+                               "meta":{"exported_at":"2026-05-02T08:00:00Z","n":2.5,"ok":true,"x":null}})
+        );
+        assert_eq!(outline("[[1,2],[3]]").unwrap(), serde_json::json!([[1]]));
+        assert!(matches!(outline(&doc[..40]), Err(KeyFrameError::Cut(_))));
     }
 
     #[test]
