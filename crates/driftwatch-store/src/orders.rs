@@ -118,7 +118,7 @@ pub(super) async fn update_views(conn: &mut AnyConnection, deltas: &[Delta]) -> 
 /// primary key, while the row-value form `(vendor, order_ref) IN (VALUES ..)`
 /// made it scan the whole view for every chunk, which grew with the view and
 /// was most of a delta-heavy batch's commit.
-async fn load_orders(
+pub(super) async fn load_orders(
     conn: &mut AnyConnection,
     keys: &[(&str, &str)],
 ) -> Result<std::collections::HashMap<(String, String), OrderState>> {
@@ -143,7 +143,7 @@ async fn load_orders(
     Ok(found)
 }
 
-async fn save_orders(conn: &mut AnyConnection, states: &[OrderState]) -> Result<()> {
+pub(super) async fn save_orders(conn: &mut AnyConnection, states: &[OrderState]) -> Result<()> {
     for chunk in states.chunks(300) {
         let sql = format!(
             "INSERT INTO orders (vendor, order_ref, status, vendor_status, fields, event_time,
@@ -174,30 +174,6 @@ async fn save_orders(conn: &mut AnyConnection, states: &[OrderState]) -> Result<
         q.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Recomputes one order from its non-superseded deltas; removes the order
-/// from the view when none are left.
-pub(super) async fn refold_order(
-    conn: &mut AnyConnection,
-    vendor: &str,
-    order_ref: &str,
-) -> Result<Option<OrderState>> {
-    let mut ds = order_deltas_conn(conn, vendor, order_ref).await?;
-    match view::fold(&mut ds) {
-        Some(s) => {
-            save_order(conn, &s).await?;
-            Ok(Some(s))
-        }
-        None => {
-            sqlx::query("DELETE FROM orders WHERE vendor = $1 AND order_ref = $2")
-                .bind(vendor)
-                .bind(order_ref)
-                .execute(&mut *conn)
-                .await?;
-            Ok(None)
-        }
-    }
 }
 
 pub(super) async fn load_order(
@@ -235,6 +211,42 @@ pub(super) async fn order_deltas_conn(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(delta_from_row).collect()
+}
+
+/// [`order_deltas_conn`] for many orders, one statement per vendor and
+/// page: the non-superseded deltas of each, in event order.
+pub(super) async fn deltas_of_orders(
+    conn: &mut AnyConnection,
+    keys: &[(&str, &str)],
+) -> Result<std::collections::HashMap<(String, String), Vec<Delta>>> {
+    let mut found: std::collections::HashMap<(String, String), Vec<Delta>> = Default::default();
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    for run in keys.chunk_by(|a, b| a.0 == b.0) {
+        let vendor = run[0].0;
+        for chunk in run.chunks(500) {
+            let sql = format!(
+                r#"SELECT {DELTA_COLUMNS} FROM deltas d
+                 WHERE d.vendor = $1 AND d.order_ref IN ({})
+                   AND d."offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+                 ORDER BY d.order_ref, d.event_time, d."offset""#,
+                super::list_placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
+            for (_, r) in chunk {
+                q = q.bind(*r);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let d = delta_from_row(&row)?;
+                found
+                    .entry((d.draft.vendor.clone(), d.draft.order_ref.clone()))
+                    .or_default()
+                    .push(d);
+            }
+        }
+    }
+    Ok(found)
 }
 
 pub(super) fn delta_from_row(r: &AnyRow) -> Result<Delta> {

@@ -14,7 +14,7 @@ use sqlx::Row;
 
 use super::ingest::{Disposition, StoredMessage, stored_from_row};
 use super::orders::{
-    DELTA_COLUMNS, append_deltas, delta_from_row, order_deltas_conn, refold_order,
+    DELTA_COLUMNS, append_deltas, delta_from_row, deltas_of_orders, load_orders, save_orders,
 };
 use super::{Result, Store, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, OrderState};
@@ -210,41 +210,61 @@ impl Store {
     }
 
     /// What the view of each affected order would become: nothing is written.
+    /// The orders' deltas and views are read a page of orders at a time: a
+    /// rule change touching thousands of orders spent its time on two round
+    /// trips to SQLite's thread per order, the CPU mostly idle.
     pub async fn simulate_reparse(&self, changes: &[Reparsed]) -> Result<Vec<OrderChange>> {
         let mut conn = self.pool.acquire().await?;
         let replaced: BTreeSet<i64> = changes.iter().map(|c| c.message).collect();
         let now = Utc::now();
         let mut out = Vec::new();
-        for (vendor, order_ref) in affected_orders(&mut conn, changes).await? {
-            let mut ds: Vec<Delta> = order_deltas_conn(&mut conn, &vendor, &order_ref)
-                .await?
-                .into_iter()
-                .filter(|d| d.message.is_none_or(|m| !replaced.contains(&m)))
-                .collect();
-            // New deltas would get offsets after every existing one.
-            let mut next = i64::MAX / 2;
-            for c in changes {
-                for d in c
-                    .deltas
-                    .iter()
-                    .filter(|d| d.vendor == vendor && d.order_ref == order_ref)
-                {
-                    next += 1;
+        let affected: Vec<(String, String)> = affected_orders(&mut conn, changes)
+            .await?
+            .into_iter()
+            .collect();
+        // Each order's new deltas, in the order of the changes: looking them
+        // up by scanning every change for every order was quadratic.
+        let mut new_deltas: HashMap<(&str, &str), Vec<(&Reparsed, &DeltaDraft)>> = HashMap::new();
+        for c in changes {
+            for d in &c.deltas {
+                new_deltas
+                    .entry((d.vendor.as_str(), d.order_ref.as_str()))
+                    .or_default()
+                    .push((c, d));
+            }
+        }
+        for page in affected.chunks(ORDER_PAGE) {
+            let keys: Vec<(&str, &str)> =
+                page.iter().map(|(v, o)| (v.as_str(), o.as_str())).collect();
+            let mut logs = deltas_of_orders(&mut conn, &keys).await?;
+            let mut views = load_orders(&mut conn, &keys).await?;
+            for (vendor, order_ref) in page {
+                let key = (vendor.clone(), order_ref.clone());
+                let mut ds: Vec<Delta> = logs
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| d.message.is_none_or(|m| !replaced.contains(&m)))
+                    .collect();
+                // New deltas would get offsets after every existing one.
+                let new = new_deltas.get(&(vendor.as_str(), order_ref.as_str()));
+                let offsets = i64::MAX / 2 + 1..;
+                for (offset, (c, d)) in offsets.zip(new.into_iter().flatten()) {
                     ds.push(Delta {
-                        offset: next,
+                        offset,
                         ..c.delta(d, now)
                     });
                 }
-            }
-            let current = super::orders::load_order(&mut conn, &vendor, &order_ref).await?;
-            let after = view::fold(&mut ds);
-            if !same_view(current.as_ref(), after.as_ref()) {
-                out.push(OrderChange {
-                    vendor,
-                    order_ref,
-                    before: current,
-                    after,
-                });
+                let current = views.remove(&key);
+                let after = view::fold(&mut ds);
+                if !same_view(current.as_ref(), after.as_ref()) {
+                    out.push(OrderChange {
+                        vendor: vendor.clone(),
+                        order_ref: order_ref.clone(),
+                        before: current,
+                        after,
+                    });
+                }
             }
         }
         Ok(out)
@@ -302,13 +322,36 @@ impl Store {
             .await?;
         }
         append_deltas(&mut tx, fresh).await?;
-        for (vendor, order_ref) in affected {
-            refold_order(&mut tx, &vendor, &order_ref).await?;
+        let affected: Vec<(String, String)> = affected.into_iter().collect();
+        for page in affected.chunks(ORDER_PAGE) {
+            let keys: Vec<(&str, &str)> =
+                page.iter().map(|(v, o)| (v.as_str(), o.as_str())).collect();
+            let mut logs = deltas_of_orders(&mut tx, &keys).await?;
+            let mut states = Vec::with_capacity(page.len());
+            let mut gone = Vec::new();
+            for key in page {
+                let mut ds = logs.remove(key).unwrap_or_default();
+                match view::fold(&mut ds) {
+                    Some(s) => states.push(s),
+                    None => gone.push(key),
+                }
+            }
+            save_orders(&mut tx, &states).await?;
+            for (vendor, order_ref) in gone {
+                sqlx::query("DELETE FROM orders WHERE vendor = $1 AND order_ref = $2")
+                    .bind(vendor)
+                    .bind(order_ref)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// Orders read per statement while simulating or applying a reparse.
+const ORDER_PAGE: usize = 400;
 
 /// Orders touched by the old or the new deltas of the changed messages.
 async fn affected_orders(
