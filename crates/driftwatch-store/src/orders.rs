@@ -213,42 +213,6 @@ pub(super) async fn order_deltas_conn(
     rows.iter().map(delta_from_row).collect()
 }
 
-/// [`order_deltas_conn`] for many orders, one statement per vendor and
-/// page: the non-superseded deltas of each, in event order.
-pub(super) async fn deltas_of_orders(
-    conn: &mut AnyConnection,
-    keys: &[(&str, &str)],
-) -> Result<std::collections::HashMap<(String, String), Vec<Delta>>> {
-    let mut found: std::collections::HashMap<(String, String), Vec<Delta>> = Default::default();
-    let mut keys = keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
-    for run in keys.chunk_by(|a, b| a.0 == b.0) {
-        let vendor = run[0].0;
-        for chunk in run.chunks(500) {
-            let sql = format!(
-                r#"SELECT {DELTA_COLUMNS} FROM deltas d
-                 WHERE d.vendor = $1 AND d.order_ref IN ({})
-                   AND d."offset" NOT IN (SELECT "offset" FROM superseded_deltas)
-                 ORDER BY d.order_ref, d.event_time, d."offset""#,
-                super::list_placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
-            for (_, r) in chunk {
-                q = q.bind(*r);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                let d = delta_from_row(&row)?;
-                found
-                    .entry((d.draft.vendor.clone(), d.draft.order_ref.clone()))
-                    .or_default()
-                    .push(d);
-            }
-        }
-    }
-    Ok(found)
-}
-
 pub(super) fn delta_from_row(r: &AnyRow) -> Result<Delta> {
     let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
         .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;

@@ -339,7 +339,7 @@ impl Store {
             None => Store::scan_packed_view(&mut conn, vendor, &as_of, &mut each).await?,
         };
         for chunk in touched.chunks(IN_BATCH) {
-            let mut by_order = self.deltas_of(&mut conn, vendor, chunk, false).await?;
+            let mut by_order = deltas_of(&mut conn, vendor, chunk, false).await?;
             for order_ref in chunk {
                 let mut known: Vec<Delta> = by_order
                     .remove(order_ref)
@@ -409,41 +409,6 @@ impl Store {
         Ok(touched)
     }
 
-    async fn deltas_of(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        vendor: &str,
-        refs: &[String],
-        with_superseded: bool,
-    ) -> Result<HashMap<String, Vec<Evidence>>> {
-        let filter = if with_superseded {
-            ""
-        } else {
-            r#"AND s."offset" IS NULL"#
-        };
-        let sql = format!(
-            r#"SELECT {DELTA_COLUMNS}, CASE WHEN s."offset" IS NULL THEN 0 ELSE 1 END FROM deltas d
-             LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
-             WHERE d.vendor = $1 AND d.order_ref IN ({}) {filter}
-             ORDER BY d.order_ref, d.event_time, d."offset""#,
-            super::list_placeholders(2, refs.len())
-        );
-        let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
-        for r in refs {
-            q = q.bind(r);
-        }
-        let rows = q.fetch_all(&mut *conn).await?;
-        let mut out: HashMap<String, Vec<Evidence>> = HashMap::new();
-        for r in &rows {
-            let delta = delta_from_row(r)?;
-            let superseded = r.try_get::<i64, _>(13)? != 0;
-            out.entry(delta.draft.order_ref.clone())
-                .or_default()
-                .push(Evidence { delta, superseded });
-        }
-        Ok(out)
-    }
-
     /// Every delta (superseded ones flagged) of the given orders: the evidence
     /// attribution reads.
     pub async fn reconcile_evidence(
@@ -454,7 +419,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let mut out = HashMap::new();
         for chunk in refs.chunks(IN_BATCH) {
-            out.extend(self.deltas_of(&mut conn, vendor, chunk, true).await?);
+            out.extend(deltas_of(&mut conn, vendor, chunk, true).await?);
         }
         Ok(out)
     }
@@ -789,6 +754,42 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Each order's deltas, superseded ones flagged (or left out), in event
+/// order: one statement for these orders of one vendor.
+pub(super) async fn deltas_of(
+    conn: &mut sqlx::AnyConnection,
+    vendor: &str,
+    refs: &[String],
+    with_superseded: bool,
+) -> Result<HashMap<String, Vec<Evidence>>> {
+    let filter = if with_superseded {
+        ""
+    } else {
+        r#"AND s."offset" IS NULL"#
+    };
+    let sql = format!(
+        r#"SELECT {DELTA_COLUMNS}, CASE WHEN s."offset" IS NULL THEN 0 ELSE 1 END FROM deltas d
+         LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
+         WHERE d.vendor = $1 AND d.order_ref IN ({}) {filter}
+         ORDER BY d.order_ref, d.event_time, d."offset""#,
+        super::list_placeholders(2, refs.len())
+    );
+    let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
+    for r in refs {
+        q = q.bind(r);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut out: HashMap<String, Vec<Evidence>> = HashMap::new();
+    for r in &rows {
+        let delta = delta_from_row(r)?;
+        let superseded = r.try_get::<i64, _>(13)? != 0;
+        out.entry(delta.draft.order_ref.clone())
+            .or_default()
+            .push(Evidence { delta, superseded });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

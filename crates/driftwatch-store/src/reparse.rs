@@ -13,9 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::ingest::{Disposition, StoredMessage, stored_from_row};
-use super::orders::{
-    DELTA_COLUMNS, append_deltas, delta_from_row, deltas_of_orders, load_orders, save_orders,
-};
+use super::orders::{DELTA_COLUMNS, append_deltas, delta_from_row, load_orders, save_orders};
 use super::{Result, Store, ts};
 use crate::model::{Delta, DeltaDraft, DeltaSource, OrderState};
 use crate::view;
@@ -236,7 +234,7 @@ impl Store {
         for page in affected.chunks(ORDER_PAGE) {
             let keys: Vec<(&str, &str)> =
                 page.iter().map(|(v, o)| (v.as_str(), o.as_str())).collect();
-            let mut logs = deltas_of_orders(&mut conn, &keys).await?;
+            let mut logs = page_logs(&mut conn, page).await?;
             let mut views = load_orders(&mut conn, &keys).await?;
             for (vendor, order_ref) in page {
                 let key = (vendor.clone(), order_ref.clone());
@@ -324,9 +322,7 @@ impl Store {
         append_deltas(&mut tx, fresh).await?;
         let affected: Vec<(String, String)> = affected.into_iter().collect();
         for page in affected.chunks(ORDER_PAGE) {
-            let keys: Vec<(&str, &str)> =
-                page.iter().map(|(v, o)| (v.as_str(), o.as_str())).collect();
-            let mut logs = deltas_of_orders(&mut tx, &keys).await?;
+            let mut logs = page_logs(&mut tx, page).await?;
             let mut states = Vec::with_capacity(page.len());
             let mut gone = Vec::new();
             for key in page {
@@ -352,6 +348,25 @@ impl Store {
 
 /// Orders read per statement while simulating or applying a reparse.
 const ORDER_PAGE: usize = 400;
+
+/// The non-superseded deltas of a page of orders, in event order, by order.
+async fn page_logs(
+    conn: &mut sqlx::AnyConnection,
+    page: &[(String, String)],
+) -> Result<HashMap<(String, String), Vec<Delta>>> {
+    let mut out = HashMap::new();
+    for run in page.chunk_by(|a, b| a.0 == b.0) {
+        let vendor = &run[0].0;
+        let refs: Vec<String> = run.iter().map(|(_, o)| o.clone()).collect();
+        for (order_ref, log) in super::reconcile::deltas_of(conn, vendor, &refs, false).await? {
+            out.insert(
+                (vendor.clone(), order_ref),
+                log.into_iter().map(|e| e.delta).collect(),
+            );
+        }
+    }
+    Ok(out)
+}
 
 /// Orders touched by the old or the new deltas of the changed messages.
 async fn affected_orders(
