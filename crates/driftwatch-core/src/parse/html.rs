@@ -9,31 +9,144 @@
 //! `>`, comments, every named entity (`&star;`) and broken markup are read as a
 //! browser reads them. This module only decides the layout.
 
-use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
-use html5gum::{Emitter, Error, ForwardingEmitter, Span, Tokenizer};
+use html5gum::emitters::naive_next_state;
+use html5gum::{Emitter, Error, State, Tokenizer};
 
-/// The callback emitter minus what the layout never reads. html5gum checks
-/// every character for parse errors unless the emitter declines them (about
-/// a tenth of the time parsing HTML mail took in `perf`), and collects each
-/// attribute's name and value; both are dropped here.
-struct TextOnly<E>(E);
+/// An emitter that lays text out as the tokenizer reads it. html5gum's
+/// callback emitter collects every run of text, every tag and attribute
+/// name and value into buffers and hands them over as events; the layout
+/// needs only the text, each tag's name, and the last start tag (so that
+/// `<script>` and `<style>` bodies are read as raw text, as a browser reads
+/// them). Parse errors are declined: html5gum checks every character for
+/// them unless the emitter says it does not want them.
+struct LayoutEmitter<'a> {
+    layout: &'a mut Layout,
+    /// The name of the tag being read, and whether it is an end tag.
+    tag: Vec<u8>,
+    end_tag: bool,
+    last_start_tag: Vec<u8>,
+    /// The first bytes of a character whose rest is in the next string.
+    partial: Vec<u8>,
+}
 
-impl<E: Emitter> ForwardingEmitter for TextOnly<E> {
-    type Token = E::Token;
-
-    fn inner(&mut self) -> &mut impl Emitter<Token = Self::Token> {
-        &mut self.0
+impl LayoutEmitter<'_> {
+    /// A character cut by the end of the text (never, from a &str) is
+    /// laid out as U+FFFD rather than dropped.
+    fn flush_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.layout.text(&String::from_utf8_lossy(&rest));
+        }
     }
+}
+
+impl Emitter for LayoutEmitter<'_> {
+    type Token = std::convert::Infallible;
+
+    fn set_last_start_tag(&mut self, last_start_tag: Option<&[u8]>) {
+        self.last_start_tag.clear();
+        self.last_start_tag
+            .extend_from_slice(last_start_tag.unwrap_or_default());
+    }
+
+    fn emit_eof(&mut self) {
+        self.flush_partial();
+    }
+
+    fn emit_error(&mut self, _error: Error) {}
 
     fn should_emit_errors(&mut self) -> bool {
         false
     }
 
-    fn emit_error(&mut self, _error: Error) {}
+    fn pop_token(&mut self) -> Option<Self::Token> {
+        None
+    }
+
+    fn emit_string(&mut self, s: &[u8]) {
+        // The input is a &str, but after a `&` the tokenizer reads byte by
+        // byte, so a character can arrive in two pieces: the start of one
+        // waits for the rest. Lossy only as a guard.
+        let joined;
+        let s = if self.partial.is_empty() {
+            s
+        } else {
+            self.partial.extend_from_slice(s);
+            joined = std::mem::take(&mut self.partial);
+            &joined[..]
+        };
+        match std::str::from_utf8(s) {
+            Ok(t) => self.layout.text(t),
+            Err(e) if e.error_len().is_none() => {
+                let (valid, rest) = s.split_at(e.valid_up_to());
+                self.layout
+                    .text(std::str::from_utf8(valid).unwrap_or_default());
+                self.partial.extend_from_slice(rest);
+            }
+            Err(_) => self.layout.text(&String::from_utf8_lossy(s)),
+        }
+    }
+
+    fn init_start_tag(&mut self) {
+        self.tag.clear();
+        self.end_tag = false;
+    }
+
+    fn init_end_tag(&mut self) {
+        self.tag.clear();
+        self.end_tag = true;
+    }
+
+    fn init_comment(&mut self) {}
+
+    fn emit_current_tag(&mut self) -> Option<State> {
+        self.flush_partial();
+        if self.end_tag {
+            self.layout.close(&self.tag);
+            self.last_start_tag.clear();
+            None
+        } else {
+            self.layout.open(&self.tag);
+            std::mem::swap(&mut self.last_start_tag, &mut self.tag);
+            naive_next_state(&self.last_start_tag)
+        }
+    }
+
+    fn emit_current_comment(&mut self) {}
+
+    fn emit_current_doctype(&mut self) {}
+
+    fn set_self_closing(&mut self) {}
+
+    fn set_force_quirks(&mut self) {}
+
+    fn push_tag_name(&mut self, s: &[u8]) {
+        self.tag.extend_from_slice(s);
+    }
+
+    fn push_comment(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_name(&mut self, _s: &[u8]) {}
+
+    fn init_doctype(&mut self) {}
+
+    fn init_attribute(&mut self) {}
 
     fn push_attribute_name(&mut self, _s: &[u8]) {}
 
     fn push_attribute_value(&mut self, _s: &[u8]) {}
+
+    fn set_doctype_public_identifier(&mut self, _value: &[u8]) {}
+
+    fn set_doctype_system_identifier(&mut self, _value: &[u8]) {}
+
+    fn push_doctype_public_identifier(&mut self, _s: &[u8]) {}
+
+    fn push_doctype_system_identifier(&mut self, _s: &[u8]) {}
+
+    fn current_is_appropriate_end_tag_token(&mut self) -> bool {
+        self.end_tag && !self.last_start_tag.is_empty() && self.last_start_tag == self.tag
+    }
 }
 
 /// The layout being built: finished lines, the current line, and whether the
@@ -116,15 +229,38 @@ impl Layout {
         }
     }
 
-    /// [`Layout::text`] for ASCII text (most of the HTML mail carries),
-    /// byte by byte instead of through `split_whitespace`'s char decoding:
-    /// every whitespace run is one [`Layout::space`], and words separated by
-    /// single spaces (which that would keep as they are) are copied in one
-    /// piece. `text` must be ASCII.
+    /// [`Layout::text`] for ASCII text (most of the HTML mail carries).
+    /// Most runs are words separated by single spaces, perhaps with a space
+    /// at either end: checked in one pass that the compiler vectorises, and
+    /// copied whole. Anything else goes byte by byte: every whitespace run is
+    /// one [`Layout::space`]. `text` must be ASCII.
     fn ascii_text(&mut self, text: &str) {
         // `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r.
         let ws = |b: u8| matches!(b, b' ' | b'\t'..=b'\r');
         let b = text.as_bytes();
+        let (first, last) = match (b.first(), b.last()) {
+            (Some(&f), Some(&l)) => (f, l),
+            _ => return,
+        };
+        let inner = text.trim_matches(' ');
+        let ib = inner.as_bytes();
+        let other_ws = ib
+            .iter()
+            .fold(false, |acc, &c| acc | (c.wrapping_sub(b'\t') < 5));
+        let double = ib
+            .iter()
+            .zip(ib.iter().skip(1))
+            .fold(false, |acc, (&x, &y)| acc | ((x == b' ') & (y == b' ')));
+        if !other_ws && !double {
+            if first == b' ' {
+                self.space();
+            }
+            self.line.push_str(inner);
+            if last == b' ' {
+                self.space();
+            }
+            return;
+        }
         let mut i = 0;
         while i < b.len() {
             if ws(b[i]) {
@@ -134,18 +270,9 @@ impl Layout {
                 self.space();
                 continue;
             }
-            // A piece: words joined by single spaces, up to a longer gap,
-            // other whitespace or the end (a trailing space is left to the
-            // whitespace branch).
             let start = i;
-            while i < b.len() {
-                if !ws(b[i]) {
-                    i += 1;
-                } else if b[i] == b' ' && b.get(i + 1).is_some_and(|&n| !ws(n)) {
-                    i += 2;
-                } else {
-                    break;
-                }
+            while i < b.len() && !ws(b[i]) {
+                i += 1;
             }
             // ASCII, so any byte index is a char boundary.
             self.line.push_str(text.get(start..i).unwrap_or_default());
@@ -177,25 +304,15 @@ pub fn html_to_text(html: &str) -> String {
         out: String::with_capacity(html.len() / 2),
         ..Layout::default()
     };
-    {
-        let mut emitter =
-            CallbackEmitter::new(|event: CallbackEvent<'_>, _span: Span<()>| -> Option<()> {
-                match event {
-                    CallbackEvent::OpenStartTag { name } => layout.open(name),
-                    CallbackEvent::EndTag { name } => layout.close(name),
-                    // Input is a &str, so text is UTF-8; lossy only as a guard.
-                    CallbackEvent::String { value } => match std::str::from_utf8(value) {
-                        Ok(t) => layout.text(t),
-                        Err(_) => layout.text(&String::from_utf8_lossy(value)),
-                    },
-                    _ => {}
-                }
-                None
-            });
-        // Script and style bodies are raw text, not markup, as in a browser.
-        emitter.naively_switch_states(true);
-        for _ in Tokenizer::new_with_emitter(html, TextOnly(emitter)).flatten() {}
-    }
+    let emitter = LayoutEmitter {
+        layout: &mut layout,
+        tag: Vec::new(),
+        end_tag: false,
+        last_start_tag: Vec::new(),
+        partial: Vec::new(),
+    };
+    // The emitter yields no tokens: the layout is built as it reads.
+    for _ in Tokenizer::new_with_emitter(html, emitter).flatten() {}
     layout.flush();
     let mut out = layout.out;
     out.truncate(out.trim_end().len());
@@ -268,6 +385,22 @@ mod tests {
             ),
             "Status | Complete"
         );
+    }
+
+    /// After a `&` the tokenizer hands text over byte by byte, so a
+    /// character can arrive in two pieces; it must be laid out whole.
+    #[test]
+    fn a_character_cut_by_the_tokenizer_arrives_whole() {
+        assert_eq!(html_to_text("a&é<b>x"), "a&éx");
+        assert_eq!(html_to_text("&\u{a0}/td"), "& /td");
+        assert_eq!(html_to_text("<td>&€</td><td>&日本</td>"), "&€ | &日本");
+    }
+
+    /// A tag cut by the end of the document is not a tag (as in a browser):
+    /// it opens no cell.
+    #[test]
+    fn a_tag_cut_by_the_end_opens_nothing() {
+        assert_eq!(html_to_text("<tr><td>Status</td><td class="), "Status");
     }
 
     #[test]

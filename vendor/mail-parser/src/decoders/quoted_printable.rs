@@ -150,14 +150,22 @@ impl<'x> MessageStream<'x> {
                         } else {
                             ws_count = 0;
                             // The run of plain bytes after this one (up to the
-                            // next `=`, `-`, CR or LF, which the arms above
-                            // handle) is copied as it is, in one piece; the
-                            // whitespace at its end is counted as byte by byte.
+                            // next `=`, CR or LF, or a `-` after a `-`, which the
+                            // arms above handle) is copied as it is, in one piece;
+                            // the whitespace at its end is counted as byte by byte.
                             let rest = self.bytes(self.offset()..self.len());
-                            let run = rest
-                                .iter()
-                                .position(|&b| matches!(b, b'=' | b'-' | b'\n' | b'\r'))
-                                .unwrap_or(rest.len());
+                            let mut run =
+                                memchr::memchr3(b'=', b'\n', b'\r', rest).unwrap_or(rest.len());
+                            let mut from = 0;
+                            while let Some(d) = memchr::memchr(b'-', &rest[from..run]) {
+                                let d = from + d;
+                                let prev = if d == 0 { ch } else { rest[d - 1] };
+                                if prev == b'-' {
+                                    run = d;
+                                    break;
+                                }
+                                from = d + 1;
+                            }
                             if run > 0 {
                                 buf.push(ch);
                                 buf.extend_from_slice(&rest[..run]);
