@@ -11,14 +11,15 @@
 //! messages whose stamp differs from the current rules' are read and parsed
 //! again (on every core, a page at a time, old deltas loaded per page).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::ingest::prepare;
-use crate::model::{MessageBody, RawMessage};
+use crate::ingest::{Classification, classify};
+use crate::model::{Delta, DeltaDraft};
+use crate::parse::Mail;
 use crate::parse::Registry;
 use crate::store::{Disposition, OrderChange, Reparsed, RuleHashes, Store, StoreError};
 
@@ -83,10 +84,9 @@ pub async fn run(
         for (m, new) in page.iter().zip(fresh) {
             report.examined += 1;
             let old = old_deltas.remove(&m.id).unwrap_or_default();
-            let same = new.disposition.as_str() == m.disposition
-                && new.reason == m.reason
-                && new.deltas.len() == old.len()
-                && new.deltas.iter().zip(&old).all(|(n, o)| *n == o.draft);
+            let (keep, every_order) = unchanged_orders(&old, &new.deltas);
+            let same =
+                new.disposition.as_str() == m.disposition && new.reason == m.reason && every_order;
             if same {
                 unchanged.push((
                     m.id,
@@ -115,7 +115,7 @@ pub async fn run(
                 _ => {}
             }
             report.changed += 1;
-            changes.push(reparsed(m.id, new));
+            changes.push(reparsed(m.id, new, keep));
         }
         if opts.dry_run {
             pending.extend(changes);
@@ -150,8 +150,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// A message's new classification, as the store applies it.
-fn reparsed(message: i64, new: crate::store::ArchivedMessage) -> Reparsed {
+/// A message's new classification, as the store applies it: the deltas of
+/// the orders in `keep` stay as they are in the log.
+fn reparsed(message: i64, mut new: Classification, keep: BTreeSet<(String, String)>) -> Reparsed {
+    new.deltas
+        .retain(|d| !keep.contains(&(d.vendor.clone(), d.order_ref.clone())));
     Reparsed {
         message,
         disposition: new.disposition,
@@ -160,7 +163,34 @@ fn reparsed(message: i64, new: crate::store::ArchivedMessage) -> Reparsed {
         parser: new.parser,
         parser_version: new.parser_version,
         deltas: new.deltas,
+        keep,
     }
+}
+
+/// The orders whose deltas from one message are the same (the same drafts
+/// in the same order) in its current log and under the new rules, and
+/// whether that is every order the message speaks of, before or now.
+fn unchanged_orders(old: &[Delta], new: &[DeltaDraft]) -> (BTreeSet<(String, String)>, bool) {
+    type Drafts<'a> = (Vec<&'a DeltaDraft>, Vec<&'a DeltaDraft>);
+    let mut by_order: BTreeMap<(&str, &str), Drafts<'_>> = BTreeMap::new();
+    for d in old {
+        let key = (d.draft.vendor.as_str(), d.draft.order_ref.as_str());
+        by_order.entry(key).or_default().0.push(&d.draft);
+    }
+    for d in new {
+        let key = (d.vendor.as_str(), d.order_ref.as_str());
+        by_order.entry(key).or_default().1.push(d);
+    }
+    let mut keep = BTreeSet::new();
+    let mut every = true;
+    for ((vendor, order_ref), (before, now)) in by_order {
+        if before == now {
+            keep.insert((vendor.to_string(), order_ref.to_string()));
+        } else {
+            every = false;
+        }
+    }
+    (keep, every)
 }
 
 /// What releasing one message gave.
@@ -197,7 +227,7 @@ pub async fn release(
     };
     if new.disposition.as_str() != m.disposition || new.reason != m.reason {
         store
-            .apply_reparse(&[reparsed(m.id, new)], rules, "released")
+            .apply_reparse(&[reparsed(m.id, new, BTreeSet::new())], rules, "released")
             .await?;
     }
     Ok(Some(released))
@@ -207,7 +237,7 @@ pub async fn release(
 async fn parse_page(
     registry: &Registry,
     page: &[crate::store::StoredMessage],
-) -> Result<Vec<crate::store::ArchivedMessage>, StoreError> {
+) -> Result<Vec<Classification>, StoreError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let per_task = page.len().div_ceil(cores).max(1);
     std::thread::scope(|s| {
@@ -217,17 +247,7 @@ async fn parse_page(
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|m| {
-                            prepare(
-                                registry,
-                                RawMessage {
-                                    location: String::new(),
-                                    uid: 0,
-                                    body: MessageBody::Full(m.raw.clone()),
-                                    internal_date: m.internal_date,
-                                },
-                            )
-                        })
+                        .map(|m| classify(registry, Mail::parse(&m.raw, m.internal_date).as_ref()))
                         .collect::<Vec<_>>()
                 })
             })

@@ -155,3 +155,87 @@ async fn reparse_reads_only_mail_whose_rules_changed() {
     let again = reparse_now(&app).await;
     assert_eq!((again.examined, again.changed), (0, 0));
 }
+
+/// A rule change that reads one row of a CSV digest differently replaces
+/// that order's delta only: the other rows' deltas stay in the log as they
+/// were (same offsets, nothing re-emitted to the feed), and only that
+/// order's view moves.
+#[tokio::test]
+async fn a_digest_with_one_row_read_differently_replaces_only_that_rows_delta() {
+    let parsers = tempfile::tempdir().unwrap();
+    copy_shipped_parsers(parsers.path());
+    let cfg = maildir_config(parsers.path(), "");
+    let digest = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/pinnacle-credit/01-daily-2026-11-24.eml"),
+    )
+    .unwrap();
+    cfg.deliver("d1", &digest);
+    let app = cfg.app().await;
+    app.ingest_once().await.unwrap();
+    let orders: Vec<String> = (231..=238).map(|n| format!("PC-100{n}")).collect();
+    let mut before = Vec::new();
+    for o in &orders {
+        before.push(
+            app.store
+                .order("pinnacle-credit", o)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let deltas_before = app.store.message_counts().await.unwrap().deltas;
+    assert_eq!(
+        before[4].status.map(|s| s.to_string()).as_deref(),
+        Some("on_hold")
+    );
+
+    let rule = parsers.path().join("pinnacle-credit.toml");
+    edit(&rule, "version = 1", "version = 2");
+    edit(
+        &rule,
+        "\"Pending Consumer Verification\" = \"on_hold\"",
+        "\"Pending Consumer Verification\" = \"in_progress\"",
+    );
+    app.reload_parsers().unwrap();
+    let done = reparse_now(&app).await;
+    assert_eq!((done.examined, done.changed), (1, 1), "{done:?}");
+    assert_eq!(done.orders.len(), 1, "one order's view changes: {done:?}");
+    assert_eq!(done.orders[0].order_ref, "PC-100235");
+
+    let db = cfg.database();
+    assert_eq!(
+        support::db::count(&db, "SELECT count(*) FROM superseded_deltas").await,
+        1,
+        "only the re-read row's old delta is superseded"
+    );
+    assert_eq!(
+        app.store.message_counts().await.unwrap().deltas,
+        deltas_before + 1,
+        "one delta appended, for that row"
+    );
+    for (o, was) in orders.iter().zip(&before) {
+        let now = app
+            .store
+            .order("pinnacle-credit", o)
+            .await
+            .unwrap()
+            .unwrap();
+        if o == "PC-100235" {
+            assert_eq!(
+                now.status.map(|s| s.to_string()).as_deref(),
+                Some("in_progress")
+            );
+            assert!(
+                now.last_offset > was.last_offset,
+                "{o} follows the new delta"
+            );
+        } else {
+            assert_eq!(&now, was, "{o} is untouched");
+        }
+    }
+
+    // Applied: the next reparse has nothing to read or change.
+    let again = reparse_now(&app).await;
+    assert_eq!((again.examined, again.changed), (0, 0), "{again:?}");
+}

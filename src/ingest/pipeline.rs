@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::IngestError;
 use crate::config::IngestSettings;
-use crate::model::{MessageBody, RawMessage};
+use crate::model::{DeltaDraft, MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
 use crate::store::{
     ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, PackedRaw, RuleHashes,
@@ -288,39 +288,7 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 .as_ref()
                 .and_then(|x| x.message_id().map(str::to_string));
             let dedupe_key = dedupe_key(&raw, message_id.as_deref());
-            let outcome = match &mail {
-                Some(mail) => registry.classify(mail),
-                None => Outcome::Quarantined {
-                    vendor: None,
-                    reason: "not a parseable email: no header section".into(),
-                },
-            };
-            let (disposition, reason, vendor, parser, parser_version, deltas) = match outcome {
-                Outcome::Parsed {
-                    vendor,
-                    parser,
-                    version,
-                    deltas,
-                } => (
-                    Disposition::Parsed,
-                    None,
-                    Some(vendor),
-                    Some(parser),
-                    Some(version),
-                    deltas,
-                ),
-                Outcome::Quarantined { vendor, reason } => (
-                    Disposition::Quarantined,
-                    Some(reason),
-                    vendor,
-                    None,
-                    None,
-                    vec![],
-                ),
-                Outcome::Ignored { reason } => {
-                    (Disposition::Ignored, Some(reason), None, None, None, vec![])
-                }
-            };
+            let c = classify(registry, mail.as_ref());
             ArchivedMessage {
                 location: m.location,
                 dedupe_key,
@@ -330,16 +298,71 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
                 subject: mail.as_ref().map(|x| x.subject().to_string()),
                 date_header: mail.as_ref().and_then(Mail::date),
                 internal_date: m.internal_date,
-                disposition,
-                reason,
-                vendor,
-                parser,
-                parser_version,
-                deltas,
+                disposition: c.disposition,
+                reason: c.reason,
+                vendor: c.vendor,
+                parser: c.parser,
+                parser_version: c.parser_version,
+                deltas: c.deltas,
                 raw: PackedRaw::pack(raw),
                 raw_complete: true,
             }
         }
+    }
+}
+
+/// What the rules make of one message: the part of [`prepare`] that
+/// `reparse` needs again, without the identity hash and the packing of the
+/// raw mail that only a newly fetched message needs.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    pub disposition: Disposition,
+    pub reason: Option<String>,
+    pub vendor: Option<String>,
+    pub parser: Option<String>,
+    pub parser_version: Option<u32>,
+    pub deltas: Vec<DeltaDraft>,
+}
+
+/// Classifies a parsed message; `None` is mail with no header section.
+pub fn classify(registry: &Registry, mail: Option<&Mail<'_>>) -> Classification {
+    let outcome = match mail {
+        Some(mail) => registry.classify(mail),
+        None => Outcome::Quarantined {
+            vendor: None,
+            reason: "not a parseable email: no header section".into(),
+        },
+    };
+    match outcome {
+        Outcome::Parsed {
+            vendor,
+            parser,
+            version,
+            deltas,
+        } => Classification {
+            disposition: Disposition::Parsed,
+            reason: None,
+            vendor: Some(vendor),
+            parser: Some(parser),
+            parser_version: Some(version),
+            deltas,
+        },
+        Outcome::Quarantined { vendor, reason } => Classification {
+            disposition: Disposition::Quarantined,
+            reason: Some(reason),
+            vendor,
+            parser: None,
+            parser_version: None,
+            deltas: vec![],
+        },
+        Outcome::Ignored { reason } => Classification {
+            disposition: Disposition::Ignored,
+            reason: Some(reason),
+            vendor: None,
+            parser: None,
+            parser_version: None,
+            deltas: vec![],
+        },
     }
 }
 

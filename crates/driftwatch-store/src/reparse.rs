@@ -7,7 +7,7 @@
 //! what the current rules would stamp, found from a covering index without
 //! touching the raw archive.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -65,7 +65,14 @@ pub struct Reparsed {
     pub vendor: Option<String>,
     pub parser: Option<String>,
     pub parser_version: Option<u32>,
+    /// The new deltas, for the orders not in `keep`.
     pub deltas: Vec<DeltaDraft>,
+    /// Orders (vendor, order ref) whose deltas from this message are the
+    /// same under the new rules: they stay in the log as they are, and those
+    /// orders are not refolded. Only the rest are superseded and appended
+    /// again. A CSV digest of 50 orders with one row read differently
+    /// re-emits one delta to the feed, not 50. Empty: replace all.
+    pub keep: BTreeSet<(String, String)>,
 }
 
 impl Reparsed {
@@ -213,13 +220,11 @@ impl Store {
     /// trips to SQLite's thread per order, the CPU mostly idle.
     pub async fn simulate_reparse(&self, changes: &[Reparsed]) -> Result<Vec<OrderChange>> {
         let mut conn = self.pool.acquire().await?;
-        let replaced: BTreeSet<i64> = changes.iter().map(|c| c.message).collect();
         let now = Utc::now();
         let mut out = Vec::new();
-        let affected: Vec<(String, String)> = affected_orders(&mut conn, changes)
-            .await?
-            .into_iter()
-            .collect();
+        let (replaced, affected) = replaced_deltas(&mut conn, changes).await?;
+        let replaced: HashSet<i64> = replaced.into_iter().collect();
+        let affected: Vec<(String, String)> = affected.into_iter().collect();
         // Each order's new deltas, in the order of the changes: looking them
         // up by scanning every change for every order was quadratic.
         let mut new_deltas: HashMap<(&str, &str), Vec<(&Reparsed, &DeltaDraft)>> = HashMap::new();
@@ -242,7 +247,7 @@ impl Store {
                     .remove(&key)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|d| d.message.is_none_or(|m| !replaced.contains(&m)))
+                    .filter(|d| !replaced.contains(&d.offset))
                     .collect();
                 // New deltas would get offsets after every existing one.
                 let new = new_deltas.get(&(vendor.as_str(), order_ref.as_str()));
@@ -279,22 +284,20 @@ impl Store {
     ) -> Result<()> {
         let now = Utc::now();
         let mut tx = self.write_tx().await?;
-        let affected = affected_orders(&mut tx, changes).await?;
+        let (replaced, affected) = replaced_deltas(&mut tx, changes).await?;
         let mut fresh = Vec::new();
-        let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
-        for chunk in ids.chunks(IN_CHUNK) {
+        for chunk in replaced.chunks(IN_CHUNK) {
             let sql = format!(
                 r#"INSERT INTO superseded_deltas ("offset", superseded_at, reason)
-                 SELECT "offset", $1, $2 FROM deltas
-                 WHERE message IN ({}) AND "offset" NOT IN (SELECT "offset" FROM superseded_deltas)
+                 SELECT "offset", $1, $2 FROM deltas WHERE "offset" IN ({})
                  ON CONFLICT DO NOTHING"#,
                 super::list_placeholders(3, chunk.len())
             );
             let mut q = sqlx::query(super::bulk(&tx, sql))
                 .bind(ts(now))
                 .bind(reason);
-            for id in chunk {
-                q = q.bind(id);
+            for offset in chunk {
+                q = q.bind(offset);
             }
             q.execute(&mut *tx).await?;
         }
@@ -368,33 +371,45 @@ async fn page_logs(
     Ok(out)
 }
 
-/// Orders touched by the old or the new deltas of the changed messages.
-async fn affected_orders(
+/// The deltas the changes replace (each changed message's current deltas,
+/// except those of the orders it keeps), by offset, and the orders touched
+/// by those or by the new deltas: the ones to refold.
+async fn replaced_deltas(
     conn: &mut sqlx::AnyConnection,
     changes: &[Reparsed],
-) -> Result<BTreeSet<(String, String)>> {
-    let mut set = BTreeSet::new();
+) -> Result<(Vec<i64>, BTreeSet<(String, String)>)> {
+    let keep: HashMap<i64, &BTreeSet<(String, String)>> =
+        changes.iter().map(|c| (c.message, &c.keep)).collect();
+    let mut offsets = Vec::new();
+    let mut orders = BTreeSet::new();
     let ids: Vec<i64> = changes.iter().map(|c| c.message).collect();
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
-            r#"SELECT vendor, order_ref FROM deltas
+            r#"SELECT "offset", message, vendor, order_ref FROM deltas
              WHERE message IN ({}) AND "offset" NOT IN (SELECT "offset" FROM superseded_deltas)"#,
             super::list_placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(super::bulk(conn, sql));
+        let mut q = sqlx::query_as::<_, (i64, i64, String, String)>(super::bulk(conn, sql));
         for id in chunk {
             q = q.bind(id);
         }
-        set.extend(q.fetch_all(&mut *conn).await?);
+        for (offset, message, vendor, order_ref) in q.fetch_all(&mut *conn).await? {
+            let order = (vendor, order_ref);
+            if keep.get(&message).is_some_and(|k| k.contains(&order)) {
+                continue;
+            }
+            offsets.push(offset);
+            orders.insert(order);
+        }
     }
     for c in changes {
-        set.extend(
+        orders.extend(
             c.deltas
                 .iter()
                 .map(|d| (d.vendor.clone(), d.order_ref.clone())),
         );
     }
-    Ok(set)
+    Ok((offsets, orders))
 }
 
 /// Two views are the same for a user when status and fields agree; offsets
