@@ -8,12 +8,15 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
 COPY demo ./demo
+# build.rs embeds the shipped parsers and their fixtures for `driftwatch demo`.
 COPY parsers ./parsers
+COPY fixtures ./fixtures
 # Patched dependencies ([patch.crates-io] in Cargo.toml).
 COPY vendor ./vendor
 RUN cargo build --release --locked --bin driftwatch

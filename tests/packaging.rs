@@ -176,3 +176,98 @@ fn licence_files_match_the_cargo_licence() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(readme.contains("cargo install --path .") && readme.contains("Rust 1.95"));
 }
+
+/// The Dockerfile's build stage must copy everything cargo reads: the
+/// manifest and lockfile, the workspace members, the patched crates,
+/// `build.rs` and the folders it embeds. Without a container engine (CI
+/// has none) that is checked by copying exactly the build stage's `COPY`
+/// sources into an empty directory: cargo must resolve the workspace there
+/// with the lockfile, and every folder `build.rs` walks must be there.
+/// (The image once lacked `crates/` and `build.rs` and nothing here saw it.)
+#[test]
+fn the_docker_build_stage_copies_everything_cargo_reads() {
+    let file = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap_or_default();
+    let build_stage: Vec<&str> = file
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("FROM "))
+        .collect();
+    let ctx = tempfile::tempdir().unwrap();
+    let mut copied = 0;
+    for line in build_stage.iter().filter(|l| l.starts_with("COPY ")) {
+        let parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        assert!(
+            !parts.iter().any(|p| p.starts_with("--")),
+            "unexpected COPY flag in the build stage: {line}"
+        );
+        let (dest, srcs) = parts.split_last().unwrap();
+        for src in srcs {
+            let to = if dest.ends_with('/') {
+                ctx.path().join(dest).join(src)
+            } else {
+                ctx.path().join(dest)
+            };
+            copy_context(&root().join(src), &to, &ignored);
+            copied += 1;
+        }
+    }
+    assert!(copied > 0, "the build stage copies nothing");
+
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo cannot read the workspace from what the Dockerfile copies: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if root().join("build.rs").exists() {
+        assert!(
+            ctx.path().join("build.rs").exists(),
+            "build.rs is not copied"
+        );
+        // The folders build.rs walks: `for dir in ["parsers", "fixtures"]`.
+        let build = std::fs::read_to_string(root().join("build.rs")).unwrap();
+        let list = build
+            .split_once("for dir in [")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(list, _)| list)
+            .expect("build.rs names the folders it embeds");
+        for dir in list.split(',').map(|d| d.trim().trim_matches('"')) {
+            assert!(
+                ctx.path().join(dir).is_dir(),
+                "build.rs embeds {dir}/, which the Dockerfile does not copy"
+            );
+        }
+    }
+}
+
+/// Copies a file or a tree as `docker build` would send it: the names in
+/// .dockerignore (one per line, `name` or `**/name`) are left out, matched
+/// here against any path component, a superset of what docker leaves out.
+fn copy_context(from: &Path, to: &Path, ignored: &str) {
+    let skip = |p: &Path| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            ignored
+                .lines()
+                .any(|i| i.trim().trim_start_matches("**/") == n)
+        })
+    };
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if !skip(&path) {
+                copy_context(&path, &to.join(path.file_name().unwrap()), ignored);
+            }
+        }
+    } else {
+        assert!(from.exists(), "COPY of a missing path: {}", from.display());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    }
+}
