@@ -1063,9 +1063,12 @@ fn stream_json(
             Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            if !self.top {
+                return Err(not_records(false, "an object"));
+            }
             let mut items = false;
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                if self.top && key == "items" {
+                if key == "items" {
                     // Which of two lists would be the vendor's? Neither.
                     if std::mem::replace(&mut items, true) {
                         return Err(serde::de::Error::custom("the document has `items` twice"));
@@ -1079,27 +1082,42 @@ fn stream_json(
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+            if !items {
+                // Read as "no orders", every order would go missing.
+                return Err(serde::de::Error::custom(
+                    "the document is an object without an `items` array of records",
+                ));
+            }
             Ok(())
         }
-        // Anything else holds no records.
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
+        // Anything else holds no records: refused, not read as "no orders".
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            Err(not_records(self.top, "a boolean"))
         }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            Err(not_records(self.top, "a number"))
         }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            Err(not_records(self.top, "a number"))
         }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            Err(not_records(self.top, "a number"))
         }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            Err(not_records(self.top, "a string"))
         }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Err(not_records(self.top, "null"))
         }
+    }
+    fn not_records<E: serde::de::Error>(top: bool, what: &str) -> E {
+        E::custom(if top {
+            format!(
+                "the document is {what}, not an array of records or an object with an `items` array"
+            )
+        } else {
+            format!("`items` is {what}, not an array of records")
+        })
     }
 
     let file = std::fs::File::open(path)
@@ -1257,7 +1275,7 @@ mod tests {
 
     /// A JSON export is read a record at a time, with what reading it whole
     /// gave: the records of a top-level array or of `items` (beside other
-    /// keys, before or after it), nothing from other documents; a wrong
+    /// keys, before or after it); a document with no such array, a wrong
     /// first record, a cut document, trailing text or two `items` lists
     /// are refused.
     #[test]
@@ -1288,8 +1306,25 @@ mod tests {
         let wrapped =
             format!(r#"{{"meta":{{"items":[{{"order_ref":"no"}}]}},"items":{recs},"n":2}}"#);
         assert_eq!(read(&wrapped).unwrap(), two("A2"));
-        assert_eq!(read(r#"{"count": 0}"#).unwrap(), (0, vec![]));
-        assert_eq!(read("42").unwrap(), (0, vec![]));
+        // No records is an empty array, never a document without one.
+        assert_eq!(read("[]").unwrap(), (0, vec![]));
+        assert_eq!(read(r#"{"items":[],"n":0}"#).unwrap(), (0, vec![]));
+        for (doc, why) in [
+            (r#"{"count": 0}"#, "without an `items` array"),
+            (
+                r#"{"data": [{"order_ref":"A1"}]}"#,
+                "without an `items` array",
+            ),
+            (r#"{"items": {"order_ref":"A1"}}"#, "`items` is an object"),
+            (r#"{"items": null}"#, "`items` is null"),
+            ("42", "the document is a number"),
+            (r#""[]""#, "the document is a string"),
+        ] {
+            match read(doc) {
+                Err(KeyFrameError::Json(e)) => assert!(e.contains(why), "{doc}: {e}"),
+                other => panic!("{doc} must be refused, got {other:?}"),
+            }
+        }
         assert!(matches!(
             read(r#"[{"id":"A1"}]"#),
             Err(KeyFrameError::MissingColumn { .. })
