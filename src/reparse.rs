@@ -17,11 +17,13 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::ingest::{Classification, classify};
+use crate::ingest::classify;
 use crate::model::{Delta, DeltaDraft};
 use crate::parse::Mail;
 use crate::parse::Registry;
-use crate::store::{Disposition, OrderChange, Reparsed, RuleHashes, Store, StoreError};
+use crate::store::{
+    Classification, Disposition, OrderChange, Reparsed, RuleHashes, Store, StoreError,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct ReparseOptions {
@@ -155,16 +157,7 @@ pub async fn run(
 fn reparsed(message: i64, mut new: Classification, keep: BTreeSet<(String, String)>) -> Reparsed {
     new.deltas
         .retain(|d| !keep.contains(&(d.vendor.clone(), d.order_ref.clone())));
-    Reparsed {
-        message,
-        disposition: new.disposition,
-        reason: new.reason,
-        vendor: new.vendor,
-        parser: new.parser,
-        parser_version: new.parser_version,
-        deltas: new.deltas,
-        keep,
-    }
+    Reparsed { message, new, keep }
 }
 
 /// The orders whose deltas from one message are the same (the same drafts

@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 
 pub use imap::ImapSource;
 pub use maildir::MaildirSource;
-pub use pipeline::{Classification, Pipeline, Prepared, classify, dedupe_key, prepare};
+pub use pipeline::{Pipeline, Prepared, classify, dedupe_key, prepare};
 pub use tls::{Pin, parse_pin};
 
 use crate::backoff::Backoff;

@@ -11,11 +11,11 @@ use tracing::{debug, info, warn};
 
 use super::IngestError;
 use crate::config::IngestSettings;
-use crate::model::{DeltaDraft, MessageBody, RawMessage};
+use crate::model::{MessageBody, RawMessage};
 use crate::parse::{Mail, Outcome, Registry};
 use crate::store::{
-    ArchivedMessage, BatchOutcome, Checkpoint, Disposition, IngestBatch, PackedRaw, RuleHashes,
-    Store, StoreError,
+    ArchivedMessage, BatchOutcome, Checkpoint, Classification, Disposition, IngestBatch, PackedRaw,
+    RuleHashes, Store, StoreError,
 };
 
 pub struct Pipeline {
@@ -311,20 +311,9 @@ pub fn prepare(registry: &Registry, m: RawMessage) -> ArchivedMessage {
     }
 }
 
-/// What the rules make of one message: the part of [`prepare`] that
-/// `reparse` needs again, without the identity hash and the packing of the
-/// raw mail that only a newly fetched message needs.
-#[derive(Debug, Clone)]
-pub struct Classification {
-    pub disposition: Disposition,
-    pub reason: Option<String>,
-    pub vendor: Option<String>,
-    pub parser: Option<String>,
-    pub parser_version: Option<u32>,
-    pub deltas: Vec<DeltaDraft>,
-}
-
-/// Classifies a parsed message; `None` is mail with no header section.
+/// Classifies a parsed message (`None`: mail with no header section): the
+/// part of [`prepare`] that `reparse` needs again, without the identity
+/// hash and the packing of the raw mail that only newly fetched mail needs.
 pub fn classify(registry: &Registry, mail: Option<&Mail<'_>>) -> Classification {
     let outcome = match mail {
         Some(mail) => registry.classify(mail),

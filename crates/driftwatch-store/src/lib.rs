@@ -66,7 +66,7 @@ pub use reconcile::{
     AsOfOrder, Cutoff, DriftRow, DriftWithView, Evidence, KeyFrameRef, KnownOrder, LastKeyFrame,
     NewDrift, NewKeyFrame, RunCounts, RunRecord, RunRow, RunWritten,
 };
-pub use reparse::{OrderChange, ReparseScope, Reparsed, RuleHashes};
+pub use reparse::{Classification, OrderChange, ReparseScope, Reparsed, RuleHashes};
 pub use report::{
     BeginSend, DriftMovement, DriftRow as ReportDriftRow, FormatAlertRow, MailCountRow,
     QuarantinedRow, RunRow as ReportRunRow, SendRow, SendState, StuckOrderRow, VendorMailRow,

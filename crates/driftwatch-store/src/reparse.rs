@@ -56,17 +56,25 @@ impl RuleHashes {
     }
 }
 
-/// A message's new classification.
+/// What the rules make of one message (ingest's `prepare` adds the
+/// identity hash and the packed raw mail; reparse needs only this).
 #[derive(Debug, Clone)]
-pub struct Reparsed {
-    pub message: i64,
+pub struct Classification {
     pub disposition: Disposition,
     pub reason: Option<String>,
     pub vendor: Option<String>,
     pub parser: Option<String>,
     pub parser_version: Option<u32>,
-    /// The new deltas, for the orders not in `keep`.
     pub deltas: Vec<DeltaDraft>,
+}
+
+/// A message's new classification, as a reparse applies it.
+#[derive(Debug, Clone)]
+pub struct Reparsed {
+    pub message: i64,
+    /// What the current rules make of it; its deltas only for the orders
+    /// not in `keep`.
+    pub new: Classification,
     /// Orders (vendor, order ref) whose deltas from this message are the
     /// same under the new rules: they stay in the log as they are, and those
     /// orders are not refolded. Only the rest are superseded and appended
@@ -80,8 +88,8 @@ impl Reparsed {
     fn delta(&self, d: &DeltaDraft, now: DateTime<Utc>) -> Delta {
         Delta {
             message: Some(self.message),
-            parser: self.parser.clone(),
-            parser_version: self.parser_version.map(i64::from),
+            parser: self.new.parser.clone(),
+            parser_version: self.new.parser_version.map(i64::from),
             ..Delta::unlogged(DeltaSource::Email, d.clone(), now)
         }
     }
@@ -229,7 +237,7 @@ impl Store {
         // up by scanning every change for every order was quadratic.
         let mut new_deltas: HashMap<(&str, &str), Vec<(&Reparsed, &DeltaDraft)>> = HashMap::new();
         for c in changes {
-            for d in &c.deltas {
+            for d in &c.new.deltas {
                 new_deltas
                     .entry((d.vendor.as_str(), d.order_ref.as_str()))
                     .or_default()
@@ -302,20 +310,21 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         for c in changes {
-            fresh.extend(c.deltas.iter().map(|d| c.delta(d, now)));
+            let n = &c.new;
+            fresh.extend(n.deltas.iter().map(|d| c.delta(d, now)));
             sqlx::query(
                 "UPDATE messages SET disposition = $1, reason = $2, vendor = $3, parser = $4, parser_version = $5,
                      rules = $6
                  WHERE id = $7",
             )
-            .bind(c.disposition.as_str())
-            .bind(&c.reason)
-            .bind(&c.vendor)
-            .bind(&c.parser)
-            .bind(c.parser_version.map(i64::from))
+            .bind(n.disposition.as_str())
+            .bind(&n.reason)
+            .bind(&n.vendor)
+            .bind(&n.parser)
+            .bind(n.parser_version.map(i64::from))
             .bind(
                 rules
-                    .stamp(c.disposition, c.vendor.as_deref())
+                    .stamp(n.disposition, n.vendor.as_deref())
                     .map(|s| s.to_vec()),
             )
             .bind(c.message)
@@ -404,7 +413,8 @@ async fn replaced_deltas(
     }
     for c in changes {
         orders.extend(
-            c.deltas
+            c.new
+                .deltas
                 .iter()
                 .map(|d| (d.vendor.clone(), d.order_ref.clone())),
         );
