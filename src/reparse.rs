@@ -155,8 +155,10 @@ pub async fn run(
 /// A message's new classification, as the store applies it: the deltas of
 /// the orders in `keep` stay as they are in the log.
 fn reparsed(message: i64, mut new: Classification, keep: BTreeSet<(String, String)>) -> Reparsed {
-    new.deltas
-        .retain(|d| !keep.contains(&(d.vendor.clone(), d.order_ref.clone())));
+    if !keep.is_empty() {
+        new.deltas
+            .retain(|d| !keep.contains(&(d.vendor.clone(), d.order_ref.clone())));
+    }
     Reparsed { message, new, keep }
 }
 

@@ -1051,7 +1051,11 @@ fn stream_json(
     impl<'de> Visitor<'de> for Level<'_, '_> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array of records, or an object with an `items` array")
+            f.write_str(if self.top {
+                "an array of records, or an object with an `items` array"
+            } else {
+                "`items` to be an array of records"
+            })
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some(rec) = seq.next_element::<serde_json::Value>()? {
@@ -1064,7 +1068,10 @@ fn stream_json(
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             if !self.top {
-                return Err(not_records(false, "an object"));
+                return Err(serde::de::Error::invalid_type(
+                    serde::de::Unexpected::Map,
+                    &self,
+                ));
             }
             let mut items = false;
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
@@ -1090,34 +1097,8 @@ fn stream_json(
             }
             Ok(())
         }
-        // Anything else holds no records: refused, not read as "no orders".
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-            Err(not_records(self.top, "a boolean"))
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-            Err(not_records(self.top, "a number"))
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-            Err(not_records(self.top, "a number"))
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-            Err(not_records(self.top, "a number"))
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-            Err(not_records(self.top, "a string"))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            Err(not_records(self.top, "null"))
-        }
-    }
-    fn not_records<E: serde::de::Error>(top: bool, what: &str) -> E {
-        E::custom(if top {
-            format!(
-                "the document is {what}, not an array of records or an object with an `items` array"
-            )
-        } else {
-            format!("`items` is {what}, not an array of records")
-        })
+        // Anything else holds no records: serde's default visits refuse it
+        // ("invalid type: null, expected ..."), never read as "no orders".
     }
 
     let file = std::fs::File::open(path)
@@ -1315,10 +1296,22 @@ mod tests {
                 r#"{"data": [{"order_ref":"A1"}]}"#,
                 "without an `items` array",
             ),
-            (r#"{"items": {"order_ref":"A1"}}"#, "`items` is an object"),
-            (r#"{"items": null}"#, "`items` is null"),
-            ("42", "the document is a number"),
-            (r#""[]""#, "the document is a string"),
+            (
+                r#"{"items": {"order_ref":"A1"}}"#,
+                "invalid type: map, expected `items` to be an array",
+            ),
+            (
+                r#"{"items": null}"#,
+                "invalid type: null, expected `items` to be an array",
+            ),
+            (
+                "42",
+                "invalid type: integer `42`, expected an array of records",
+            ),
+            (
+                r#""[]""#,
+                "invalid type: string \"[]\", expected an array of records",
+            ),
         ] {
             match read(doc) {
                 Err(KeyFrameError::Json(e)) => assert!(e.contains(why), "{doc}: {e}"),
