@@ -16,7 +16,7 @@ use driftwatch::reconcile::{
     KeyFrameError, Outcome, ReconcileError, RunOptions, RunSummary, VendorSettings, run_vendor,
 };
 use driftwatch::store::Store;
-use reconcile_support::Env;
+use reconcile_support::{Env, seed_scheduled};
 
 const ORDERS: usize = 100;
 
@@ -50,26 +50,9 @@ fn t0() -> chrono::DateTime<Utc> {
 
 /// 100 scheduled orders, told by email a day before the exports.
 async fn seed(store: &Store) {
-    let items: Vec<_> = (0..ORDERS)
-        .map(|i| {
-            (
-                DeltaDraft {
-                    vendor: "acme".into(),
-                    order_ref: format!("{}", 1000 + i),
-                    status: Some(Status::Scheduled),
-                    vendor_status: Some("Inspection Scheduled".into()),
-                    fields: [("fee".to_string(), serde_json::json!(500.0))].into(),
-                    event_time: t0(),
-                    time_source: TimeSource::Vendor,
-                },
-                t0() + Duration::minutes(1),
-            )
-        })
-        .collect();
-    store
-        .append_deltas_at(DeltaSource::Email, &items)
-        .await
-        .unwrap();
+    let fields = [("fee".to_string(), serde_json::json!(500.0))].into();
+    let refs = (0..ORDERS).map(|i| format!("{}", 1000 + i));
+    seed_scheduled(store, "acme", "Inspection Scheduled", refs, &fields, t0()).await;
 }
 
 /// The export of the seeded orders, with `changed` of them delivered.

@@ -10,10 +10,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, TimeZone, Utc};
-use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::model::Status;
 use driftwatch::reconcile::{Outcome, ReconcileError, RunOptions, run_once};
 use driftwatch::store::Store;
-use reconcile_support::Env;
+use reconcile_support::{Env, seed_scheduled};
 use support::vendor_http::{Response, VendorHttp};
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -21,26 +21,8 @@ fn t0() -> chrono::DateTime<Utc> {
 }
 
 async fn seed(store: &Store, vendor: &str, refs: impl Iterator<Item = String>, appraiser: &str) {
-    let items: Vec<_> = refs
-        .map(|r| {
-            (
-                DeltaDraft {
-                    vendor: vendor.into(),
-                    order_ref: r,
-                    status: Some(Status::Scheduled),
-                    vendor_status: Some("scheduled".into()),
-                    fields: [("appraiser".to_string(), serde_json::json!(appraiser))].into(),
-                    event_time: t0(),
-                    time_source: TimeSource::Vendor,
-                },
-                t0() + Duration::minutes(1),
-            )
-        })
-        .collect();
-    store
-        .append_deltas_at(DeltaSource::Email, &items)
-        .await
-        .unwrap();
+    let fields = [("appraiser".to_string(), serde_json::json!(appraiser))].into();
+    seed_scheduled(store, vendor, "scheduled", refs, &fields, t0()).await;
 }
 
 /// A semicolon-separated Latin-1 export with a composite key.

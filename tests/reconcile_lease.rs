@@ -11,10 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
 use driftwatch::reconcile::{Outcome, ReconcileError, RunOptions, lease_name, run_vendor};
 use driftwatch::store::Store;
-use reconcile_support::Env;
+use reconcile_support::{Env, seed_scheduled};
 
 const ORDERS: usize = 60;
 
@@ -42,26 +41,16 @@ max_drift_pct = 50
 
 async fn seed(store: &Store) {
     let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
-    let items: Vec<_> = (0..ORDERS)
-        .map(|i| {
-            (
-                DeltaDraft {
-                    vendor: "acme".into(),
-                    order_ref: format!("{}", 1000 + i),
-                    status: Some(Status::Scheduled),
-                    vendor_status: Some("Inspection Scheduled".into()),
-                    fields: Default::default(),
-                    event_time: t0,
-                    time_source: TimeSource::Vendor,
-                },
-                t0,
-            )
-        })
-        .collect();
-    store
-        .append_deltas_at(DeltaSource::Email, &items)
-        .await
-        .unwrap();
+    let refs = (0..ORDERS).map(|i| format!("{}", 1000 + i));
+    seed_scheduled(
+        store,
+        "acme",
+        "Inspection Scheduled",
+        refs,
+        &Default::default(),
+        t0,
+    )
+    .await;
 }
 
 /// Every order but the last; the first two delivered.

@@ -4,13 +4,15 @@
 //! replaces it; a newer one does.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod reconcile_support;
 mod support;
 
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::model::Status;
 use driftwatch::reconcile::{Outcome, RunOptions, run_once};
+use reconcile_support::seed_scheduled;
 use support::app::{Serving, imap_config};
 use support::dovecot::Dovecot;
 
@@ -69,27 +71,16 @@ fn report(id: &str, date: &str, rows: &str) -> Vec<u8> {
 }
 
 async fn seed(app: &driftwatch::app::App) {
-    let items: Vec<_> = ["1", "2"]
-        .iter()
-        .map(|r| {
-            (
-                DeltaDraft {
-                    vendor: "acme-appraisal".into(),
-                    order_ref: r.to_string(),
-                    status: Some(Status::Scheduled),
-                    vendor_status: Some("Inspection Scheduled".into()),
-                    fields: Default::default(),
-                    event_time: t0(),
-                    time_source: TimeSource::Vendor,
-                },
-                t0() + Duration::minutes(1),
-            )
-        })
-        .collect();
-    app.store
-        .append_deltas_at(DeltaSource::Email, &items)
-        .await
-        .unwrap();
+    let refs = ["1", "2"].map(String::from);
+    seed_scheduled(
+        &app.store,
+        "acme-appraisal",
+        "Inspection Scheduled",
+        refs,
+        &Default::default(),
+        t0(),
+    )
+    .await;
 }
 
 async fn status(app: &driftwatch::app::App, order: &str) -> Option<Status> {

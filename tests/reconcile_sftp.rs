@@ -10,9 +10,9 @@ mod support;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use driftwatch::model::{DeltaDraft, DeltaSource, Status, TimeSource};
+use driftwatch::model::Status;
 use driftwatch::reconcile::{FetchError, Outcome, ReconcileError, RunOptions, run_once};
-use reconcile_support::Env;
+use reconcile_support::{Env, seed_scheduled};
 use support::proxy::FaultProxy;
 use support::sftp::{self, Sftpd};
 
@@ -66,27 +66,8 @@ fn key_login(server: &Sftpd) -> String {
 
 /// Orders 1 and 2, scheduled, told by email the day before the exports.
 async fn seed(app: &driftwatch::app::App) {
-    let items: Vec<_> = ["1", "2"]
-        .iter()
-        .map(|r| {
-            (
-                DeltaDraft {
-                    vendor: "acme".into(),
-                    order_ref: r.to_string(),
-                    status: Some(Status::Scheduled),
-                    vendor_status: Some("SCHED".into()),
-                    fields: Default::default(),
-                    event_time: t0(),
-                    time_source: TimeSource::Vendor,
-                },
-                t0() + Duration::minutes(1),
-            )
-        })
-        .collect();
-    app.store
-        .append_deltas_at(DeltaSource::Email, &items)
-        .await
-        .unwrap();
+    let refs = ["1", "2"].map(String::from);
+    seed_scheduled(&app.store, "acme", "SCHED", refs, &Default::default(), t0()).await;
 }
 
 /// A vendor that logs in with the harness's key (through `port`), its app,

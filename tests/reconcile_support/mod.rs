@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Duration, Utc};
 use driftwatch::app::App;
 use driftwatch::config::Config;
+use driftwatch::model::{DeltaDraft, DeltaSource, Fields, Status, TimeSource};
 use driftwatch::reconcile::VendorSettings;
+use driftwatch::store::Store;
 
 use crate::support::db::Db;
 
@@ -81,6 +84,37 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
+}
+
+/// Orders the vendor told by email are `scheduled` (its word `word`), each
+/// with `fields`, at `at`; recorded a minute later.
+pub async fn seed_scheduled(
+    store: &Store,
+    vendor: &str,
+    word: &str,
+    refs: impl IntoIterator<Item = String>,
+    fields: &Fields,
+    at: DateTime<Utc>,
+) {
+    let items: Vec<_> = refs
+        .into_iter()
+        .map(|order_ref| {
+            let draft = DeltaDraft {
+                vendor: vendor.into(),
+                order_ref,
+                status: Some(Status::Scheduled),
+                vendor_status: Some(word.into()),
+                fields: fields.clone(),
+                event_time: at,
+                time_source: TimeSource::Vendor,
+            };
+            (draft, at + Duration::minutes(1))
+        })
+        .collect();
+    store
+        .append_deltas_at(DeltaSource::Email, &items)
+        .await
+        .expect("seed deltas append");
 }
 
 /// Sets a file's modification time: an export's `as_of` by default.
