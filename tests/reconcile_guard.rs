@@ -86,9 +86,13 @@ impl Fixture {
     }
 
     async fn run(&self, export: &str, opts: RunOptions) -> Result<RunSummary, ReconcileError> {
-        std::fs::write(self.env.path("export.csv"), export).unwrap();
+        // Written the moment the run starts: a file's as_of is its mtime.
+        let now = opts.now.unwrap_or(t0() + Duration::days(1));
+        let path = self.env.path("export.csv");
+        std::fs::write(&path, export).unwrap();
+        reconcile_support::set_mtime(&path, now);
         let opts = RunOptions {
-            now: opts.now.or(Some(t0() + Duration::days(1))),
+            now: Some(now),
             ..opts
         };
         run_vendor(&self.app.store, &self.vendor, &self.env.path("work"), opts).await

@@ -330,6 +330,55 @@ async fn drop_folder_export_is_as_of_its_mtime_so_a_later_email_wins() {
 }
 
 #[tokio::test]
+async fn a_key_frame_dated_after_now_is_refused_and_fixes_nothing() {
+    // A touched file (or a server clock years ahead) would date every fix
+    // after any email the vendor will ever send.
+    let c = Case::new("policy = \"fix\"", MAPPING, 2).await;
+    let e = c
+        .run_at(
+            "Order No,Status,Fee\n1,Report Delivered,500\n2,Open,500\n",
+            Utc::now() + Duration::days(365 * 70),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("later than now"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+    assert_eq!(c.order("1").await.0, Some(Status::Scheduled));
+}
+
+#[tokio::test]
+async fn an_as_of_field_without_a_zone_is_refused_unless_the_vendors_zone_is_set() {
+    let csv = "Order No,Status,Fee,Exported\n1,Report Delivered,500,2026-05-02 03:00:00\n2,Open,500,2026-05-02 03:00:00\n";
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"field:Exported\"\n{MAPPING}"),
+        2,
+    )
+    .await;
+    let e = c.run(csv).await.unwrap_err();
+    assert!(e.to_string().contains("no zone or offset"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+
+    // Declared: the vendor's 03:00 in Chicago is 08:00 UTC.
+    let mapping = MAPPING.replace(
+        "status = \"Status\"\n",
+        "status = \"Status\"\ntimezone = \"America/Chicago\"\n",
+    );
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"field:Exported\"\n{mapping}"),
+        2,
+    )
+    .await;
+    let s = c.run(csv).await.unwrap();
+    assert_eq!(
+        s.as_of,
+        Some(Utc.with_ymd_and_hms(2026, 5, 2, 8, 0, 0).unwrap())
+    );
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+}
+
+#[tokio::test]
 async fn key_frame_older_than_a_contradicting_email_is_stale_for_that_order() {
     let c = Case::new(
         "policy = \"fix\"",

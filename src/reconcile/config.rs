@@ -20,6 +20,7 @@ pub use driftwatch_core::reconcile::settings::{
 
 use crate::model::Status;
 use crate::secret::Secret;
+use driftwatch_core::reconcile::mapping::check_format;
 use driftwatch_core::toml_source::{ConfigError, TomlSource};
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +154,8 @@ struct RawMapping {
     decimal: Option<String>,
     /// The export's thousands separator: "none" (default), ",", ".", " " or "'".
     thousands: Option<String>,
+    /// IANA zone for times the export writes without an offset.
+    timezone: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, RawField>,
 }
@@ -579,6 +582,7 @@ pub fn validate(
             key: vec!["order_ref".into()],
             status: Some("status".into()),
             fields: vec![],
+            timezone: None,
         },
         Some(m) => {
             let keycols = match m.key {
@@ -590,6 +594,17 @@ pub fn validate(
                 return Err(src.error(&key("mapping.key"), "must name at least one column"));
             }
             let number = number_format(src, &key, m.decimal.as_deref(), m.thousands.as_deref())?;
+            let timezone = match &m.timezone {
+                None => None,
+                Some(z) => Some(z.parse::<chrono_tz::Tz>().map_err(|_| {
+                    src.error(
+                        &key("mapping.timezone"),
+                        format!(
+                            "`{z}` is not an IANA time zone (e.g. \"America/Chicago\" or \"UTC\")"
+                        ),
+                    )
+                })?),
+            };
             let mut fields = Vec::new();
             for (name, f) in m.fields {
                 let fk = |k: &str| key(&format!("mapping.fields.{name}.{k}"));
@@ -601,6 +616,8 @@ pub fn validate(
                     if fmt.trim().is_empty() {
                         return Err(src.error(&fk("format"), "must not be empty"));
                     }
+                    check_format(fmt, kind, timezone.is_some())
+                        .map_err(|e| src.error(&fk("format"), e))?;
                 }
                 for (v, k) in [
                     (f.tolerance, "tolerance"),
@@ -624,6 +641,7 @@ pub fn validate(
                     kind,
                     case: f.case.unwrap_or_default(),
                     format: f.format,
+                    zone: timezone,
                     number,
                     tolerance: crate::number::tolerance(f.tolerance.unwrap_or(0.0)),
                     relative_tolerance: crate::number::tolerance(
@@ -636,6 +654,7 @@ pub fn validate(
                 key: keycols,
                 status: m.status,
                 fields,
+                timezone,
             }
         }
     };
@@ -792,6 +811,41 @@ mod tests {
             let e = load(&format!("{base}{extra}")).unwrap_err();
             assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
         }
+    }
+
+    #[test]
+    fn an_export_time_format_that_cannot_place_its_times_is_a_config_error() {
+        let base = "[[vendor]]\nname = \"acme\"\n[vendor.mapping]\n";
+        let field = |fmt: &str| {
+            format!("[vendor.mapping.fields.at]\ntype = \"datetime\"\nformat = \"{fmt}\"\n")
+        };
+        for (mapping, fmt, says) in [
+            ("", "%Y-%m-%d %H:%M %Z", "zone name (%Z)"),
+            (
+                "timezone = \"America/Chicago\"\n",
+                "%Y-%m-%d %H:%M %Z",
+                "zone name (%Z)",
+            ),
+            ("", "%Y-%m-%d %H:%M", "set mapping.timezone"),
+            ("", "%Y-%m-%d %Q", "not a valid chrono format"),
+        ] {
+            let e = load(&format!("{base}{mapping}{}", field(fmt))).unwrap_err();
+            assert_eq!(
+                e.key.as_deref(),
+                Some("vendor[0].mapping.fields.at.format"),
+                "{e}"
+            );
+            assert!(e.to_string().contains(says), "{fmt}: {e}");
+        }
+        for (mapping, fmt) in [
+            ("timezone = \"America/Chicago\"\n", "%Y-%m-%d %H:%M"),
+            ("", "%Y-%m-%d %H:%M %z"),
+            ("", "%s"),
+        ] {
+            load(&format!("{base}{mapping}{}", field(fmt))).unwrap();
+        }
+        let e = load(&format!("{base}timezone = \"CST\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("vendor[0].mapping.timezone"), "{e}");
     }
 
     #[test]

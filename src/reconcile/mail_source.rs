@@ -73,8 +73,12 @@ pub enum MailError {
         "report mail {id}: attachment `{name}` is XLSX, which driftwatch does not read yet; ask the vendor for CSV"
     )]
     Xlsx { id: i64, name: String },
-    #[error("report mail {id}: the body has no time after `{phrase}`")]
-    BodyAsOf { id: i64, phrase: String },
+    #[error("report mail {id}: the time after `{phrase}` cannot be read: {reason}")]
+    BodyAsOf {
+        id: i64,
+        phrase: String,
+        reason: String,
+    },
     #[error("report mail {id} cannot be read: {message}")]
     Unreadable { id: i64, message: String },
     #[error("cannot write the attachment to {path}: {source}")]
@@ -186,15 +190,23 @@ fn identity(id: i64) -> String {
 }
 
 /// The time written after `phrase` on the same line of the body.
-fn body_time(text: &str, phrase: &str) -> Option<DateTime<Utc>> {
-    let at = text.find(phrase)? + phrase.len();
+fn body_time(
+    text: &str,
+    phrase: &str,
+    zone: Option<chrono_tz::Tz>,
+) -> Result<DateTime<Utc>, String> {
+    let at = text
+        .find(phrase)
+        .map(|i| i + phrase.len())
+        .ok_or("the body does not contain it")?;
     let rest = text[at..]
         .lines()
-        .next()?
+        .next()
+        .unwrap_or_default()
         .trim()
         .trim_start_matches(':')
         .trim();
-    super::source::parse_time(rest)
+    super::source::parse_time(rest, zone)
 }
 
 /// Takes the newest trusted report mail as an export (its attachment written
@@ -204,6 +216,7 @@ pub(super) async fn fetch(
     store: &Store,
     m: &MailSettings,
     vendor: &str,
+    zone: Option<chrono_tz::Tz>,
     previous: &Previous,
     work_dir: &Path,
 ) -> Result<Export, MailError> {
@@ -276,9 +289,10 @@ pub(super) async fn fetch(
                 } else {
                     mail.html_text()
                 };
-                let t = body_time(text, phrase).ok_or_else(|| MailError::BodyAsOf {
+                let t = body_time(text, phrase, zone).map_err(|reason| MailError::BodyAsOf {
                     id: c.id,
                     phrase: phrase.clone(),
+                    reason,
                 })?;
                 (Some(t), None)
             }
@@ -471,11 +485,22 @@ mod tests {
         let t = body_time(
             "Hello,\nOpen orders as of: 2026-12-01T18:00:00Z\nRegards",
             "Open orders as of",
+            None,
         );
         assert_eq!(
             t.map(|t| t.to_rfc3339()).as_deref(),
-            Some("2026-12-01T18:00:00+00:00")
+            Ok("2026-12-01T18:00:00+00:00")
         );
-        assert_eq!(body_time("as of: yesterday", "as of"), None);
+        assert!(body_time("as of: yesterday", "as of", None).is_err());
+    }
+
+    #[test]
+    fn a_body_time_without_a_zone_needs_the_vendors_timezone() {
+        let text = "Open orders as of: 2026-12-01 18:00:00\n";
+        let e = body_time(text, "as of", None).unwrap_err();
+        assert!(e.contains("no zone or offset"), "{e}");
+        let chicago = Some(chrono_tz::America::Chicago);
+        let t = body_time(text, "as of", chicago).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-02T00:00:00+00:00");
     }
 }

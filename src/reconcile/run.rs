@@ -201,6 +201,7 @@ pub(super) async fn reconcile_export(
         }
         None => {
             let as_of = source::resolve_as_of(&mut export, v)?;
+            refuse_future(as_of, now())?;
             let plan;
             (plan, export) = plan_key_frame(store, v, export, as_of, now(), &clock).await?;
             let m = &export.meta;
@@ -250,6 +251,24 @@ pub(super) async fn reconcile_export(
         elapsed_ms = summary.elapsed.as_millis() as u64, "reconcile run"
     );
     Ok(summary)
+}
+
+/// How far a source's clock may run ahead of ours (a file server's mtime,
+/// an HTTP `Last-Modified`) before its key frame is refused.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// A key frame dated after now is refused: a fix carries the key frame's
+/// time, so one dated ahead (a local time read as UTC, a wrong clock, a
+/// touched file) would outrank every genuine email until that date.
+fn refuse_future(as_of: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), KeyFrameError> {
+    if as_of > now + CLOCK_SKEW {
+        return Err(KeyFrameError::AsOf(format!(
+            "{} is later than now ({}): the source's clock or the time it states is wrong, and a key frame dated ahead would outrank later email",
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )));
+    }
+    Ok(())
 }
 
 /// Reads what a new key frame is judged on and hands it to [`plan::plan`].

@@ -319,14 +319,25 @@ fn client(timeout: std::time::Duration) -> Result<reqwest::Client, FetchError> {
         })
 }
 
-/// An as-of written in an export or a report mail: RFC 2822, RFC 3339, or
-/// `YYYY-MM-DD HH:MM:SS` (UTC).
-pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    http_time(s).or_else(|| {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-            .ok()
-            .map(|n| n.and_utc())
-    })
+/// An as-of written in an export or a report mail: RFC 2822 or RFC 3339
+/// (both carry their offset), or `YYYY-MM-DD HH:MM:SS` in the vendor's
+/// `mapping.timezone`. Without a zone that last form is refused: read as
+/// UTC, a vendor's local time would date the key frame hours off, and a
+/// key frame dated ahead outranks genuine later email.
+pub(super) fn parse_time(s: &str, zone: Option<chrono_tz::Tz>) -> Result<DateTime<Utc>, String> {
+    if let Some(t) = http_time(s) {
+        return Ok(t);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map_err(|_| {
+        format!("`{s}` is not a timestamp (RFC 3339, RFC 2822, or YYYY-MM-DD HH:MM:SS)")
+    })?;
+    match zone {
+        Some(z) => driftwatch_core::reconcile::mapping::in_zone(naive, z)
+            .map_err(|e| format!("`{s}` is not {e}")),
+        None => Err(format!(
+            "`{s}` has no zone or offset: write it as RFC 3339 (e.g. 2026-11-24T14:05:00Z) or set mapping.timezone"
+        )),
+    }
 }
 
 fn http_time(s: &str) -> Option<DateTime<Utc>> {
@@ -483,7 +494,15 @@ pub async fn fetch(
             super::sftp::fetch(s, &vendor.name, previous, work_dir).await?,
         )),
         Some(ExportSettings::Mail(m)) => Ok(Some(
-            super::mail_source::fetch(store, m, &vendor.name, previous, work_dir).await?,
+            super::mail_source::fetch(
+                store,
+                m,
+                &vendor.name,
+                vendor.mapping.timezone,
+                previous,
+                work_dir,
+            )
+            .await?,
         )),
     }
 }
@@ -819,8 +838,8 @@ pub fn resolve_as_of(
     let t = match text {
         // An empty export has no row to take `as_of` from; fetch time is safe.
         None => export.meta.fetched_at,
-        Some(s) => parse_time(&s)
-            .ok_or_else(|| KeyFrameError::AsOf(format!("`{s}` in `{field}` is not a timestamp")))?,
+        Some(s) => parse_time(&s, vendor.mapping.timezone)
+            .map_err(|e| KeyFrameError::AsOf(format!("{e} (as_of field `{field}`)")))?,
     };
     export.meta.as_of = Some(t);
     Ok(t)

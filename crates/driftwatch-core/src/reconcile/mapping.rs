@@ -5,7 +5,7 @@
 //! parsers write it: money as a number, dates as `YYYY-MM-DD`, datetimes as
 //! RFC 3339) through [`FieldMapping::parse_local`]. No IO here.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 
 use super::settings::{Case, FieldKind, FieldMapping, VendorRules};
 use crate::model::Status;
@@ -78,6 +78,78 @@ fn utc_seconds(s: &str) -> Option<i64> {
     Some(date.and_time(time).and_utc().timestamp())
 }
 
+/// A date whose year is not written with four digits (`11/27/26` read with
+/// `%Y` is the year 26) is refused rather than stored centuries off.
+fn four_digit_year(year: i32) -> Result<(), String> {
+    if (1000..=9999).contains(&year) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a date with a four-digit year (read as the year {year})"
+        ))
+    }
+}
+
+fn rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "an RFC 3339 date and time (e.g. 2026-11-24T14:05:00Z)".to_string())
+}
+
+/// A wall-clock time in `zone`: refused when a DST change skips it (it never
+/// happened there) or repeats it (it happened twice, an hour apart).
+pub fn in_zone(n: NaiveDateTime, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
+    use chrono::offset::LocalResult;
+    match zone.from_local_datetime(&n) {
+        LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(..) => Err(format!(
+            "an unambiguous time ({n} happens twice in {zone}: a DST change repeats it)"
+        )),
+        LocalResult::None => Err(format!(
+            "an existing time ({n} does not exist in {zone}: a DST change skips it)"
+        )),
+    }
+}
+
+/// Checks a date or datetime format when the config loads, so a typo is
+/// a config error rather than every row refused. A zone name (`%Z`) is
+/// refused: chrono reads it and drops it, and abbreviations are ambiguous
+/// (CST is three zones). A datetime format must place its time: an offset
+/// in it (`%z`), epoch seconds (`%s`), or the vendor's `zone`.
+pub fn check_format(format: &str, kind: FieldKind, zone: bool) -> Result<(), String> {
+    use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+    let mut placed = false;
+    for item in StrftimeItems::new(format) {
+        match item {
+            Item::Error => return Err(format!("`{format}` is not a valid chrono format")),
+            Item::Fixed(Fixed::TimezoneName) => {
+                return Err(format!(
+                    "`{format}` reads a zone name (%Z), which chrono drops and which is ambiguous (CST is three zones): use %z for an offset, or set mapping.timezone"
+                ));
+            }
+            Item::Fixed(
+                Fixed::TimezoneOffset
+                | Fixed::TimezoneOffsetColon
+                | Fixed::TimezoneOffsetDoubleColon
+                | Fixed::TimezoneOffsetTripleColon
+                | Fixed::TimezoneOffsetColonZ
+                | Fixed::TimezoneOffsetZ
+                | Fixed::RFC2822
+                | Fixed::RFC3339,
+            )
+            | Item::Numeric(Numeric::Timestamp, _) => placed = true,
+            _ => {}
+        }
+    }
+    if kind == FieldKind::Datetime && !placed && !zone {
+        return Err(format!(
+            "`{format}` has no offset (%z), so its times cannot be placed: set mapping.timezone to the zone the vendor writes in (\"UTC\" if it writes UTC)"
+        ));
+    }
+    Ok(())
+}
+
 impl FieldMapping {
     fn bad(&self, value: &str, expected: &str) -> BadValue {
         BadValue {
@@ -99,41 +171,49 @@ impl FieldMapping {
         )
     }
 
-    fn date(&self, s: &str) -> Option<Norm> {
+    fn date(&self, s: &str) -> Result<Norm, String> {
         let d = self
             .format
             .as_deref()
             .and_then(|f| NaiveDate::parse_from_str(s, f).ok())
             .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-            .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.date_naive()))?;
-        Some(Norm::Date((d - EPOCH).num_days() as i32))
+            .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.date_naive()))
+            .ok_or_else(|| match &self.format {
+                Some(f) => format!("a date in the format `{f}`"),
+                None => "a date (YYYY-MM-DD)".to_string(),
+            })?;
+        four_digit_year(d.year())?;
+        Ok(Norm::Date((d - EPOCH).num_days() as i32))
     }
 
-    fn datetime(&self, s: &str) -> Option<Norm> {
+    /// Seconds since the epoch. A time without an offset is placed in the
+    /// vendor's declared zone (the config refuses a format without an offset
+    /// and without `mapping.timezone`); one that a DST change skips or
+    /// repeats there is refused, never shifted.
+    fn datetime(&self, s: &str) -> Result<Norm, String> {
         if self.format.is_none()
             && let Some(t) = utc_seconds(s)
         {
-            return Some(Norm::Time(t));
+            four_digit_year(DateTime::from_timestamp(t, 0).map_or(0, |t| t.year()))?;
+            return Ok(Norm::Time(t));
         }
-        let t = self
-            .format
-            .as_deref()
-            .and_then(|f| {
-                DateTime::parse_from_str(s, f)
-                    .map(|t| t.with_timezone(&Utc))
-                    .ok()
-                    .or_else(|| {
-                        NaiveDateTime::parse_from_str(s, f)
-                            .ok()
-                            .map(|n| n.and_utc())
-                    })
-            })
-            .or_else(|| {
-                DateTime::parse_from_rfc3339(s)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
-            })?;
-        Some(Norm::Time(t.timestamp()))
+        let with_offset = |f: &str| DateTime::parse_from_str(s, f).map(|t| t.with_timezone(&Utc));
+        let t = match self.format.as_deref() {
+            Some(f) => match (with_offset(f), self.zone) {
+                (Ok(t), _) => t,
+                (Err(_), Some(zone)) => match NaiveDateTime::parse_from_str(s, f) {
+                    Ok(n) => in_zone(n, zone)?,
+                    Err(_) => {
+                        rfc3339(s).map_err(|_| format!("a date and time in the format `{f}`"))?
+                    }
+                },
+                (Err(_), None) => rfc3339(s)
+                    .map_err(|_| format!("a date and time with an offset in the format `{f}`"))?,
+            },
+            None => rfc3339(s)?,
+        };
+        four_digit_year(t.year())?;
+        Ok(Norm::Time(t.timestamp()))
     }
 
     /// Reads the export's text for this field; empty means absent.
@@ -148,10 +228,8 @@ impl FieldMapping {
                 number::parse(s, self.number)
                     .map_err(|e| self.bad(s, &format!("a number ({e})")))?,
             ),
-            FieldKind::Date => self.date(s).ok_or_else(|| self.bad(s, "a date"))?,
-            FieldKind::Datetime => self
-                .datetime(s)
-                .ok_or_else(|| self.bad(s, "a date and time"))?,
+            FieldKind::Date => self.date(s).map_err(|e| self.bad(s, &e))?,
+            FieldKind::Datetime => self.datetime(s).map_err(|e| self.bad(s, &e))?,
         }))
     }
 
@@ -218,7 +296,9 @@ impl FieldMapping {
             Norm::Text(s) => serde_json::Value::String(s.to_string()),
             Norm::Num(x) => number::to_json(*x),
             Norm::Date(d) => serde_json::Value::String(
-                (EPOCH + chrono::Days::new(u64::try_from(*d).unwrap_or(0)))
+                EPOCH
+                    .checked_add_signed(chrono::TimeDelta::days(i64::from(*d)))
+                    .unwrap_or(EPOCH)
                     .format("%Y-%m-%d")
                     .to_string(),
             ),
@@ -470,11 +550,72 @@ mod tests {
             kind,
             case: Case::Preserve,
             format: None,
+            zone: None,
             number: NumberFormat::PLAIN,
             tolerance: Decimal::ZERO,
             relative_tolerance: Decimal::ZERO,
             tolerance_secs: 0,
         }
+    }
+
+    fn timed(format: &str, zone: Option<chrono_tz::Tz>) -> FieldMapping {
+        FieldMapping {
+            format: Some(format.into()),
+            zone,
+            ..field(FieldKind::Datetime)
+        }
+    }
+
+    fn secs(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp()
+    }
+
+    #[test]
+    fn a_time_without_an_offset_is_placed_in_the_vendors_zone() {
+        let f = timed("%Y-%m-%d %H:%M", Some(chrono_tz::America::Chicago));
+        assert_eq!(
+            f.parse_remote("2026-11-24 10:05"),
+            Ok(Some(Norm::Time(secs("2026-11-24T16:05:00Z"))))
+        );
+        // An offset in the text wins over the zone.
+        let f = timed("%Y-%m-%d %H:%M %z", None);
+        assert_eq!(
+            f.parse_remote("2026-11-24 10:05 +0530"),
+            Ok(Some(Norm::Time(secs("2026-11-24T04:35:00Z"))))
+        );
+    }
+
+    #[test]
+    fn a_time_a_dst_change_skips_or_repeats_is_refused() {
+        let f = timed("%Y-%m-%d %H:%M", Some(chrono_tz::America::New_York));
+        let gap = f.parse_remote("2026-03-08 02:30").unwrap_err();
+        assert!(gap.expected.contains("skips it"), "{gap}");
+        let overlap = f.parse_remote("2026-11-01 01:30").unwrap_err();
+        assert!(overlap.expected.contains("repeats it"), "{overlap}");
+    }
+
+    #[test]
+    fn a_year_not_written_with_four_digits_is_refused() {
+        let date = FieldMapping {
+            format: Some("%m/%d/%Y".into()),
+            ..field(FieldKind::Date)
+        };
+        let e = date.parse_remote("11/27/26").unwrap_err();
+        assert!(e.expected.contains("four-digit year"), "{e}");
+        let e = timed("%m/%d/%Y %I:%M %p", Some(chrono_tz::UTC))
+            .parse_remote("11/24/26 10:05 PM")
+            .unwrap_err();
+        assert!(e.expected.contains("four-digit year"), "{e}");
+    }
+
+    #[test]
+    fn dates_before_1970_are_stored_as_written() {
+        let date = FieldMapping {
+            format: Some("%m/%d/%Y".into()),
+            ..field(FieldKind::Date)
+        };
+        let n = date.parse_remote("12/31/1969").unwrap().unwrap();
+        assert_eq!(date.to_json(&n), serde_json::json!("1969-12-31"));
     }
 
     /// The fast reader of stored fields must say exactly what the general

@@ -51,6 +51,7 @@ impl VendorRules {
                 key: vec!["order_ref".into()],
                 status: Some("status".into()),
                 fields: vec![],
+                timezone: None,
             },
             status_map: BTreeMap::new(),
             status_exact: exact_words(&[]),
@@ -136,6 +137,10 @@ pub struct Mapping {
     pub key: Vec<String>,
     pub status: Option<String>,
     pub fields: Vec<FieldMapping>,
+    /// `mapping.timezone`: the zone the vendor writes times without an
+    /// offset in (datetime fields whose format has none, an `as_of` read
+    /// from a field). Without it such a time is refused, never read as UTC.
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +153,9 @@ pub struct FieldMapping {
     pub case: Case,
     /// chrono format for dates/datetimes in the export; RFC 3339 / ISO when absent.
     pub format: Option<String>,
+    /// The vendor's zone ([`Mapping::timezone`]) for a datetime format with
+    /// no offset in it; the config refuses such a format without one.
+    pub zone: Option<chrono_tz::Tz>,
     /// How the export writes numbers (the vendor's `mapping.decimal` and
     /// `mapping.thousands`): what it does not settle is a row error.
     pub number: crate::number::NumberFormat,
