@@ -265,6 +265,45 @@ async fn json_cut_inside_its_structure_is_refused() {
 }
 
 #[tokio::test]
+async fn a_json_number_with_more_digits_than_a_double_holds_refuses_the_key_frame() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("format = \"json\"\nas_of = \"modified\"\n{MAPPING}"),
+        3,
+    )
+    .await;
+    // Row 2's fee reaches us as the double 380.1234567890123: the digits
+    // after it are gone, so writing it would be a guess.
+    let doc = r#"[{"Order No":"1","Status":"Report Delivered","Fee":600.5},
+        {"Order No":"2","Status":"Open","Fee":380.12345678901234567890},
+        {"Order No":"3","Status":"Open","Fee":500}]"#;
+    let s = c.run(doc).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Refused, "{s:?}");
+    let reason = s.reason.unwrap_or_default();
+    assert!(reason.contains("1 row(s) could not be read"), "{reason}");
+    assert!(
+        reason.contains("row 2") && reason.contains("send it as a string"),
+        "{reason}"
+    );
+    assert_eq!(c.fixes().await, 0);
+    assert_eq!(
+        c.order("1").await,
+        (Some(Status::Scheduled), serde_json::json!(500.0))
+    );
+    // Sent as a string, the same fee is read exactly and fixed.
+    let s = c
+        .run(&doc.replace("380.12345678901234567890", "\"380.12345678901234567890\""))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    assert_eq!(
+        c.order("2").await.1,
+        serde_json::json!("380.1234567890123456789")
+    );
+}
+
+#[tokio::test]
 async fn a_field_over_the_size_limit_is_refused_with_the_reason() {
     let c = Case::new(
         "policy = \"fix\"",

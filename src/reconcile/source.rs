@@ -22,7 +22,7 @@ use super::config::{
     ApiSettings, AsOf, CsvDialect, Encoding, ExportFormat, ExportSettings, Pagination,
     VendorSettings,
 };
-use super::mapping::{BadValue, RemoteOrder};
+use super::mapping::{BadValue, Cell, RemoteOrder};
 use super::whole::{Checked, SizeLimits, Syntax};
 use crate::config::SecretError;
 
@@ -922,16 +922,33 @@ fn json_items(doc: &serde_json::Value) -> &[serde_json::Value] {
         .unwrap_or(&[])
 }
 
-fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
-    let v = if col.starts_with('/') {
-        obj.pointer(col)?
+fn json_value<'a>(obj: &'a serde_json::Value, col: &str) -> Option<&'a serde_json::Value> {
+    if col.starts_with('/') {
+        obj.pointer(col)
     } else {
-        obj.get(col)?
-    };
+        obj.get(col)
+    }
+}
+
+fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
+    json_text(json_value(obj, col)?)
+}
+
+fn json_text(v: &serde_json::Value) -> Option<Cow<'_, str>> {
     match v {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
         other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// A record's value for a mapped column, its numbers kept as JSON numbers:
+/// read as text under the vendor's declared separators, `1.234` would be
+/// 1234, and a number cut to a double's digits would pass unnoticed.
+fn json_cell<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cell<'a>> {
+    match json_value(obj, col)? {
+        serde_json::Value::Number(n) => Some(Cell::Number(n)),
+        v => json_text(v).map(Cell::Text),
     }
 }
 
@@ -1037,7 +1054,7 @@ impl<'a> JsonRows<'a> {
         }
         let got = self
             .vendor
-            .remote_order_into(|c| json_get(rec, c), &mut self.order);
+            .remote_order_cells_into(|c| json_cell(rec, c), &mut self.order);
         self.read.take(self.row, got, &mut self.order, self.f);
         Ok(())
     }

@@ -48,46 +48,121 @@ pub enum NumberError {
     NotANumber,
     #[error("ambiguous: {0}")]
     Ambiguous(String),
-    #[error("out of range")]
+    #[error("out of range: larger than a decimal holds")]
     OutOfRange,
+    /// Rounding them away would write a value the vendor did not send.
+    #[error("out of range: more digits than a decimal keeps exactly (28)")]
+    TooManyDigits,
+    /// The export's digits were cut to a double's before we saw them.
+    #[error(
+        "a JSON number with more significant digits than a double holds exactly (15); \
+         send it as a string"
+    )]
+    BeyondDouble,
 }
 
 fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}')
 }
 
+/// Currency symbols read as a marker. Any other sign or letter is not.
+const SYMBOLS: [char; 5] = ['$', '€', '£', '¥', '₹'];
+
+/// The byte length of a currency marker at the start of `t`: a symbol, or
+/// an ISO-4217-style code of exactly three ASCII capitals not followed by
+/// another letter. Only such a marker is set aside: stripping any letters
+/// read `12k` as 12.
+fn marker_at_start(t: &str) -> Option<usize> {
+    let c = t.chars().next()?;
+    if SYMBOLS.contains(&c) {
+        return Some(c.len_utf8());
+    }
+    let b = t.as_bytes();
+    (b.len() >= 3
+        && b[..3].iter().all(u8::is_ascii_uppercase)
+        && !t[3..].starts_with(char::is_alphabetic))
+    .then_some(3)
+}
+
+/// [`marker_at_start`] at the end of `t`: `99 EUR`, `380,00 €`.
+fn marker_at_end(t: &str) -> Option<usize> {
+    let c = t.chars().next_back()?;
+    if SYMBOLS.contains(&c) {
+        return Some(c.len_utf8());
+    }
+    let b = t.as_bytes();
+    let n = b.len();
+    (n >= 3
+        && b[n - 3..].iter().all(u8::is_ascii_uppercase)
+        && !t[..n - 3].ends_with(char::is_alphabetic))
+    .then_some(3)
+}
+
+/// `text` (ASCII digits with at most one `.`) as the decimal it says, or
+/// refused: `Decimal::from_str` would round a 29th digit away.
+fn exact(text: &str) -> Result<Decimal, NumberError> {
+    Decimal::from_str_exact(text).map_err(|e| match e {
+        rust_decimal::Error::Underflow => NumberError::TooManyDigits,
+        _ => NumberError::OutOfRange,
+    })
+}
+
 /// Reads `$1,234.50`, `USD 99`, `(12.00)`, `-12`, `380,00 €` under `f`.
+///
+/// Besides the digits and the declared separators a number may carry one
+/// currency marker (a symbol, or a three-capital code such as `USD`) at its
+/// start or end, one sign, or accounting parentheses for a negative. Any
+/// other letter makes the text not a number (`12k`, `1.5M`, `12abc`), a
+/// sign inside parentheses is refused (`(-12)`), and so is a value with
+/// more digits than a decimal keeps exactly.
 pub fn parse(s: &str, f: NumberFormat) -> Result<Decimal, NumberError> {
     let t = s.trim();
-    // Most values are plain: digits with at most a dot.
+    // Most values are plain: digits with at most a dot. Exact or not taken
+    // here: a long text is read (or refused) the general way.
     if f.decimal == '.'
         && !t.is_empty()
         && t.len() <= 30
         && t.bytes()
             .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        && let Ok(d) = Decimal::from_str(t)
+        && let Ok(d) = Decimal::from_str_exact(t)
     {
         return Ok(d);
     }
-    let (neg_paren, t) = match t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
+    let (neg_paren, mut t) = match t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
         Some(inner) => (true, inner.trim()),
         None => (false, t),
     };
-    // Currency: up to three letters or a symbol, before or after the number.
-    let is_currency = |c: char| c.is_alphabetic() || matches!(c, '$' | '€' | '£' | '¥' | '₹');
-    let letters = t.chars().filter(|c| c.is_alphabetic()).count();
-    if letters > 3 {
+    let mut marked = false;
+    if let Some(n) = marker_at_start(t) {
+        t = t[n..].trim_start();
+        marked = true;
+    }
+    let sign = t
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '-' | '\u{2212}' | '+'));
+    if let Some(c) = sign {
+        t = t[c.len_utf8()..].trim_start();
+        if neg_paren {
+            return Err(NumberError::Ambiguous(if c == '+' {
+                "`+` inside parentheses, which mean negative".into()
+            } else {
+                "two negative signs: the parentheses and `-`".into()
+            }));
+        }
+    }
+    if !marked && let Some(n) = marker_at_start(t) {
+        t = t[n..].trim_start();
+        marked = true;
+    }
+    if !marked && let Some(n) = marker_at_end(t) {
+        t = t[..t.len() - n].trim_end();
+    }
+    // A unit (`12k`), a second marker, a word: not a number.
+    if t.is_empty() || t.chars().any(|c| c.is_alphabetic() || SYMBOLS.contains(&c)) {
         return Err(NumberError::NotANumber);
     }
-    let t = t.trim_matches(|c: char| is_currency(c) || is_space(c));
-    let (neg_sign, t) = match t.strip_prefix('-').or_else(|| t.strip_prefix('\u{2212}')) {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let t = t.trim_matches(|c: char| is_currency(c) || is_space(c));
-    if t.is_empty() {
-        return Err(NumberError::NotANumber);
-    }
+    let neg_sign = sign.is_some_and(|c| c != '+');
     let thousands_is_space = f.thousands.is_some_and(is_space);
     let mut int_groups: Vec<String> = vec![String::new()];
     let mut frac: Option<String> = None;
@@ -137,12 +212,69 @@ pub fn parse(s: &str, f: NumberFormat) -> Result<Decimal, NumberError> {
     if int.is_empty() && frac.as_deref().is_none_or(str::is_empty) {
         return Err(NumberError::NotANumber);
     }
-    let text = match &frac {
+    let text = |frac: Option<&str>| match frac {
         Some(fr) if !fr.is_empty() => format!("{}.{fr}", if int.is_empty() { "0" } else { &int }),
-        _ => int,
+        _ if int.is_empty() => "0".to_string(),
+        _ => int.clone(),
     };
-    let d = Decimal::from_str(&text).map_err(|_| NumberError::OutOfRange)?;
+    let d = match exact(&text(frac.as_deref())) {
+        // Trailing zeros after the point say nothing: `1.50…0` is 1.5 exactly.
+        Err(NumberError::TooManyDigits) => {
+            exact(&text(frac.as_deref().map(|fr| fr.trim_end_matches('0'))))?
+        }
+        r => r?,
+    };
     Ok(if neg_paren ^ neg_sign { -d } else { d })
+}
+
+/// A JSON number from a vendor's export as a decimal, exactly or refused.
+///
+/// Integers the JSON reader kept as such are exact. Any other number
+/// reached us as a double, which holds 15 significant digits exactly: when
+/// the shortest text that reads back as it needs 16 or more, the vendor's
+/// text may have had digits the double dropped, so it is refused rather
+/// than written as the double's. (Our own stored numbers are read back by
+/// [`from_json`], not this: [`to_json`] writes them only with 15 digits.)
+pub fn from_export_json(n: &serde_json::Number) -> Result<Decimal, NumberError> {
+    if let Some(i) = n.as_i64() {
+        return Ok(Decimal::from(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return Ok(Decimal::from(u));
+    }
+    n.as_f64()
+        .ok_or(NumberError::NotANumber)
+        .and_then(from_export_f64)
+}
+
+/// [`from_export_json`] for a double: `{:e}` prints the shortest text that
+/// reads back as `x`, as `d.ddde±x`.
+fn from_export_f64(x: f64) -> Result<Decimal, NumberError> {
+    if !x.is_finite() {
+        return Err(NumberError::NotANumber);
+    }
+    let text = format!("{:e}", x.abs());
+    let (mantissa, exp) = text.split_once('e').ok_or(NumberError::NotANumber)?;
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() > 15 {
+        return Err(NumberError::BeyondDouble);
+    }
+    let m: i128 = digits.parse().map_err(|_| NumberError::NotANumber)?;
+    let exp: i64 = exp.parse().map_err(|_| NumberError::NotANumber)?;
+    // value = m × 10^(exp − (digits − 1))
+    let shift = exp - (digits.len() as i64 - 1);
+    let d = if shift >= 0 {
+        let scaled = u32::try_from(shift)
+            .ok()
+            .and_then(|s| 10i128.checked_pow(s))
+            .and_then(|p| m.checked_mul(p))
+            .ok_or(NumberError::OutOfRange)?;
+        Decimal::try_from_i128_with_scale(scaled, 0).map_err(|_| NumberError::OutOfRange)?
+    } else {
+        let scale = u32::try_from(-shift).map_err(|_| NumberError::TooManyDigits)?;
+        Decimal::try_from_i128_with_scale(m, scale).map_err(|_| NumberError::TooManyDigits)?
+    };
+    Ok(if x.is_sign_negative() { -d } else { d })
 }
 
 /// A number as stored: a JSON number when it reads back exactly, else its text.
@@ -270,5 +402,141 @@ mod tests {
         assert_eq!(to_json(long), serde_json::json!("1234567890123456.78"));
         assert_eq!(from_json(&to_json(long)), Some(long));
         assert_eq!(from_f64(500.0), Some(d("500")));
+    }
+
+    #[test]
+    fn a_unit_suffix_is_not_a_currency() {
+        for s in ["12k", "1.5M", "12abc", "12 apples", "k12", "12 kg", "1e5"] {
+            assert_eq!(
+                parse(s, NumberFormat::DOT_COMMA),
+                Err(NumberError::NotANumber),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_currency_marker_is_one_symbol_or_three_capitals_at_either_end() {
+        for (s, want) in [
+            ("USD 99", "99"),
+            ("99 EUR", "99"),
+            ("USD99", "99"),
+            ("99EUR", "99"),
+            ("$1,234.50", "1234.5"),
+            ("-$12", "-12"),
+            ("$-12", "-12"),
+            ("USD -12", "-12"),
+            ("(USD 12.00)", "-12"),
+            ("12 £", "12"),
+        ] {
+            assert_eq!(parse(s, NumberFormat::DOT_COMMA), Ok(d(want)), "{s}");
+        }
+        assert_eq!(parse("380,00 €", EURO), Ok(d("380")));
+        // Not a code (lower case, two or four letters), or two markers.
+        for s in [
+            "usd 99",
+            "US 99",
+            "USDX 99",
+            "US$ 99",
+            "$12 USD",
+            "EUR 12 €",
+            "12 USD 5",
+        ] {
+            assert_eq!(
+                parse(s, NumberFormat::DOT_COMMA),
+                Err(NumberError::NotANumber),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_negative_signs_are_refused() {
+        for s in ["(-12)", "(\u{2212}12)", "( -12.00 )", "(+12)", "($-12)"] {
+            assert!(
+                matches!(
+                    parse(s, NumberFormat::DOT_COMMA),
+                    Err(NumberError::Ambiguous(_))
+                ),
+                "{s}: {:?}",
+                parse(s, NumberFormat::DOT_COMMA)
+            );
+        }
+        assert_eq!(parse("(12.00)", NumberFormat::DOT_COMMA), Ok(d("-12")));
+        assert_eq!(parse("-12", NumberFormat::DOT_COMMA), Ok(d("-12")));
+        assert_eq!(parse("+12", NumberFormat::DOT_COMMA), Ok(d("12")));
+    }
+
+    #[test]
+    fn more_digits_than_kept_exactly_are_refused() {
+        for s in [
+            "0.1234567890123456789012345678901",
+            "0.12345678901234567890123456789",
+            // 29 digits in 30 characters: the plain-digit fast path.
+            "9999999999999999999999.9999999",
+            "1.23456789012345678901234567891",
+        ] {
+            for f in [NumberFormat::PLAIN, NumberFormat::DOT_COMMA] {
+                assert_eq!(parse(s, f), Err(NumberError::TooManyDigits), "{s}");
+            }
+        }
+        assert_eq!(
+            parse("USD 0.1234567890123456789012345678901", NumberFormat::PLAIN),
+            Err(NumberError::TooManyDigits)
+        );
+        assert_eq!(
+            parse("99999999999999999999999999999999", NumberFormat::PLAIN),
+            Err(NumberError::OutOfRange)
+        );
+        // What is kept exactly still reads, fast path or not.
+        assert_eq!(
+            parse("0.1234567890123456789012345678", NumberFormat::PLAIN),
+            Ok(d("0.1234567890123456789012345678"))
+        );
+        assert_eq!(
+            parse("1.5000000000000000000000000000000000", NumberFormat::PLAIN),
+            Ok(d("1.5"))
+        );
+        assert_eq!(
+            parse("79228162514264337593543950335", NumberFormat::PLAIN),
+            Ok(Decimal::MAX)
+        );
+    }
+
+    #[test]
+    fn a_json_number_with_more_digits_than_a_double_holds_is_refused() {
+        let n = |s: &str| -> serde_json::Number { serde_json::from_str(s).unwrap() };
+        for s in [
+            "380.12345678901234567890",
+            "0.1234567890123456",
+            "12345678.12345678",
+        ] {
+            assert_eq!(
+                from_export_json(&n(s)),
+                Err(NumberError::BeyondDouble),
+                "{s}"
+            );
+        }
+        for (s, want) in [
+            ("380.12", "380.12"),
+            ("-0.1", "-0.1"),
+            ("500.0", "500"),
+            ("123456789012.345", "123456789012.345"),
+            ("1e20", "100000000000000000000"),
+            ("2.5e-3", "0.0025"),
+            // Integers the reader keeps as integers are exact at any size.
+            ("18446744073709551615", "18446744073709551615"),
+            ("-9223372036854775808", "-9223372036854775808"),
+        ] {
+            assert_eq!(from_export_json(&n(s)), Ok(d(want)), "{s}");
+        }
+        // An integer read as a double follows the same rule.
+        assert_eq!(
+            from_export_json(&n("123456789012345678901")),
+            Err(NumberError::BeyondDouble)
+        );
+        // Beyond a decimal's 28 places (and read into a double inexactly).
+        assert!(from_export_json(&n("1e-30")).is_err());
+        assert_eq!(from_export_json(&n("1e30")), Err(NumberError::OutOfRange));
     }
 }

@@ -1,7 +1,8 @@
 //! From an export row to a [`RemoteOrder`], and the comparison rules for fields.
 //!
 //! Both sides of a comparison go through the same normaliser: the export's
-//! text through [`FieldMapping::parse_remote`], our view's JSON (as the rule
+//! text through [`FieldMapping::parse_remote`] (a JSON export's numbers
+//! through [`FieldMapping::parse_cell`]), our view's JSON (as the rule
 //! parsers write it: money as a number, dates as `YYYY-MM-DD`, datetimes as
 //! RFC 3339) through [`FieldMapping::parse_local`]. No IO here.
 
@@ -32,6 +33,26 @@ pub struct RemoteOrder {
     pub vendor_status: Option<String>,
     /// In the order of `mapping.fields`.
     pub fields: Vec<Option<Norm>>,
+}
+
+/// One value of an export row as its reader found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    /// A CSV cell or a JSON string: read under the vendor's declared format.
+    Text(std::borrow::Cow<'a, str>),
+    /// A JSON number: dot-decimal by JSON's own syntax whatever the vendor
+    /// declares for text, and possibly already cut to a double's digits.
+    Number(&'a serde_json::Number),
+}
+
+impl<'a> Cell<'a> {
+    /// The text a key or status word is read from.
+    fn into_text(self) -> std::borrow::Cow<'a, str> {
+        match self {
+            Cell::Text(t) => t,
+            Cell::Number(n) => std::borrow::Cow::Owned(n.to_string()),
+        }
+    }
 }
 
 /// A value the export holds that the mapping cannot read.
@@ -233,7 +254,24 @@ impl FieldMapping {
         }))
     }
 
-    /// Reads a JSON value (from our view, or from a JSON export).
+    /// Reads one export value: a JSON export's number for a money or number
+    /// field exactly ([`number::from_export_json`]: one with more digits than
+    /// a double holds is refused), anything else as [`Self::parse_remote`].
+    pub fn parse_cell(&self, cell: &Cell) -> Result<Option<Norm>, BadValue> {
+        match cell {
+            Cell::Text(t) => self.parse_remote(t),
+            Cell::Number(n) => match self.kind {
+                FieldKind::Number | FieldKind::Money => number::from_export_json(n)
+                    .map(|d| Some(Norm::Num(d)))
+                    .map_err(|e| self.bad(&n.to_string(), &format!("a number ({e})"))),
+                _ => self.parse_remote(&n.to_string()),
+            },
+        }
+    }
+
+    /// Reads a JSON value from our view. Its numbers were written by
+    /// [`number::to_json`] and read back as written; an export's JSON
+    /// numbers go through [`Self::parse_cell`].
     pub fn parse_json(&self, v: &serde_json::Value) -> Result<Option<Norm>, BadValue> {
         match v {
             serde_json::Value::Null => Ok(None),
@@ -345,18 +383,28 @@ impl VendorRules {
         Ok(self.remote_order_into(get, &mut order)?.then_some(order))
     }
 
-    /// [`VendorRules::remote_order`] into an order whose buffers are reused:
-    /// a million rows each allocating a key, a status word and a field list,
-    /// freed on the thread that compares them, were a fifth of a large
-    /// reconcile's CPU. `Ok(false)` for a row with an empty key; after an
-    /// error `out` holds a partial row.
+    /// [`VendorRules::remote_order_cells_into`] for text cells (a CSV row).
     pub fn remote_order_into<'a>(
         &self,
         mut get: impl FnMut(&str) -> Option<std::borrow::Cow<'a, str>>,
         out: &mut RemoteOrder,
     ) -> Result<bool, BadValue> {
+        self.remote_order_cells_into(|c| get(c).map(Cell::Text), out)
+    }
+
+    /// [`VendorRules::remote_order`] into an order whose buffers are reused:
+    /// a million rows each allocating a key, a status word and a field list,
+    /// freed on the thread that compares them, were a fifth of a large
+    /// reconcile's CPU. `Ok(false)` for a row with an empty key; after an
+    /// error `out` holds a partial row.
+    pub fn remote_order_cells_into<'a>(
+        &self,
+        mut get: impl FnMut(&str) -> Option<Cell<'a>>,
+        out: &mut RemoteOrder,
+    ) -> Result<bool, BadValue> {
+        let mut get_text = |c: &str| get(c).map(Cell::into_text);
         if let [one] = self.mapping.key.as_slice() {
-            match get(one) {
+            match get_text(one) {
                 Some(p) if !p.trim().is_empty() => {
                     out.order_ref.clear();
                     out.order_ref.push_str(p.trim());
@@ -368,7 +416,7 @@ impl VendorRules {
                 .mapping
                 .key
                 .iter()
-                .map(|k| get(k).unwrap_or_default())
+                .map(|k| get_text(k).unwrap_or_default())
                 .collect();
             if parts.iter().all(|p| p.trim().is_empty()) {
                 return Ok(false);
@@ -376,7 +424,7 @@ impl VendorRules {
             let refs: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
             out.order_ref = encode_key(&refs);
         }
-        let word = self.mapping.status.as_ref().and_then(|col| get(col));
+        let word = self.mapping.status.as_ref().and_then(|col| get_text(col));
         match word.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
             Some(w) => {
                 out.status = self.map_status(w);
@@ -396,7 +444,7 @@ impl VendorRules {
         out.fields.clear();
         for f in &self.mapping.fields {
             let v = match get(&f.column) {
-                Some(v) => f.parse_remote(&v)?,
+                Some(v) => f.parse_cell(&v)?,
                 None => None,
             };
             out.fields.push(v);
@@ -678,6 +726,67 @@ mod tests {
         let off = f.parse_local(Some(&serde_json::json!(1234.6)));
         assert!(!f.agrees(off.as_ref(), remote.as_ref()));
         assert!(f.parse_remote("twelve").is_err());
+    }
+
+    /// A JSON export's number for a money field is exact when a double
+    /// holds it and refused, naming the column, when its shortest form has
+    /// more digits than a double keeps; our view's stored numbers still read
+    /// back; and JSON's dot is the decimal point whatever the vendor declares.
+    #[test]
+    fn a_json_export_number_with_more_digits_than_a_double_holds_is_refused() {
+        let mut f = field(FieldKind::Money);
+        f.column = "Fee".into();
+        let n = |s: &str| serde_json::from_str::<serde_json::Number>(s).unwrap();
+        let long = n("380.12345678901234567890");
+        let e = f.parse_cell(&Cell::Number(&long)).unwrap_err();
+        assert_eq!(e.column, "Fee");
+        assert!(
+            e.to_string()
+                .contains("more significant digits than a double holds exactly")
+                && e.to_string().contains("send it as a string"),
+            "{e}"
+        );
+        // The same digits sent as a string are read exactly.
+        let exact: Decimal = "380.1234567890123456789".parse().unwrap();
+        assert_eq!(
+            f.parse_cell(&Cell::Text("380.12345678901234567890".into())),
+            Ok(Some(Norm::Num(exact)))
+        );
+        let fee = n("380.12");
+        assert_eq!(
+            f.parse_cell(&Cell::Number(&fee)),
+            Ok(Some(Norm::Num("380.12".parse().unwrap())))
+        );
+        // Our own stored view values are not export values: they read back.
+        let stored = serde_json::json!(380.1234567890123);
+        assert_eq!(
+            f.parse_local(Some(&stored)),
+            Some(Norm::Num("380.1234567890123".parse().unwrap()))
+        );
+        let mut out = Vec::new();
+        local_fields(
+            std::slice::from_ref(&f),
+            br#"{"f":380.1234567890123}"#,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, vec![f.parse_local(Some(&stored))]);
+        // A decimal comma declared for text does not make JSON's 1.234 1234.
+        f.number = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
+        };
+        let small = n("1.234");
+        assert_eq!(
+            f.parse_cell(&Cell::Number(&small)),
+            Ok(Some(Norm::Num("1.234".parse().unwrap())))
+        );
+        // A text field keeps reading the number's text.
+        let t = field(FieldKind::String);
+        assert_eq!(
+            t.parse_cell(&Cell::Number(&long)),
+            Ok(Some(Norm::Text("380.1234567890123".into())))
+        );
     }
 
     #[test]
