@@ -362,3 +362,42 @@ fn explain_reads_every_real_vendor_mail_without_a_panic_or_control_characters() 
     }
     assert!(n > 100, "corpus too small: {n}");
 }
+
+/// A Beacon status mail with the given Date header (or none).
+fn beacon_mail(date: Option<&str>) -> Vec<u8> {
+    let date = date.map(|d| format!("Date: {d}\r\n")).unwrap_or_default();
+    format!(
+        "From: status@beacon.example\r\nTo: orders@lender.example\r\nSubject: Order 61 - Completed\r\n{date}Message-ID: <d@beacon.example>\r\n\r\nOrder: 61\r\nStatus: Completed\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_date_header_that_cannot_be_placed_quarantines_mail_that_needs_it() {
+    let r = registry(&[("beacon.toml", BEACON)]).unwrap();
+    // Audit cases: mail-parser read each of these as a wrong UTC time.
+    for date in [
+        "Wed, 9 Jul 2025 23:18:26 CEST",
+        "Wed, 9 Jul 2025 05:18:26 PM -0400",
+        "Tue, 31 Feb 2026 10:00:00 +0000",
+        "Wed, 9 Jul 2025 23:18:26 +2400",
+    ] {
+        let out = outcome_json(&beacon_mail(Some(date)), &r);
+        assert_eq!(out["outcome"], "quarantined", "{date}: {out}");
+        let reason = out["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("Date header `{date}` cannot be placed")),
+            "{reason}"
+        );
+    }
+    // A readable one is the event time, in UTC.
+    let out = outcome_json(&beacon_mail(Some("Wed, 9 Jul 2025 23:18:26 +0200")), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    let delta = &out["deltas"][0];
+    assert_eq!(delta["event_time"], "2025-07-09T21:18:26Z", "{out}");
+    assert_eq!(delta["time_source"], "date_header", "{out}");
+    // No Date header at all: the arrival time, as before (none here).
+    let out = outcome_json(&beacon_mail(None), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(out["deltas"][0]["time_source"], "received", "{out}");
+}

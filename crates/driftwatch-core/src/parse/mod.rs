@@ -23,7 +23,7 @@ pub use auth::AuthPolicy;
 pub use auth::{Verdict, check as check_auth};
 pub use explain::explain;
 pub use html::html_to_text;
-pub use mail::{Attachment, Mail};
+pub use mail::{Attachment, DateHeader, Mail};
 pub use rules::RuleParser;
 
 use crate::model::DeltaDraft;
@@ -63,6 +63,10 @@ pub enum ExtractError {
     Engine(String),
     #[error("`{field}`: {reason}")]
     Time { field: String, reason: String },
+    #[error(
+        "no event_time captured, and the Date header `{0}` cannot be placed: expected an RFC 5322 date-time with a real date, a valid time and a numeric offset (+0200) or UT, GMT, Z, EST, EDT, CST, CDT, MST, MDT, PST or PDT"
+    )]
+    UnreadableDateHeader(String),
     #[error("field `{field}`: cannot read `{value}` as {expected}")]
     BadValue {
         field: String,
