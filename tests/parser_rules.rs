@@ -401,3 +401,67 @@ fn a_date_header_that_cannot_be_placed_quarantines_mail_that_needs_it() {
     assert_eq!(out["outcome"], "parsed", "{out}");
     assert_eq!(out["deltas"][0]["time_source"], "received", "{out}");
 }
+
+/// Beacon reading `Updated: ...` as the event time in `format`.
+fn beacon_with_updated(format: &str) -> String {
+    format!(
+        "{}[event_time]\nformat = \"{format}\"\n",
+        BEACON.replace(
+            "[fields.fee]",
+            "[[extract]]\nin = \"text\"\noptional = true\npattern = '(?m)^Updated: (?P<event_time>.+?)\\r?$'\n[fields.fee]"
+        )
+    )
+}
+
+fn beacon_updated_mail(updated: &str) -> Vec<u8> {
+    format!(
+        "From: status@beacon.example\r\nSubject: Order 1 - Completed\r\nDate: Tue, 24 Nov 2026 16:00:00 +0000\r\n\r\nOrder: 1\r\nStatus: Completed\r\nUpdated: {updated}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_time_format_with_time_fields_never_yields_a_date_only_time() {
+    // Audit: `11/24/2026 3 PM` in `%m/%d/%Y %I %p` was stored as midnight.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y %I %p"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026 3 PM"), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(
+        out["deltas"][0]["event_time"], "2026-11-24T15:00:00Z",
+        "{out}"
+    );
+    assert_eq!(out["deltas"][0]["time_source"], "vendor", "{out}");
+    // A date alone does not fit a format with a time: quarantined, not 00:00.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y %H:%M"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026"), &r);
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().contains("`11/24/2026`"),
+        "{out}"
+    );
+    // The date-only rule still holds for a format with no time field.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026"), &r);
+    assert_eq!(
+        out["deltas"][0]["event_time"], "2026-11-24T00:00:00Z",
+        "{out}"
+    );
+}
+
+#[test]
+fn a_12_hour_clock_without_am_pm_is_a_load_error_with_file_and_line() {
+    // Audit: `11/24/2026 03:05` in `%m/%d/%Y %I:%M` was stored as midnight.
+    let text = beacon_with_updated("%m/%d/%Y %I:%M");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("format = "))
+        .unwrap()
+        + 1;
+    let e = registry(&[("beacon.toml", &text)]).err().unwrap();
+    assert!(
+        e.contains(&format!("beacon.toml:{line}"))
+            && e.contains("event_time.format")
+            && e.contains("without AM/PM (%p)"),
+        "{e}"
+    );
+}
