@@ -453,10 +453,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let raw =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            print!(
+            // Through out!, not print!: `explain FILE | head -1` closes the
+            // pipe early, which ends the command quietly (exit 0).
+            driftwatch::out!(
                 "{}",
                 driftwatch::parse::explain(&raw, &load_registry(&config)?, vendor.as_deref())
-            );
+            )?;
         }
         Command::Reparse {
             vendor,
