@@ -244,7 +244,7 @@ async fn main() -> ExitCode {
         // `driftwatch orders | head -1`: the reader has what it wanted.
         Err(e) if driftwatch::out::is_closed_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {}", clean(&format!("{e:#}")));
+            eprintln!("error: {}", driftwatch::out::error_text(&e));
             ExitCode::from(exit::FAILED)
         }
     }

@@ -465,3 +465,47 @@ fn a_12_hour_clock_without_am_pm_is_a_load_error_with_file_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn check_config_prints_each_rule_file_error_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers");
+    std::fs::create_dir(&parsers).unwrap();
+    std::fs::write(
+        parsers.join("a.toml"),
+        BEACON.replace("[match]\n", "[match]\npriority = 3\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        parsers.join("b.toml"),
+        BEACON.replace(
+            "\"Completed\" = \"completed\"\n",
+            "\"Done\" = \"finished\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("driftwatch.toml"),
+        "parsers_dir = \"parsers\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .current_dir(dir.path())
+        .env_remove("DRIFTWATCH_CONFIG")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains('\u{fffd}'), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "error: invalid parser rule files:", "{stderr}");
+    assert!(
+        lines[1].starts_with("  parsers/a.toml:") && lines[1].contains("priority"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("  parsers/b.toml:") && lines[2].contains("finished"),
+        "{stderr}"
+    );
+}
