@@ -358,6 +358,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::CheckConfig => {
             let registry = load_registry(&config)?;
+            for warning in registry.shadowed_forwarders() {
+                eprintln!("warning: {}", clean(&warning));
+            }
             // Secrets are resolved at use; check now that they can be, so a
             // missing variable shows up here rather than at 3 a.m.
             for m in &config.mailboxes {

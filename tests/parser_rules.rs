@@ -509,3 +509,72 @@ fn check_config_prints_each_rule_file_error_on_its_own_line() {
         "{stderr}"
     );
 }
+
+/// The shipped demo config, with its parsers read from the repository.
+fn demo_config() -> driftwatch::config::Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = driftwatch::config::Config::load(&root.join("demo/driftwatch.toml")).unwrap();
+    config.parsers_dir = parsers_dir();
+    config
+}
+
+#[test]
+fn the_demo_parses_forwards_from_the_forwarders_acme_trusts() {
+    let config = demo_config();
+    let r = driftwatch::app::load_registry(&config).unwrap();
+    assert_eq!(r.shadowed_forwarders(), Vec::<String>::new());
+    for file in [
+        "acme-appraisal/14-acme-48222-forwarded-by-colleague.eml",
+        "acme-appraisal/15-acme-48223-forwarded-as-attachment.eml",
+    ] {
+        let out = outcome_json(&fixture(file), &r);
+        assert_eq!(out["outcome"], "parsed", "{file}: {out}");
+    }
+}
+
+#[test]
+fn check_config_warns_when_an_ignore_rule_swallows_a_trusted_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers");
+    std::fs::create_dir(&parsers).unwrap();
+    for f in std::fs::read_dir(parsers_dir()).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, parsers.join(p.file_name().unwrap())).unwrap();
+    }
+    let check = |ignore: &str| {
+        std::fs::write(
+            dir.path().join("driftwatch.toml"),
+            format!("parsers_dir = \"parsers\"\n[ingest]\nignore_senders = [{ignore}]\n"),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .current_dir(dir.path())
+            .env_remove("DRIFTWATCH_CONFIG")
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    // The demo's old list: acme-appraisal.toml trusts `*@lender.example`.
+    for ignore in [
+        "\"*@lender.example\"",
+        "\"*@LENDER.example\"",
+        "\"*.example\"",
+    ] {
+        let out = check(ignore);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning: ignore_senders `")
+                && stderr.contains("forwarder `*@lender.example`")
+                && stderr.contains("acme"),
+            "{ignore}: {stderr}"
+        );
+    }
+    // Narrower lists leave the forwarders alone: no warning.
+    for ignore in ["\"noreply@lender.example\"", "\"*@other.example\""] {
+        let out = check(ignore);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning"), "{ignore}: {stderr}");
+    }
+}

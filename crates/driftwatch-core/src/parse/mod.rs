@@ -108,6 +108,10 @@ pub trait Parser: Send + Sync {
     fn accepts_forwarder(&self, _sender: &str) -> bool {
         false
     }
+    /// The forwarder patterns this parser trusts (`match.forwarders`).
+    fn forwarders(&self) -> &[String] {
+        &[]
+    }
     /// The vendor's non-status mail: `Some(reason)` archives it as ignored.
     fn ignores(&self, _mail: &Mail<'_>) -> Option<String> {
         None
@@ -207,6 +211,34 @@ impl Registry {
 
     pub fn parsers(&self) -> &[Arc<dyn Parser>] {
         &self.parsers
+    }
+
+    /// A warning for each `ignore_senders` pattern that matches every
+    /// address a rule file's forwarder pattern trusts: the ignore list is
+    /// checked first, so those forwards are archived as ignored and never
+    /// parsed, which the rule file's author did not mean. A warning, not an
+    /// error: ignoring a forwarder for a while can be deliberate, and a
+    /// working deployment should not stop loading over it.
+    pub fn shadowed_forwarders(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for p in &self.parsers {
+            for forwarder in p.forwarders() {
+                // With each `*` of the forwarder pattern made a character no
+                // address or pattern holds (NUL), only an ignore `*` can match
+                // it; so an ignore pattern that matches this text matches
+                // every address the forwarder pattern does.
+                let text = forwarder.replace('*', "\0");
+                for ignore in &self.options.ignore_senders {
+                    if glob_match(ignore, &text) {
+                        warnings.push(format!(
+                            "ignore_senders `{ignore}` matches every address of forwarder `{forwarder}` that parser `{}` trusts: their forwards are archived as ignored, never parsed (narrow ignore_senders, e.g. to the automated addresses only)",
+                            p.name()
+                        ));
+                    }
+                }
+            }
+        }
+        warnings
     }
 
     /// Decides what a message is. The sender picks the candidate vendors, the

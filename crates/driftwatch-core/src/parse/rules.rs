@@ -846,6 +846,10 @@ impl Parser for RuleParser {
         self.forwarders.iter().any(|p| glob_match(p, sender))
     }
 
+    fn forwarders(&self) -> &[String] {
+        &self.forwarders
+    }
+
     fn explain(&self, mail: &Mail<'_>) -> Vec<String> {
         self.explain_patterns(mail)
     }
