@@ -36,14 +36,10 @@ fn registry_options(config: &Config) -> crate::parse::RegistryOptions {
 /// Loads the parsers directory, joining every rule-file error into one message.
 pub fn load_registry(config: &Config) -> Result<Registry> {
     crate::parse::load_dir(&config.parsers_dir, registry_options(config)).map_err(|errors| {
-        anyhow::anyhow!(
-            "invalid parser rule files:\n  {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        )
+        anyhow::Error::new(crate::out::ErrorLines {
+            head: "invalid parser rule files:".into(),
+            lines: errors.iter().map(ToString::to_string).collect(),
+        })
     })
 }
 

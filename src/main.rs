@@ -244,7 +244,7 @@ async fn main() -> ExitCode {
         // `driftwatch orders | head -1`: the reader has what it wanted.
         Err(e) if driftwatch::out::is_closed_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {}", clean(&format!("{e:#}")));
+            eprintln!("error: {}", driftwatch::out::error_text(&e));
             ExitCode::from(exit::FAILED)
         }
     }
@@ -358,6 +358,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::CheckConfig => {
             let registry = load_registry(&config)?;
+            for warning in registry.shadowed_forwarders() {
+                eprintln!("warning: {}", clean(&warning));
+            }
             // Secrets are resolved at use; check now that they can be, so a
             // missing variable shows up here rather than at 3 a.m.
             for m in &config.mailboxes {
@@ -453,10 +456,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let raw =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            print!(
+            // Through out!, not print!: `explain FILE | head -1` closes the
+            // pipe early, which ends the command quietly (exit 0).
+            driftwatch::out!(
                 "{}",
                 driftwatch::parse::explain(&raw, &load_registry(&config)?, vendor.as_deref())
-            );
+            )?;
         }
         Command::Reparse {
             vendor,

@@ -52,6 +52,32 @@ pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// driftwatch's own message over several lines, one problem a line (every
+/// invalid rule file): [`error_text`] makes each line safe on its own, so the
+/// line breaks survive while vendor text inside a line still cannot.
+#[derive(Debug, thiserror::Error)]
+#[error("{head}{}", lines.iter().map(|l| format!("\n  {l}")).collect::<String>())]
+pub struct ErrorLines {
+    pub head: String,
+    pub lines: Vec<String>,
+}
+
+/// An error as `{err:#}` shows it (each cause after `: `), made safe for
+/// the terminal: every control character is replaced, except the line
+/// breaks between the lines of an [`ErrorLines`].
+pub fn error_text(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| match e.downcast_ref::<ErrorLines>() {
+            Some(l) => std::iter::once(clean(&l.head).into_owned())
+                .chain(l.lines.iter().map(|x| format!("  {}", clean(x))))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => clean(&e.to_string()).into_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// True when `err` (anywhere in its chain) is stdout being closed by the
 /// reader: the user got what they wanted, not a failure.
 pub fn is_closed_pipe(err: &anyhow::Error) -> bool {
@@ -110,6 +136,23 @@ pub mod exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_rule_file_error_is_on_its_own_line_and_still_safe() {
+        let e = anyhow::Error::new(ErrorLines {
+            head: "invalid parser rule files:".into(),
+            lines: vec![
+                "a.toml:5: bad".into(),
+                "b.toml:1: \x1b[31mred\nforged".into(),
+            ],
+        })
+        .context("loading");
+        assert_eq!(
+            error_text(&e),
+            "loading: invalid parser rule files:\n  a.toml:5: bad\n  b.toml:1: \u{fffd}[31mred\u{fffd}forged"
+        );
+        assert_eq!(error_text(&anyhow::anyhow!("one\ntwo")), "one\u{fffd}two");
+    }
 
     #[test]
     fn control_characters_cannot_reach_the_terminal() {

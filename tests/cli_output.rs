@@ -52,8 +52,17 @@ fn run_into_closed_pipe(config: &Path, args: &[&str]) -> Output {
 #[test]
 fn a_closed_pipe_ends_every_printing_command_quietly_with_exit_0() {
     let (_dir, cfg) = demo();
+    let mail = cfg.with_file_name("Maildir").join("new");
+    let mail = std::fs::read_dir(&mail)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mail = mail.to_str().unwrap();
     for args in [
-        &["orders"][..],
+        &["parsers", "explain", mail][..],
+        &["orders"],
         &["orders", "--json"],
         &["orders", "48213"],
         &["parsers", "test"],

@@ -362,3 +362,219 @@ fn explain_reads_every_real_vendor_mail_without_a_panic_or_control_characters() 
     }
     assert!(n > 100, "corpus too small: {n}");
 }
+
+/// A Beacon status mail with the given Date header (or none).
+fn beacon_mail(date: Option<&str>) -> Vec<u8> {
+    let date = date.map(|d| format!("Date: {d}\r\n")).unwrap_or_default();
+    format!(
+        "From: status@beacon.example\r\nTo: orders@lender.example\r\nSubject: Order 61 - Completed\r\n{date}Message-ID: <d@beacon.example>\r\n\r\nOrder: 61\r\nStatus: Completed\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_date_header_that_cannot_be_placed_quarantines_mail_that_needs_it() {
+    let r = registry(&[("beacon.toml", BEACON)]).unwrap();
+    // Audit cases: mail-parser read each of these as a wrong UTC time.
+    for date in [
+        "Wed, 9 Jul 2025 23:18:26 CEST",
+        "Wed, 9 Jul 2025 05:18:26 PM -0400",
+        "Tue, 31 Feb 2026 10:00:00 +0000",
+        "Wed, 9 Jul 2025 23:18:26 +2400",
+    ] {
+        let out = outcome_json(&beacon_mail(Some(date)), &r);
+        assert_eq!(out["outcome"], "quarantined", "{date}: {out}");
+        let reason = out["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("Date header `{date}` cannot be placed")),
+            "{reason}"
+        );
+    }
+    // A readable one is the event time, in UTC.
+    let out = outcome_json(&beacon_mail(Some("Wed, 9 Jul 2025 23:18:26 +0200")), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    let delta = &out["deltas"][0];
+    assert_eq!(delta["event_time"], "2025-07-09T21:18:26Z", "{out}");
+    assert_eq!(delta["time_source"], "date_header", "{out}");
+    // No Date header at all: the arrival time, as before (none here).
+    let out = outcome_json(&beacon_mail(None), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(out["deltas"][0]["time_source"], "received", "{out}");
+}
+
+/// Beacon reading `Updated: ...` as the event time in `format`.
+fn beacon_with_updated(format: &str) -> String {
+    format!(
+        "{}[event_time]\nformat = \"{format}\"\n",
+        BEACON.replace(
+            "[fields.fee]",
+            "[[extract]]\nin = \"text\"\noptional = true\npattern = '(?m)^Updated: (?P<event_time>.+?)\\r?$'\n[fields.fee]"
+        )
+    )
+}
+
+fn beacon_updated_mail(updated: &str) -> Vec<u8> {
+    format!(
+        "From: status@beacon.example\r\nSubject: Order 1 - Completed\r\nDate: Tue, 24 Nov 2026 16:00:00 +0000\r\n\r\nOrder: 1\r\nStatus: Completed\r\nUpdated: {updated}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_time_format_with_time_fields_never_yields_a_date_only_time() {
+    // Audit: `11/24/2026 3 PM` in `%m/%d/%Y %I %p` was stored as midnight.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y %I %p"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026 3 PM"), &r);
+    assert_eq!(out["outcome"], "parsed", "{out}");
+    assert_eq!(
+        out["deltas"][0]["event_time"], "2026-11-24T15:00:00Z",
+        "{out}"
+    );
+    assert_eq!(out["deltas"][0]["time_source"], "vendor", "{out}");
+    // A date alone does not fit a format with a time: quarantined, not 00:00.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y %H:%M"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026"), &r);
+    assert_eq!(out["outcome"], "quarantined", "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().contains("`11/24/2026`"),
+        "{out}"
+    );
+    // The date-only rule still holds for a format with no time field.
+    let r = registry(&[("beacon.toml", &beacon_with_updated("%m/%d/%Y"))]).unwrap();
+    let out = outcome_json(&beacon_updated_mail("11/24/2026"), &r);
+    assert_eq!(
+        out["deltas"][0]["event_time"], "2026-11-24T00:00:00Z",
+        "{out}"
+    );
+}
+
+#[test]
+fn a_12_hour_clock_without_am_pm_is_a_load_error_with_file_and_line() {
+    // Audit: `11/24/2026 03:05` in `%m/%d/%Y %I:%M` was stored as midnight.
+    let text = beacon_with_updated("%m/%d/%Y %I:%M");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("format = "))
+        .unwrap()
+        + 1;
+    let e = registry(&[("beacon.toml", &text)]).err().unwrap();
+    assert!(
+        e.contains(&format!("beacon.toml:{line}"))
+            && e.contains("event_time.format")
+            && e.contains("without AM/PM (%p)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_config_prints_each_rule_file_error_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers");
+    std::fs::create_dir(&parsers).unwrap();
+    std::fs::write(
+        parsers.join("a.toml"),
+        BEACON.replace("[match]\n", "[match]\npriority = 3\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        parsers.join("b.toml"),
+        BEACON.replace(
+            "\"Completed\" = \"completed\"\n",
+            "\"Done\" = \"finished\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("driftwatch.toml"),
+        "parsers_dir = \"parsers\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .current_dir(dir.path())
+        .env_remove("DRIFTWATCH_CONFIG")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains('\u{fffd}'), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "error: invalid parser rule files:", "{stderr}");
+    assert!(
+        lines[1].starts_with("  parsers/a.toml:") && lines[1].contains("priority"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("  parsers/b.toml:") && lines[2].contains("finished"),
+        "{stderr}"
+    );
+}
+
+/// The shipped demo config, with its parsers read from the repository.
+fn demo_config() -> driftwatch::config::Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = driftwatch::config::Config::load(&root.join("demo/driftwatch.toml")).unwrap();
+    config.parsers_dir = parsers_dir();
+    config
+}
+
+#[test]
+fn the_demo_parses_forwards_from_the_forwarders_acme_trusts() {
+    let config = demo_config();
+    let r = driftwatch::app::load_registry(&config).unwrap();
+    assert_eq!(r.shadowed_forwarders(), Vec::<String>::new());
+    for file in [
+        "acme-appraisal/14-acme-48222-forwarded-by-colleague.eml",
+        "acme-appraisal/15-acme-48223-forwarded-as-attachment.eml",
+    ] {
+        let out = outcome_json(&fixture(file), &r);
+        assert_eq!(out["outcome"], "parsed", "{file}: {out}");
+    }
+}
+
+#[test]
+fn check_config_warns_when_an_ignore_rule_swallows_a_trusted_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers");
+    std::fs::create_dir(&parsers).unwrap();
+    for f in std::fs::read_dir(parsers_dir()).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, parsers.join(p.file_name().unwrap())).unwrap();
+    }
+    let check = |ignore: &str| {
+        std::fs::write(
+            dir.path().join("driftwatch.toml"),
+            format!("parsers_dir = \"parsers\"\n[ingest]\nignore_senders = [{ignore}]\n"),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .current_dir(dir.path())
+            .env_remove("DRIFTWATCH_CONFIG")
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    // The demo's old list: acme-appraisal.toml trusts `*@lender.example`.
+    for ignore in [
+        "\"*@lender.example\"",
+        "\"*@LENDER.example\"",
+        "\"*.example\"",
+    ] {
+        let out = check(ignore);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning: ignore_senders `")
+                && stderr.contains("forwarder `*@lender.example`")
+                && stderr.contains("acme"),
+            "{ignore}: {stderr}"
+        );
+    }
+    // Narrower lists leave the forwarders alone: no warning.
+    for ignore in ["\"noreply@lender.example\"", "\"*@other.example\""] {
+        let out = check(ignore);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning"), "{ignore}: {stderr}");
+    }
+}

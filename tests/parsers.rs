@@ -317,3 +317,58 @@ async fn real_world_mail_corpus_is_ingested_and_accounted_for() {
         c.messages, c.quarantined
     );
 }
+
+/// `depth` message/rfc822 parts nested in one another under an Acme status
+/// mail (50,000 levels is a 2 MB mail), built here rather than shipped.
+fn nested_rfc822(depth: usize) -> Vec<u8> {
+    let mut raw = String::from(
+        "From: Acme <status@acme-amc.example>\r\nTo: orders@lender.example\r\n\
+         Subject: Order 70012 - Inspection Scheduled\r\nDate: Tue, 24 Nov 2026 16:00:00 +0000\r\n\
+         Message-ID: <nested@acme-amc.example>\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n",
+    );
+    for _ in 0..depth {
+        raw.push_str("From: a@b\r\nContent-Type: message/rfc822\r\n\r\n");
+    }
+    raw.push_str("From: a@b\r\nContent-Type: text/plain\r\n\r\nOrder: 70012\r\n");
+    raw.into_bytes()
+}
+
+#[test]
+fn a_deeply_nested_forward_cannot_overflow_the_stack() {
+    let registry = shipped_registry();
+    let raw = nested_rfc822(50_000);
+    assert!(raw.len() > 2_000_000);
+    // The ingest path (and `parsers explain`) on a thread with tokio's
+    // default worker stack: before the nesting bound, dropping the parsed
+    // tree of 50,000 messages aborted the process here.
+    let (archived, explained) = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn_scoped(s, || {
+                let archived = driftwatch::ingest::prepare(
+                    &registry,
+                    driftwatch::model::RawMessage {
+                        location: "INBOX".into(),
+                        uid: 1,
+                        body: driftwatch::model::MessageBody::Full(raw.clone()),
+                        internal_date: None,
+                    },
+                );
+                let explained = driftwatch::parse::explain(&raw, &registry, None);
+                (archived, explained)
+            })
+            .unwrap()
+            .join()
+            .expect("the parse thread finished")
+    });
+    // Archived whole, with a disposition and its reason, never lost.
+    assert!(archived.raw_complete);
+    assert_eq!(archived.size, raw.len() as u64);
+    assert_eq!(archived.sender.as_deref(), Some("status@acme-amc.example"));
+    assert!(
+        archived.disposition.as_str() == "parsed" || archived.reason.is_some(),
+        "{:?}",
+        archived.reason
+    );
+    assert!(explained.contains("status@acme-amc.example"), "{explained}");
+}

@@ -101,6 +101,9 @@ impl Parser for CodeParser {
     fn accepts_forwarder(&self, sender: &str) -> bool {
         self.rules.accepts_forwarder(sender)
     }
+    fn forwarders(&self) -> &[String] {
+        self.rules.forwarders()
+    }
     fn ignores(&self, mail: &Mail<'_>) -> Option<String> {
         self.rules.ignores(mail)
     }

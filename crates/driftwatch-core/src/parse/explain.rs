@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Mail, Outcome, Parser, Registry, documents};
+use super::{DateHeader, Mail, Outcome, Parser, Registry, documents};
 
 /// The first `max` lines of `text`, indented under an attachment, and how
 /// many more there are.
@@ -34,8 +34,11 @@ pub fn explain(raw: &[u8], registry: &Registry, vendor: Option<&str>) -> String 
     let _ = writeln!(
         out,
         "date:    {}",
-        mail.date()
-            .map_or("(none or invalid)".into(), |d| d.to_rfc3339())
+        match mail.date_header() {
+            DateHeader::Placed(d) => d.to_rfc3339(),
+            DateHeader::Absent => "(none)".into(),
+            DateHeader::Unreadable(v) => format!("(cannot be placed: `{v}`)"),
+        }
     );
     section(&mut out, "text (what `in = \"text\"` sees)", mail.text());
     section(

@@ -96,13 +96,33 @@ impl<'a> Mail<'a> {
         self.msg.message_id()
     }
 
-    /// The Date header, if present and valid.
+    /// The Date header when it can be read for sure (see [`DateHeader`]).
     pub fn date(&self) -> Option<DateTime<Utc>> {
-        let d = self.msg.date()?;
-        if !d.is_valid() {
-            return None;
+        match self.date_header() {
+            DateHeader::Placed(d) => Some(d),
+            DateHeader::Absent | DateHeader::Unreadable(_) => None,
         }
-        DateTime::from_timestamp(d.to_timestamp(), 0)
+    }
+
+    /// The Date header, read by driftwatch rather than mail-parser: its
+    /// lenient reader stores unknown zones (CEST, JST, `GMT+0100`) as UTC,
+    /// drops a `PM` and the offset after it, rolls 31 Feb over into March
+    /// and reads `+2400` as `+0000`, all silently.
+    pub fn date_header(&self) -> DateHeader {
+        let Some(raw) = self
+            .msg
+            .headers_raw()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Date"))
+            .map(|(_, v)| v)
+        else {
+            return DateHeader::Absent;
+        };
+        let value = raw.replace(['\r', '\n'], "");
+        let value = value.trim();
+        match read_date_header(value) {
+            Some(d) => DateHeader::Placed(d),
+            None => DateHeader::Unreadable(value.chars().take(80).collect()),
+        }
     }
 
     /// The plain-text body; for an HTML-only message, the HTML turned into text.
@@ -272,6 +292,49 @@ impl Mail<'_> {
     }
 }
 
+/// What the Date header says, as far as it can be read for sure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateHeader {
+    /// No Date header.
+    Absent,
+    /// An RFC 5322 date-time: a real calendar date, a valid time, and a
+    /// numeric offset or one of the zones RFC 5322 defines.
+    Placed(DateTime<Utc>),
+    /// Present but not placeable (the value as written, at most 80 chars).
+    Unreadable(String),
+}
+
+/// The zone names RFC 5322 (4.3) defines. Military letters other than Z
+/// mean "unknown" there, and any other name (CEST, IST, JST) is ambiguous
+/// or unknown, so neither is read.
+const RFC5322_ZONES: [&str; 11] = [
+    "UT", "GMT", "Z", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT",
+];
+
+/// An RFC 5322 date-time (`Wed, 9 Jul 2025 23:18:26 +0200`, a trailing
+/// comment allowed) placed in UTC, or `None`. chrono's RFC 2822 reader
+/// checks the date (no 31 Feb) and time; the zone is checked here first, as
+/// chrono reads a military letter as UTC.
+fn read_date_header(value: &str) -> Option<DateTime<Utc>> {
+    let without_comment = match value.strip_suffix(')') {
+        Some(rest) => rest.rsplit_once('(')?.0.trim_end(),
+        None => value,
+    };
+    let zone = without_comment.rsplit(char::is_whitespace).next()?;
+    let numeric = zone.len() == 5
+        && zone.starts_with(['+', '-'])
+        && zone[1..].bytes().all(|b| b.is_ascii_digit())
+        && zone[1..3] < *"24"
+        && zone[3..5] < *"60";
+    let named = RFC5322_ZONES.iter().any(|z| zone.eq_ignore_ascii_case(z));
+    if !numeric && !named {
+        return None;
+    }
+    DateTime::parse_from_rfc2822(without_comment)
+        .ok()
+        .map(|d| d.to_utc())
+}
+
 /// HTML by its declared type, even when mail-parser could not decode it as such.
 fn is_html(p: &MessagePart<'_>) -> bool {
     p.is_text_html()
@@ -379,5 +442,71 @@ fn header_text(v: &mail_parser::HeaderValue<'_>) -> String {
         H::DateTime(d) => d.to_rfc3339(),
         H::ContentType(ct) => ct.ctype().to_string(),
         H::Received(_) | H::Empty => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date_of(value: &str) -> DateHeader {
+        let raw = format!("From: a@b.example\r\nSubject: x\r\nDate: {value}\r\n\r\nbody\r\n");
+        Mail::parse(raw.as_bytes(), None).unwrap().date_header()
+    }
+
+    #[test]
+    fn the_date_header_is_used_only_when_it_can_be_read_for_sure() {
+        for (value, utc) in [
+            (
+                "Wed, 9 Jul 2025 23:18:26 +0200",
+                "2025-07-09T21:18:26+00:00",
+            ),
+            (
+                "Wed, 9 Jul 2025 23:18:26 -0000",
+                "2025-07-09T23:18:26+00:00",
+            ),
+            ("Wed, 9 Jul 2025 23:18:26 GMT", "2025-07-09T23:18:26+00:00"),
+            ("9 Jul 2025 23:18:26 UT", "2025-07-09T23:18:26+00:00"),
+            ("Wed, 9 Jul 2025 23:18:26 EDT", "2025-07-10T03:18:26+00:00"),
+            ("Wed, 9 Jul 2025 23:18:26 pst", "2025-07-10T07:18:26+00:00"),
+            (
+                "Tue, 24 Nov 2026 16:00:00 +0000 (UTC)",
+                "2026-11-24T16:00:00+00:00",
+            ),
+        ] {
+            assert_eq!(
+                date_of(value),
+                DateHeader::Placed(DateTime::parse_from_rfc3339(utc).unwrap().to_utc()),
+                "{value}"
+            );
+        }
+        for value in [
+            "Wed, 9 Jul 2025 23:18:26 CEST",
+            "Wed, 9 Jul 2025 23:18:26 CET",
+            "Wed, 9 Jul 2025 23:18:26 BST",
+            "Wed, 9 Jul 2025 23:18:26 JST",
+            "Wed, 9 Jul 2025 23:18:26 IST",
+            "Wed, 9 Jul 2025 23:18:26 AEST",
+            "Wed, 9 Jul 2025 23:18:26 MSK",
+            "Wed, 9 Jul 2025 23:18:26 HST",
+            "Wed, 9 Jul 2025 23:18:26 GMT+0100",
+            "Wed, 9 Jul 2025 23:18:26 A",
+            "Wed, 9 Jul 2025 05:18:26 PM -0400",
+            "Sat, 31 Feb 2026 10:00:00 +0000",
+            "Tue, 24 Nov 2026 25:00:00 +0000",
+            "Tue, 24 Nov 2026 16:00:00 +2400",
+            "Tue, 24 Nov 2026 16:00:00 +0160",
+            "Tue, 24 Nov 2026 16:00:00",
+            "yesterday",
+        ] {
+            assert_eq!(
+                date_of(value),
+                DateHeader::Unreadable(value.to_string()),
+                "{value}"
+            );
+        }
+        let none = Mail::parse(b"From: a@b.example\r\nSubject: x\r\n\r\nbody\r\n", None).unwrap();
+        assert_eq!(none.date_header(), DateHeader::Absent);
+        assert_eq!(none.date(), None);
     }
 }

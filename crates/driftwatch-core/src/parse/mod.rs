@@ -23,7 +23,7 @@ pub use auth::AuthPolicy;
 pub use auth::{Verdict, check as check_auth};
 pub use explain::explain;
 pub use html::html_to_text;
-pub use mail::{Attachment, Mail};
+pub use mail::{Attachment, DateHeader, Mail};
 pub use rules::RuleParser;
 
 use crate::model::DeltaDraft;
@@ -63,6 +63,10 @@ pub enum ExtractError {
     Engine(String),
     #[error("`{field}`: {reason}")]
     Time { field: String, reason: String },
+    #[error(
+        "no event_time captured, and the Date header `{0}` cannot be placed: expected an RFC 5322 date-time with a real date, a valid time and a numeric offset (+0200) or UT, GMT, Z, EST, EDT, CST, CDT, MST, MDT, PST or PDT"
+    )]
+    UnreadableDateHeader(String),
     #[error("field `{field}`: cannot read `{value}` as {expected}")]
     BadValue {
         field: String,
@@ -103,6 +107,10 @@ pub trait Parser: Send + Sync {
     /// original must still come from the vendor's senders).
     fn accepts_forwarder(&self, _sender: &str) -> bool {
         false
+    }
+    /// The forwarder patterns this parser trusts (`match.forwarders`).
+    fn forwarders(&self) -> &[String] {
+        &[]
     }
     /// The vendor's non-status mail: `Some(reason)` archives it as ignored.
     fn ignores(&self, _mail: &Mail<'_>) -> Option<String> {
@@ -203,6 +211,34 @@ impl Registry {
 
     pub fn parsers(&self) -> &[Arc<dyn Parser>] {
         &self.parsers
+    }
+
+    /// A warning for each `ignore_senders` pattern that matches every
+    /// address a rule file's forwarder pattern trusts: the ignore list is
+    /// checked first, so those forwards are archived as ignored and never
+    /// parsed, which the rule file's author did not mean. A warning, not an
+    /// error: ignoring a forwarder for a while can be deliberate, and a
+    /// working deployment should not stop loading over it.
+    pub fn shadowed_forwarders(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for p in &self.parsers {
+            for forwarder in p.forwarders() {
+                // With each `*` of the forwarder pattern made a character no
+                // address or pattern holds (NUL), only an ignore `*` can match
+                // it; so an ignore pattern that matches this text matches
+                // every address the forwarder pattern does.
+                let text = forwarder.replace('*', "\0");
+                for ignore in &self.options.ignore_senders {
+                    if glob_match(ignore, &text) {
+                        warnings.push(format!(
+                            "ignore_senders `{ignore}` matches every address of forwarder `{forwarder}` that parser `{}` trusts: their forwards are archived as ignored, never parsed (narrow ignore_senders, e.g. to the automated addresses only)",
+                            p.name()
+                        ));
+                    }
+                }
+            }
+        }
+        warnings
     }
 
     /// Decides what a message is. The sender picks the candidate vendors, the

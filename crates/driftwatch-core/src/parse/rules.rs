@@ -16,7 +16,7 @@ use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::time::TimeFormat;
-use super::{ExtractError, Mail, Parser, glob_match};
+use super::{DateHeader, ExtractError, Mail, Parser, glob_match};
 use crate::model::{DeltaDraft, Fields, Status, TimeSource};
 use crate::toml_source::{ConfigError, TomlSource};
 
@@ -757,12 +757,18 @@ impl RuleParser {
                 let t = tf.parse(raw).map_err(|e| time_error("event_time", e))?;
                 (t, TimeSource::Vendor)
             }
-            _ => match (mail.date(), mail.received) {
-                (Some(d), _) => (d, TimeSource::DateHeader),
-                (None, Some(r)) => (r, TimeSource::Received),
+            _ => match (mail.date_header(), mail.received) {
+                (DateHeader::Placed(d), _) => (d, TimeSource::DateHeader),
+                // A Date header that is there but cannot be read for sure
+                // (CEST, `05:18:26 PM -0400`, 31 Feb) is not skipped for the
+                // arrival time: the vendor said when, we just cannot place it.
+                (DateHeader::Unreadable(value), _) => {
+                    return Err(ExtractError::UnreadableDateHeader(value));
+                }
+                (DateHeader::Absent, Some(r)) => (r, TimeSource::Received),
                 // Nothing to go on: the epoch sorts before any real event, so
                 // this delta can never override a dated one.
-                (None, None) => (DateTime::<Utc>::UNIX_EPOCH, TimeSource::Received),
+                (DateHeader::Absent, None) => (DateTime::<Utc>::UNIX_EPOCH, TimeSource::Received),
             },
         };
         let mut fields = Fields::new();
@@ -838,6 +844,10 @@ impl Parser for RuleParser {
 
     fn accepts_forwarder(&self, sender: &str) -> bool {
         self.forwarders.iter().any(|p| glob_match(p, sender))
+    }
+
+    fn forwarders(&self) -> &[String] {
+        &self.forwarders
     }
 
     fn explain(&self, mail: &Mail<'_>) -> Vec<String> {

@@ -8,11 +8,14 @@
 //! occurs twice when the clocks go back (unless the abbreviation says which)
 //! is an error naming the reason, and the message is quarantined.
 //!
-//! Date-only formats read as the start of that day (00:00) in the zone.
+//! Date-only formats (no time field at all) read as the start of that day
+//! (00:00) in the zone; a format with time fields never reads a date alone.
+//! A format with an hour and no minutes (`%I %p`) reads on the hour (3 PM is
+//! 15:00). `%I` without `%p` is refused at load: 03:05 could be either.
 
 use std::collections::BTreeMap;
 
-use chrono::format::{Item, StrftimeItems};
+use chrono::format::{Fixed, Item, Numeric, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::{OffsetName, Tz};
 
@@ -57,6 +60,51 @@ enum Kind {
 struct Format {
     written: String,
     kind: Kind,
+    fields: TimeFields,
+}
+
+/// Which time-of-day fields a strftime format reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct TimeFields {
+    /// Any: hour, minute, second, fraction, AM/PM or a timestamp.
+    any: bool,
+    /// An hour and no minutes (`%I %p`): the minutes are 00.
+    hour_only: bool,
+}
+
+impl TimeFields {
+    /// The fields of a format; `Err` for `%I` (or `%l`) without `%p`.
+    fn of(format: &str) -> Result<TimeFields, String> {
+        let (mut hour, mut hour12, mut ampm, mut minute, mut other) =
+            (false, false, false, false, false);
+        for item in StrftimeItems::new(format) {
+            match item {
+                Item::Numeric(Numeric::Hour, _) => hour = true,
+                Item::Numeric(Numeric::Hour12, _) => hour12 = true,
+                Item::Numeric(Numeric::Minute, _) => minute = true,
+                Item::Numeric(Numeric::Second | Numeric::Nanosecond | Numeric::Timestamp, _)
+                | Item::Fixed(
+                    Fixed::Nanosecond
+                    | Fixed::Nanosecond3
+                    | Fixed::Nanosecond6
+                    | Fixed::Nanosecond9
+                    | Fixed::RFC2822
+                    | Fixed::RFC3339,
+                ) => other = true,
+                Item::Fixed(Fixed::UpperAmPm | Fixed::LowerAmPm) => ampm = true,
+                _ => {}
+            }
+        }
+        if hour12 && !ampm {
+            return Err(format!(
+                "`{format}` reads a 12-hour clock (%I) without AM/PM (%p), so 03:05 could be 03:05 or 15:05: add %p, or use %H for a 24-hour clock"
+            ));
+        }
+        Ok(TimeFields {
+            any: hour || hour12 || minute || ampm || other,
+            hour_only: (hour || hour12) && !minute,
+        })
+    }
 }
 
 /// How a text becomes a point in time: the formats tried in order, the
@@ -115,6 +163,10 @@ impl TimeFormat {
         }
         let mut compiled = Vec::new();
         for f in formats {
+            let mut fields = TimeFields {
+                any: true,
+                hour_only: false,
+            };
             let kind = match f.as_str() {
                 "rfc3339" => Kind::Rfc3339,
                 "rfc2822" => Kind::Rfc2822,
@@ -128,6 +180,7 @@ impl TimeFormat {
                             ),
                         ));
                     }
+                    fields = TimeFields::of(&f).map_err(|e| ("format", e))?;
                     if f.contains("%Z") {
                         if table.is_empty() {
                             return Err((
@@ -145,7 +198,11 @@ impl TimeFormat {
                     }
                 }
             };
-            compiled.push(Format { written: f, kind });
+            compiled.push(Format {
+                written: f,
+                kind,
+                fields,
+            });
         }
         Ok(TimeFormat {
             formats: compiled,
@@ -220,23 +277,25 @@ impl TimeFormat {
         Ok(match &f.kind {
             Kind::Rfc3339 => DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
             Kind::Rfc2822 => DateTime::parse_from_rfc2822(s).ok().map(|d| d.to_utc()),
-            Kind::Offset(f) => DateTime::parse_from_str(s, f).ok().map(|d| d.to_utc()),
-            Kind::Local(f) => {
-                if let Some(naive) = read_naive(s, f) {
+            Kind::Offset(fmt) => read_parsed(s, fmt, f.fields)
+                .and_then(|p| p.to_datetime().ok())
+                .map(|d| d.to_utc()),
+            Kind::Local(fmt) => {
+                if let Some(naive) = read_naive(s, fmt, f.fields) {
                     return place(self.tz, naive, None, s).map(Some);
                 }
                 // A numeric offset after the time is unambiguous: honour it.
                 let Some((rest, offset)) = split_trailing_offset(s) else {
                     return Ok(None);
                 };
-                read_naive(rest, f)
+                read_naive(rest, fmt, f.fields)
                     .and_then(|n| offset.from_local_datetime(&n).single().map(|d| d.to_utc()))
             }
-            Kind::Abbreviation(f) => {
+            Kind::Abbreviation(fmt) => {
                 let Some((abbr, rest)) = take_abbreviation(s) else {
                     return Ok(None);
                 };
-                let Some(naive) = read_naive(&rest, f) else {
+                let Some(naive) = read_naive(&rest, fmt, f.fields) else {
                     return Ok(None);
                 };
                 if UNIVERSAL.contains(&abbr.as_str()) && !self.zones.contains_key(&abbr) {
@@ -259,13 +318,26 @@ impl TimeFormat {
     }
 }
 
-/// A date and time, or a date alone (then 00:00).
-fn read_naive(s: &str, f: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(s, f).ok().or_else(|| {
-        NaiveDate::parse_from_str(s, f)
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-    })
+/// The text read by the format, with the minutes set to 00 when the format
+/// has an hour and no minutes.
+fn read_parsed(s: &str, f: &str, fields: TimeFields) -> Option<Parsed> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, s, StrftimeItems::new(f)).ok()?;
+    if fields.hour_only {
+        parsed.set_minute(0).ok()?;
+    }
+    Some(parsed)
+}
+
+/// A date and time; a date alone (then 00:00) only when the format has no
+/// time field, so `11/24/2026 3 PM` is never read as midnight.
+fn read_naive(s: &str, f: &str, fields: TimeFields) -> Option<NaiveDateTime> {
+    let parsed = read_parsed(s, f, fields)?;
+    if fields.any {
+        parsed.to_naive_datetime_with_offset(0).ok()
+    } else {
+        parsed.to_naive_date().ok()?.and_hms_opt(0, 0, 0)
+    }
 }
 
 /// A local time in a zone. In the hour that happens twice, the written
@@ -467,6 +539,49 @@ mod tests {
             t.parse("2026-11-24").unwrap().to_rfc3339(),
             "2026-11-24T07:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn a_format_with_time_fields_never_yields_a_date_only_time() {
+        for format in ["%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %I %p"] {
+            let t = tf(&[format], Some("America/Chicago"), &[]);
+            assert!(
+                matches!(t.parse("11/24/2026"), Err(TimeError::NoFormat { .. })),
+                "{format}"
+            );
+            // Nor a time it cannot fully read: `3` with no AM/PM.
+            assert!(t.parse("11/24/2026 3").is_err(), "{format}");
+        }
+    }
+
+    #[test]
+    fn an_hour_without_minutes_reads_on_the_hour() {
+        let t = tf(&["%m/%d/%Y %I %p"], Some("America/Chicago"), &[]);
+        assert_eq!(
+            t.parse("11/24/2026 3 PM").unwrap().to_rfc3339(),
+            "2026-11-24T21:00:00+00:00"
+        );
+        assert_eq!(
+            t.parse("11/24/2026 12 AM").unwrap().to_rfc3339(),
+            "2026-11-24T06:00:00+00:00"
+        );
+        let t = tf(&["%Y-%m-%d %H%z"], None, &[]);
+        assert_eq!(
+            t.parse("2026-11-24 15-0500").unwrap().to_rfc3339(),
+            "2026-11-24T20:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_12_hour_clock_without_am_pm_is_refused_at_load() {
+        let none = BTreeMap::new();
+        for format in ["%m/%d/%Y %I:%M", "%m/%d/%Y %l:%M %Z", "%Y-%m-%d %I:%M%z"] {
+            let e = TimeFormat::new(vec![format.into()], None, &none).unwrap_err();
+            assert_eq!(e.0, "format");
+            assert!(e.1.contains("without AM/PM (%p)"), "{}", e.1);
+        }
+        assert!(TimeFormat::new(vec!["%m/%d/%Y %I:%M %p".into()], None, &none).is_ok());
+        assert!(TimeFormat::new(vec!["%m/%d/%Y %r".into()], None, &none).is_ok());
     }
 
     #[test]

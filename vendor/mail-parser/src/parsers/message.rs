@@ -16,6 +16,13 @@ use super::MessageStream;
 
 const MAX_NESTED_ENCODED: usize = 3;
 
+/// driftwatch patch: how many `message/rfc822` parts may nest inside one
+/// another. The parse itself is iterative, but the result is a tree of
+/// `Message`s whose drop (and any recursive walk) takes stack per level:
+/// 50,000 nested parts in a 2 MB mail overflowed a 2 MB thread stack. A part
+/// deeper than this is kept as an opaque attachment (its bytes as sent).
+const MAX_NESTED_MESSAGES: usize = 32;
+
 #[derive(Debug, PartialEq, Default)]
 enum MimeType {
     MultipartMixed,
@@ -133,6 +140,8 @@ impl MessageParser {
 
         let mut state = MessageParserState::new();
         let mut state_stack = Vec::with_capacity(4);
+        // Nested message/rfc822 parts open on `state_stack` (driftwatch patch).
+        let mut nested_messages = 0usize;
 
         let mut part_headers = Vec::new();
 
@@ -211,7 +220,16 @@ impl MessageParser {
                 _ => (Encoding::None, MessageStream::mime_part),
             };
 
+            if mime_type == MimeType::Message
+                && encoding == Encoding::None
+                && nested_messages >= MAX_NESTED_MESSAGES
+            {
+                // Too deep to keep as a tree: an opaque attachment.
+                mime_type = MimeType::Other;
+            }
+
             if mime_type == MimeType::Message && encoding == Encoding::None {
+                nested_messages += 1;
                 let new_state = MessageParserState {
                     mime_type: MimeType::Message,
                     mime_boundary: state.mime_boundary.take(),
@@ -399,6 +417,7 @@ impl MessageParser {
                     if let MimeType::Message = state.mime_type {
                         // Finished processing a nested message, restore parent message from stack
                         if let Some((mut prev_state, Some(mut prev_message))) = state_stack.pop() {
+                            nested_messages = nested_messages.saturating_sub(1);
                             let offset_end = state
                                 .mime_boundary
                                 .as_ref()
