@@ -570,3 +570,55 @@ async fn a_failed_move_names_the_servers_reason_for_refusing_the_folder() {
         "messages stay where they are"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_reusing_a_message_id_and_body_under_another_subject_is_not_a_duplicate() {
+    // Some vendor systems reuse one Message-ID and a template body, and put
+    // the status in the subject, which patterns read: dropping the second
+    // as a duplicate would lose its status. The same mail delivered twice
+    // (another Received line) is still one message.
+    let mail = |received: &str, subject: &str| {
+        format!(
+            "Received: from {received}\r\nFrom: Notices <notices@vendor.example>\r\nTo: orders@lender.example\r\n\
+             Subject: {subject}\r\nMessage-ID: <reused@vendor.example>\r\nDate: Tue, 24 Nov 2026 16:00:00 +0000\r\n\r\n\
+             Your order status has changed; see the subject.\r\n"
+        )
+        .into_bytes()
+    };
+    let dovecot = Dovecot::start();
+    dovecot
+        .append(
+            "INBOX",
+            &[
+                mail("mx1", "Order 90001 - Accepted"),
+                mail("mx1", "Order 90001 -\r\n Report Delivered"),
+                mail("mx2", "Order 90001 - Accepted"),
+            ],
+        )
+        .await;
+    let cfg = imap_config(&dovecot, "", "");
+    let app = cfg.app().await;
+    let o = &app.ingest_once().await.expect("ingest")[0].2;
+    assert_eq!((o.fetched(), o.archived, o.duplicates), (3, 2, 1), "{o:?}");
+    let mut subjects = Vec::new();
+    for id in 1..=2 {
+        let m = app.store.message(id).await.unwrap().expect("archived");
+        subjects.push(m.subject.unwrap_or_default());
+    }
+    assert_eq!(
+        subjects,
+        ["Order 90001 - Accepted", "Order 90001 - Report Delivered"]
+    );
+
+    // Fetched again after a UIDVALIDITY change, all three are duplicates
+    // of what is archived: nothing is new.
+    let old = dovecot.uid_validity("INBOX").await;
+    dovecot.set_uid_validity("INBOX", old + 1000);
+    let again = &app.ingest_once().await.unwrap()[0].2;
+    assert_eq!(
+        (again.fetched(), again.archived, again.duplicates),
+        (3, 0, 3),
+        "{again:?}"
+    );
+    assert_eq!(app.store.message_counts().await.unwrap().messages, 2);
+}

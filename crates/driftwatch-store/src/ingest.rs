@@ -363,12 +363,25 @@ async fn write_batch(
     let mut new_messages: Vec<(i64, &ArchivedMessage)> = Vec::new();
     let mut new_locations: Vec<(&str, i64)> = Vec::new();
     let mut seen_now: HashSet<&str> = HashSet::new();
+    let mut derived_keys: HashMap<i64, [u8; 32]> = HashMap::new();
     for m in &batch.messages {
         if seen.contains(m.location.as_str()) || !seen_now.insert(m.location.as_str()) {
             out.already_seen += 1;
             continue;
         }
-        let id = match ids.get(&m.dedupe_key) {
+        let mut key = m.dedupe_key;
+        if let Some(&same) = ids.get(&key) {
+            let subject = raw_subject(&m.raw.clone().unpack()?);
+            if subject != stored_subject(tx, same, &new_messages).await? {
+                key = subject_key(&key, &subject);
+                if !ids.contains_key(&key)
+                    && let Some(&id) = existing_ids(tx, &[&key[..]]).await?.get(&key)
+                {
+                    ids.insert(key, id);
+                }
+            }
+        }
+        let id = match ids.get(&key) {
             Some(&id) => {
                 out.duplicates += 1;
                 id
@@ -376,7 +389,10 @@ async fn write_batch(
             None => {
                 let id = next_id;
                 next_id += 1;
-                ids.insert(m.dedupe_key, id);
+                ids.insert(key, id);
+                if key != m.dedupe_key {
+                    derived_keys.insert(id, key);
+                }
                 new_messages.push((id, m));
                 out.archived += 1;
                 match m.disposition {
@@ -391,7 +407,7 @@ async fn write_batch(
         new_locations.push((m.location.as_str(), id));
     }
 
-    insert_messages(tx, &new_messages, rules, &now_s).await?;
+    insert_messages(tx, &new_messages, &derived_keys, rules, &now_s).await?;
     super::outbox::record_quarantined(tx, &new_messages, now).await?;
     let mut deltas = Vec::new();
     for (id, m) in &new_messages {
@@ -461,6 +477,66 @@ async fn known_among(
     Ok(found)
 }
 
+/// The Subject header as sent: its bytes, folding and runs of whitespace
+/// collapsed. Raw rather than decoded, so that a better decoder in a later
+/// version never makes a re-fetched message look new.
+fn raw_subject(raw: &[u8]) -> Vec<u8> {
+    let mut value: Vec<u8> = Vec::new();
+    let mut inside = false;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.first() {
+            None => break,
+            Some(b' ' | b'\t') if inside => {
+                value.push(b' ');
+                value.extend_from_slice(line);
+            }
+            Some(_) if inside => break,
+            Some(_) => {
+                if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+                    inside = true;
+                    value.extend_from_slice(&line[8..]);
+                }
+            }
+        }
+    }
+    value
+        .split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(&b' ')
+}
+
+/// The raw subject of message `id`: archived earlier, or new in this batch.
+async fn stored_subject(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    batch: &[(i64, &ArchivedMessage)],
+) -> Result<Vec<u8>> {
+    if let Some((_, m)) = batch.iter().find(|(i, _)| *i == id) {
+        return Ok(raw_subject(&m.raw.clone().unpack()?));
+    }
+    let (bytes, codec): (Vec<u8>, String) =
+        sqlx::query_as("SELECT raw, raw_codec FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(raw_subject(&PackedRaw::from_row(&codec, bytes)?.unpack()?))
+}
+
+/// The identity of a message that shares its Message-ID and body with an
+/// archived one but not its subject. Patterns read subjects, and vendors
+/// that reuse a Message-ID with a template body put the status there: the
+/// two are different messages, and neither may be dropped as a duplicate.
+fn subject_key(key: &[u8; 32], subject: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"subject\0");
+    h.update(key);
+    h.update(subject);
+    h.finalize().into()
+}
+
 /// Ids of already archived messages among these identities.
 async fn existing_ids(
     conn: &mut sqlx::AnyConnection,
@@ -488,6 +564,7 @@ async fn existing_ids(
 async fn insert_messages(
     conn: &mut sqlx::AnyConnection,
     rows: &[(i64, &ArchivedMessage)],
+    derived_keys: &HashMap<i64, [u8; 32]>,
     rules: &RuleHashes,
     now: &str,
 ) -> Result<()> {
@@ -503,7 +580,7 @@ async fn insert_messages(
         for (id, m) in chunk {
             q = q
                 .bind(*id)
-                .bind(&m.dedupe_key[..])
+                .bind(&derived_keys.get(id).unwrap_or(&m.dedupe_key)[..])
                 .bind(&m.message_id)
                 .bind(m.size as i64)
                 .bind(&m.raw.bytes)
@@ -559,6 +636,14 @@ async fn insert_locations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_subject_is_the_header_as_sent_unfolded() {
+        let raw = b"From: a@b\r\nSUBJECT: Order 90001 -\r\n  Accepted\r\nX: y\r\n\r\nSubject: body";
+        assert_eq!(raw_subject(raw), b"Order 90001 - Accepted");
+        assert_eq!(raw_subject(b"Subject:\tA  B\n\nbody"), b"A B");
+        assert_eq!(raw_subject(b"From: a@b\n\nSubject: body"), b"");
+    }
 
     #[test]
     fn packed_raw_gives_back_the_exact_bytes() {
