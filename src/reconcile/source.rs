@@ -973,7 +973,8 @@ fn json_cell<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> 
 }
 
 /// Rows of a key frame that could not be read (a number ambiguous under the
-/// declared separators, a date that is not one). Counted, with the first few
+/// declared separators, a date that is not one, a row without a key or
+/// status, a JSON item that is not a record). Counted, with the first few
 /// reasons, so the guard refuses the whole key frame and says why, instead
 /// of the run stopping at the first or applying the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -7,6 +7,9 @@
 //!   string or an open array/object likewise (serde reports that itself).
 //! - A field or row over its configured limit stops the read at the limit:
 //!   memory stays bounded by the limit, not by what the vendor sent.
+//! - A CSV quoted field that goes on after its closing quote (`"Sam"Lee`)
+//!   is refused with its line: the `csv` crate has no strict mode and reads
+//!   it as `SamLee`. A quote opens a field only at its start, as in `csv`.
 //!
 //! The state is kept with `memchr` jumps between quote, escape and newline
 //! bytes, so a million-row export costs a few scans, not a byte loop.
@@ -124,8 +127,9 @@ impl<R: Read> Checked<R> {
                 self.row_len += 1;
                 continue;
             }
-            if std::mem::take(&mut self.closed) {
+            if self.closed {
                 // After a closing quote: a doubled quote, the field's end, or the line's.
+                self.closed = false;
                 let b = buf[pos];
                 if b == quote {
                     self.in_quote = true;
