@@ -565,3 +565,302 @@ async fn order_outside_an_update_window_is_never_missing() {
     assert_eq!(s.counts.missing_remote, 0);
     assert_eq!(c.order("2").await.0, Some(Status::Scheduled));
 }
+
+/// `complete = true` and `missing_remote_after = 1`: an order the export
+/// does not list is cancelled at once, so a row skipped instead of counted
+/// would cancel its order.
+async fn complete_case(format: &str, n: usize) -> Case {
+    Case::new(
+        "policy = \"fix\"\nmissing_remote_after = 1",
+        &format!("{format}as_of = \"modified\"\ncomplete = true\n{MAPPING}"),
+        n,
+    )
+    .await
+}
+
+/// The reason of a run the guard refused.
+fn refused(s: &RunSummary) -> String {
+    assert_eq!(s.outcome, Outcome::Refused, "{:?}", s.reason);
+    s.reason.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_row_without_a_key_is_a_row_error_not_a_missing_order() {
+    let c = complete_case("", 3).await;
+    // Order 3's row lost its key: skipped, order 3 was cancelled.
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,500\n2,Open,500\n,Report Delivered,380\n")
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(
+        reason.contains("row 4: column `Order No`: empty order key"),
+        "{reason}"
+    );
+    // A line of only delimiters says nothing and is not a row.
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,500\n2,Open,500\n3,Open,500\n,,\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(c.order("3").await.0, Some(Status::Scheduled));
+    assert_eq!(c.fixes().await, 0);
+
+    // JSON: the key renamed, null, or the record not an object at all.
+    let c = complete_case("format = \"json\"\n", 3).await;
+    let ok = r#"{"Order No":"1","Status":"Open","Fee":"500"},{"Order No":"2","Status":"Open","Fee":"500"}"#;
+    for (third, why) in [
+        (
+            r#"{"OrderNo":"3","Status":"Open"}"#,
+            "column `Order No`: no order key in this record",
+        ),
+        (
+            r#"{"Order No":null,"Status":"Open"}"#,
+            "column `Order No`: empty order key",
+        ),
+        ("5", "`5` is not a record"),
+        ("null", "`null` is not a record"),
+        (r#"[{"Order No":"3"}]"#, "is not a record"),
+    ] {
+        let s = c.run(&format!("[{ok},{third}]")).await.unwrap();
+        let reason = refused(&s);
+        assert!(reason.contains("row 3: "), "{third}: {reason}");
+        assert!(reason.contains(why), "{third}: {reason}");
+    }
+    assert_eq!(c.order("3").await.0, Some(Status::Scheduled));
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_composite_key_with_an_empty_part_is_a_row_error() {
+    let mapping = MAPPING.replace("key = \"Order No\"", "key = [\"Branch\", \"Order No\"]");
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{mapping}"),
+        0,
+    )
+    .await;
+    let s = c
+        .run("Branch,Order No,Status,Fee\nN,1,Open,500\n,2,Open,500\nS,,Open,500\n")
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(reason.contains("2 row(s) could not be read"), "{reason}");
+    assert!(
+        reason.contains("row 3: column `Branch`: empty order key")
+            && reason.contains("row 4: column `Order No`: empty order key"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_column_named_twice_in_the_header_is_refused() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        2,
+    )
+    .await;
+    let e = c
+        .run("Order No,Status,Fee,Status\n1,Open,500,Report Delivered\n2,Open,500,Open\n")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("column `Status` appears 2 times in the header"),
+        "{e}"
+    );
+    assert_eq!(c.fixes().await, 0);
+    // An unmapped column named twice is never read: no harm.
+    let s = c
+        .run("Order No,Status,Fee,Note,Note\n1,Open,500,a,b\n2,Open,500,,\n")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+}
+
+#[tokio::test]
+async fn a_mapped_key_given_twice_in_a_json_record_is_a_row_error() {
+    let c = complete_case("format = \"json\"\n", 2).await;
+    let s = c
+        .run(r#"[{"Order No":"1","Status":"Open","Status":"Report Delivered","Fee":"500"},{"Order No":"2","Status":"Open","Fee":"500","x":1,"x":2}]"#)
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(reason.contains("1 row(s) could not be read"), "{reason}");
+    assert!(
+        reason.contains("row 1: column `Status` is given more than once"),
+        "{reason}"
+    );
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn an_empty_status_is_a_row_error_not_no_status() {
+    let c = complete_case("", 2).await;
+    // 48299 was created with a NULL status; order 2 was "not compared".
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,500\n2,,500\n48299,,100\n")
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(
+        reason.contains("row 3: column `Status`: empty status")
+            && reason.contains("row 4: column `Status`: empty status"),
+        "{reason}"
+    );
+    assert!(c.app.store.order("acme", "48299").await.unwrap().is_none());
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_key_with_a_control_character_is_a_row_error() {
+    let c = complete_case("", 2).await;
+    let s = c
+        .run("Order No,Status,Fee\n1,Open,500\n2\0,Report Delivered,500\n")
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(
+        reason.contains(r"row 3: column `Order No`: `2\0` is not an order key"),
+        "{reason}"
+    );
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_json_key_that_is_not_a_whole_number_is_a_row_error() {
+    let c = complete_case("format = \"json\"\n", 2).await;
+    let s = c
+        .run(r#"[{"Order No":1,"Status":"Open","Fee":"500"},{"Order No":2.0,"Status":"Open","Fee":"500"}]"#)
+        .await
+        .unwrap();
+    let reason = refused(&s);
+    assert!(
+        reason.contains("row 2: column `Order No`: `2.0` is not an order key"),
+        "{reason}"
+    );
+    // A whole number is the key as written.
+    let s = c
+        .run(r#"[{"Order No":1,"Status":"Open","Fee":"500"},{"Order No":2,"Status":"Report Delivered","Fee":"500"}]"#)
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(c.order("2").await.0, Some(Status::Completed));
+}
+
+#[tokio::test]
+async fn text_after_a_closing_quote_refuses_the_csv() {
+    let mapping = MAPPING.replace(
+        "type = \"money\"\n",
+        "type = \"money\"\n[vendor.mapping.fields.contact]\ncolumn = \"Contact\"\n",
+    );
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{mapping}"),
+        2,
+    )
+    .await;
+    let e = c
+        .run("Order No,Status,Fee,Contact\n1,Open,500,\"Ann \"\"B\"\" Lee\"\n2,Open,500,\"Sam\"Lee\n")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("line 3: a quoted field goes on after its closing quote"),
+        "{e}"
+    );
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_json_record_over_max_row_bytes_is_refused() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!(
+            "format = \"json\"\nas_of = \"modified\"\nmax_field_bytes = 4096\nmax_row_bytes = 65536\n{MAPPING}"
+        ),
+        2,
+    )
+    .await;
+    // Many small keys: no one string is long, the record is.
+    let keys: String = (0..50_000).map(|i| format!(",\"k{i}\":1")).collect();
+    let doc = format!(
+        r#"[{{"Order No":"1","Status":"Open","Fee":"500"}},{{"Order No":"2","Status":"Open","Fee":"500"{keys}}}]"#
+    );
+    let e = c.run(&doc).await.unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "row 2: a record is longer than the limit of 65536 bytes (export.max_row_bytes)"
+        ),
+        "{e}"
+    );
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_json_export_with_a_utf8_bom_is_read_and_a_utf16_one_is_named() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("format = \"json\"\nas_of = \"modified\"\n{MAPPING}"),
+        1,
+    )
+    .await;
+    let doc = r#"[{"Order No":"1","Status":"Report Delivered","Fee":"500"}]"#;
+    let s = c.run(&format!("\u{feff}{doc}")).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    assert_eq!(c.order("1").await.0, Some(Status::Completed));
+    let path = c.env.path("export.csv");
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(doc.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    std::fs::write(&path, utf16).unwrap();
+    reconcile_support::set_mtime(&path, export_time() + Duration::hours(1));
+    let v = c.env.vendor(&c.app, "acme");
+    let e = run_vendor(&c.app.store, &v, &c.env.path("work"), RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("UTF-16"), "{e}");
+}
+
+#[tokio::test]
+async fn a_csv_with_bare_cr_line_ends_is_refused_as_such() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        2,
+    )
+    .await;
+    let e = c
+        .run("Order No,Status,Fee\r1,Open,500\r2,Report Delivered,500\r")
+        .await
+        .unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("bare CR"), "{e}");
+    assert!(!e.contains("final_newline"), "{e}");
+    assert_eq!(c.fixes().await, 0);
+}
+
+#[tokio::test]
+async fn a_failure_states_its_reason_once() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        1,
+    )
+    .await;
+    let e = c.run("Order No,Status,Fee\n1,Open,500").await.unwrap_err();
+    // What the CLI prints: the error and its sources (`{e:#}`).
+    let mut shown = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        shown = format!("{shown}: {c}");
+        cause = c.source();
+    }
+    assert_eq!(
+        shown.matches("does not end with a line break").count(),
+        1,
+        "{shown}"
+    );
+}

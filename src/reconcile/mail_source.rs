@@ -81,10 +81,10 @@ pub enum MailError {
     },
     #[error("report mail {id} cannot be read: {message}")]
     Unreadable { id: i64, message: String },
-    #[error("cannot write the attachment to {path}: {source}")]
+    #[error("cannot write the attachment to {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -303,9 +303,9 @@ pub(super) async fn fetch(
             vendor.replace(['/', '\\'], "_"),
             fetched_at.timestamp_micros()
         ));
-        let io = |source| MailError::Io {
+        let io = |error| MailError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         // Vendor data: 0700/0600 whatever the umask.
         crate::private_files::create_dir(work_dir).map_err(io)?;

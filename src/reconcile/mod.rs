@@ -42,12 +42,14 @@ pub enum ReconcileError {
     UnknownVendor(String),
     #[error("vendor `{0}` has no [vendor.export]; give a file with --file")]
     NoExport(String),
-    /// Worth retrying at the next scheduled run.
+    /// Worth retrying at the next scheduled run. The reason is in the
+    /// message and so not also the `source`: the CLI prints the chain
+    /// (`{e:#}`), which said every reason twice.
     #[error("fetching the export failed: {0}")]
-    Fetch(#[from] FetchError),
+    Fetch(FetchError),
     /// The export is unusable as a key frame; retrying the same export won't help.
     #[error("the export is not a usable key frame: {0}")]
-    KeyFrame(#[from] KeyFrameError),
+    KeyFrame(KeyFrameError),
     /// Another run of this vendor holds its lease (a `serve` schedule, or
     /// another hand-started run): nothing was read or written.
     #[error(
@@ -64,6 +66,18 @@ pub enum ReconcileError {
     Task(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<FetchError> for ReconcileError {
+    fn from(e: FetchError) -> ReconcileError {
+        ReconcileError::Fetch(e)
+    }
+}
+
+impl From<KeyFrameError> for ReconcileError {
+    fn from(e: KeyFrameError) -> ReconcileError {
+        ReconcileError::KeyFrame(e)
+    }
 }
 
 /// How to run one reconcile.

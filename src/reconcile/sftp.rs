@@ -119,12 +119,18 @@ pub enum SftpError {
         detail: String,
     },
     #[error("secret: {0}")]
-    Secret(#[from] SecretError),
-    #[error("cannot write the download {path}: {source}")]
+    Secret(SecretError),
+    #[error("cannot write the download {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+impl From<SecretError> for SftpError {
+    fn from(e: SecretError) -> SftpError {
+        SftpError::Secret(e)
+    }
 }
 
 /// Validates the sftp keys of `[vendor.export]`.
@@ -602,9 +608,9 @@ async fn download(
         vendor.replace(['/', '\\'], "_"),
         Utc::now().timestamp_micros()
     ));
-    let io = |source| SftpError::Io {
+    let io = |error| SftpError::Io {
         path: local.clone(),
-        source,
+        error,
     };
     // Vendor data: 0700/0600 whatever the umask.
     crate::private_files::create_dir(work_dir).map_err(io)?;

@@ -137,10 +137,12 @@ const PAGE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 /// The export could not be fetched: worth retrying later.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot read {path}: {source}")]
+    // The I/O error is in the message, so it is not also the `source`
+    // (`{e:#}` would print it twice).
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("no file in {dir} matches `{pattern}`")]
     NoMatch { dir: PathBuf, pattern: String },
@@ -149,11 +151,17 @@ pub enum FetchError {
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("auth secret: {0}")]
-    Secret(#[from] SecretError),
+    Secret(SecretError),
     #[error(transparent)]
     Sftp(#[from] super::sftp::SftpError),
     #[error(transparent)]
     Mail(#[from] super::mail_source::MailError),
+}
+
+impl From<SecretError> for FetchError {
+    fn from(e: SecretError) -> FetchError {
+        FetchError::Secret(e)
+    }
 }
 
 /// The export was fetched but cannot be trusted as a key frame: retrying the
@@ -166,8 +174,17 @@ pub enum KeyFrameError {
     MissingColumn { column: String, available: String },
     #[error("{count} order key(s) appear more than once (e.g. {examples}); the export is not used")]
     DuplicateKeys { count: u64, examples: String },
-    #[error("row {row}: {source}")]
-    BadValue { row: u64, source: BadValue },
+    #[error("row {row}: {error}")]
+    BadValue { row: u64, error: BadValue },
+    /// `Order No,Status,Fee,Status`: which `Status` is the vendor's is a guess.
+    #[error(
+        "column `{column}` appears {count} times in the header: which one holds the value is a guess, so the export is not used"
+    )]
+    AmbiguousColumn { column: String, count: usize },
+    /// Not readable as the declared format at all (a quoted field that goes
+    /// on after its closing quote, bare-CR line ends, a UTF-16 JSON body).
+    #[error("{0}")]
+    Unreadable(String),
     #[error("row {row}: not valid {encoding}")]
     Encoding { row: u64, encoding: &'static str },
     #[error("JSON: {0}")]
@@ -182,9 +199,9 @@ pub enum KeyFrameError {
 }
 
 fn hash_file(path: &Path) -> Result<[u8; 32], FetchError> {
-    let io = |source| FetchError::Io {
+    let io = |error| FetchError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
@@ -201,9 +218,9 @@ fn hash_file(path: &Path) -> Result<[u8; 32], FetchError> {
 
 /// The newest file (by mtime, then name) in `dir` whose name matches `pattern`.
 fn newest_match(dir: &Path, pattern: &str) -> Result<PathBuf, FetchError> {
-    let io = |source| FetchError::Io {
+    let io = |error| FetchError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut best: Option<(std::time::SystemTime, String, PathBuf)> = None;
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -240,9 +257,9 @@ fn file_export(path: &Path, format: ExportFormat, as_of: &AsOf) -> Result<Export
         AsOf::Modified => {
             let m = std::fs::metadata(path)
                 .and_then(|m| m.modified())
-                .map_err(|source| FetchError::Io {
+                .map_err(|error| FetchError::Io {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 })?;
             (Some(DateTime::<Utc>::from(m)), None)
         }
@@ -277,7 +294,7 @@ pub(super) async fn blocking_read<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(FetchError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::other(format!("the reading task failed: {e}")),
+            error: std::io::Error::other(format!("the reading task failed: {e}")),
         })
     })
 }
@@ -458,9 +475,9 @@ pub async fn fetch(
                     status: status.as_u16(),
                 });
             }
-            let io = |source| FetchError::Io {
+            let io = |error| FetchError::Io {
                 path: work_dir.to_path_buf(),
-                source,
+                error,
             };
             std::fs::create_dir_all(work_dir).map_err(io)?;
             let path = work_dir.join(format!(
@@ -697,7 +714,14 @@ fn csv_reader(path: &Path, d: &CsvDialect, limits: SizeLimits) -> Result<CsvRead
         row: 0,
         message: format!("cannot open {}: {e}", path.display()),
     })?;
-    let checked = Checked::new(f, Syntax::Csv { quote: d.quote }, limits);
+    let checked = Checked::new(
+        f,
+        Syntax::Csv {
+            quote: d.quote,
+            delimiter: d.delimiter,
+        },
+        limits,
+    );
     Ok(csv::ReaderBuilder::new()
         .delimiter(d.delimiter)
         .quote(d.quote)
@@ -714,6 +738,14 @@ fn csv_whole(rdr: &CsvReader, d: &CsvDialect, row: u64) -> Result<(), KeyFrameEr
             "the file ends inside a quoted field (row {row}): it was cut, or a quote is unbalanced"
         )));
     }
+    // The `csv` crate splits on a bare CR too, but nothing else here does
+    // (the row limit counts line feeds): say what the file is rather than
+    // suggest turning the cut-file check off.
+    if checked.lines() == 0 && (row > 1 || checked.last_byte() == Some(b'\r')) {
+        return Err(KeyFrameError::Unreadable(
+            "the file's lines end with a bare CR (carriage return without line feed, old Mac style); a CSV export must end its lines with LF or CRLF".to_string(),
+        ));
+    }
     if d.final_newline && checked.last_byte().is_some_and(|b| b != b'\n') {
         return Err(KeyFrameError::Cut(format!(
             "the file does not end with a line break, so its last row (row {row}) may be cut; set export.final_newline = false if this vendor never writes one"
@@ -729,6 +761,11 @@ fn csv_err(e: &csv::Error, row: u64) -> KeyFrameError {
         } => format!(
             "has {len} fields where the header has {expected_len} (a truncated or malformed export)"
         ),
+        // The checked reader runs ahead of the parser (it sees whole
+        // buffers), so its own reason, with its line, is the one to give.
+        csv::ErrorKind::Io(io) if let Some(o) = super::whole::oversize(io) => {
+            return KeyFrameError::Unreadable(o.to_string());
+        }
         _ => e.to_string(),
     };
     KeyFrameError::Csv { row, message }
@@ -740,14 +777,23 @@ struct Columns {
 }
 
 impl Columns {
+    /// Where a mapped column is; one named twice is refused (an unmapped
+    /// duplicate is never looked up, so it does no harm).
     fn index(&self, name: &str) -> Result<usize, KeyFrameError> {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| KeyFrameError::MissingColumn {
+        let i = self.names.iter().position(|n| n == name).ok_or_else(|| {
+            KeyFrameError::MissingColumn {
                 column: name.to_string(),
                 available: self.names.join(", "),
-            })
+            }
+        })?;
+        let count = self.names.iter().filter(|n| *n == name).count();
+        if count > 1 {
+            return Err(KeyFrameError::AmbiguousColumn {
+                column: name.to_string(),
+                count,
+            });
+        }
+        Ok(i)
     }
 }
 
@@ -902,13 +948,8 @@ fn read_json_outline(path: &Path, limits: SizeLimits) -> Result<serde_json::Valu
         }
     }
 
-    let f = std::fs::File::open(path)
-        .map_err(|e| KeyFrameError::Json(format!("cannot open {}: {e}", path.display())))?;
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(Checked::new(
-        f,
-        Syntax::Json,
-        limits,
-    )));
+    let counted = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_reader(open_json(path, limits, &counted)?);
     let doc = Outline.deserialize(&mut de).map_err(json_err)?;
     de.end().map_err(json_err)?;
     Ok(doc)
@@ -922,6 +963,7 @@ fn json_items(doc: &serde_json::Value) -> &[serde_json::Value] {
         .unwrap_or(&[])
 }
 
+/// The value at `col`: a key, or a JSON pointer when it starts with `/`.
 fn json_value<'a>(obj: &'a serde_json::Value, col: &str) -> Option<&'a serde_json::Value> {
     if col.starts_with('/') {
         obj.pointer(col)
@@ -931,29 +973,30 @@ fn json_value<'a>(obj: &'a serde_json::Value, col: &str) -> Option<&'a serde_jso
 }
 
 fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
-    json_text(json_value(obj, col)?)
-}
-
-fn json_text(v: &serde_json::Value) -> Option<Cow<'_, str>> {
-    match v {
+    match json_value(obj, col)? {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
         other => Some(Cow::Owned(other.to_string())),
     }
 }
 
-/// A record's value for a mapped column, its numbers kept as JSON numbers:
-/// read as text under the vendor's declared separators, `1.234` would be
-/// 1234, and a number cut to a double's digits would pass unnoticed.
+/// A record's cell for the mapping: `None` when the record lacks the key,
+/// empty for `null` (so a null key or status is "empty", a missing one
+/// "missing", and a null field absent). Numbers stay JSON numbers: read as
+/// text under the vendor's declared separators, `1.234` would be 1234, and
+/// a number cut to a double's digits would pass unnoticed.
 fn json_cell<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cell<'a>> {
-    match json_value(obj, col)? {
-        serde_json::Value::Number(n) => Some(Cell::Number(n)),
-        v => json_text(v).map(Cell::Text),
-    }
+    Some(match json_value(obj, col)? {
+        serde_json::Value::Null => Cell::Text(Cow::Borrowed("")),
+        serde_json::Value::Number(n) => Cell::Number(n),
+        serde_json::Value::String(s) => Cell::Text(Cow::Borrowed(s)),
+        other => Cell::Text(Cow::Owned(other.to_string())),
+    })
 }
 
 /// Rows of a key frame that could not be read (a number ambiguous under the
-/// declared separators, a date that is not one). Counted, with the first few
+/// declared separators, a date that is not one, a row without a key or
+/// status, a JSON item that is not a record). Counted, with the first few
 /// reasons, so the guard refuses the whole key frame and says why, instead
 /// of the run stopping at the first or applying the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -965,7 +1008,7 @@ pub struct RowErrors {
 impl RowErrors {
     const EXAMPLES: usize = 3;
 
-    fn push(&mut self, row: u64, e: BadValue) {
+    fn push(&mut self, row: u64, e: impl std::fmt::Display) {
         self.count += 1;
         if self.examples.len() < Self::EXAMPLES {
             self.examples.push(format!("row {row}: {e}"));
@@ -976,27 +1019,27 @@ impl RowErrors {
 /// What streaming a key frame's rows found besides the orders.
 #[derive(Debug, Clone, Default)]
 pub struct RowsRead {
-    /// Order rows read (rows with an empty key are not orders).
+    /// Order rows read (blank lines are not rows; a row without a key is a
+    /// row error).
     pub rows: u64,
     pub bad: RowErrors,
 }
 
 impl RowsRead {
-    /// One row's result: the order (read into `order`) lent to `f`, a bad
-    /// row counted, an empty key skipped.
+    /// One row's result: the order (read into `order`) lent to `f`, or a
+    /// bad row counted.
     fn take(
         &mut self,
         row: u64,
-        read: Result<bool, BadValue>,
+        read: Result<(), BadValue>,
         order: &mut RemoteOrder,
         f: &mut dyn FnMut(&mut RemoteOrder),
     ) {
         match read {
-            Ok(true) => {
+            Ok(()) => {
                 self.rows += 1;
                 f(order);
             }
-            Ok(false) => {}
             Err(e) => self.bad.push(row, e),
         }
     }
@@ -1009,7 +1052,7 @@ fn for_each_json(
 ) -> Result<RowsRead, KeyFrameError> {
     let mut rows = JsonRows::new(vendor, f);
     for rec in records {
-        rows.record(rec)?;
+        rows.record(rec, None)?;
     }
     Ok(rows.read)
 }
@@ -1024,6 +1067,15 @@ struct JsonRows<'a> {
     row: u64,
 }
 
+/// A JSON value as shown in a reason: at most 80 characters.
+fn shown(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
 impl<'a> JsonRows<'a> {
     fn new(vendor: &'a VendorSettings, f: &'a mut dyn FnMut(&mut RemoteOrder)) -> JsonRows<'a> {
         JsonRows {
@@ -1036,20 +1088,60 @@ impl<'a> JsonRows<'a> {
     }
 
     /// The first record must hold the key columns: a wrong export fails on
-    /// it rather than as a million bad rows.
-    fn record(&mut self, rec: &serde_json::Value) -> Result<(), KeyFrameError> {
+    /// it rather than as a million bad rows. After it, a record that is not
+    /// an object, names a mapped key twice (`dup`), or has no usable key is
+    /// a row error: skipped, its order would count as gone from the export.
+    fn record(
+        &mut self,
+        rec: &serde_json::Value,
+        dup: Option<String>,
+    ) -> Result<(), KeyFrameError> {
         self.row += 1;
+        let Some(obj) = rec.as_object() else {
+            self.read.bad.push(
+                self.row,
+                format_args!("`{}` is not a record (an object of fields)", shown(rec)),
+            );
+            return Ok(());
+        };
         if self.row == 1 {
             for col in self.vendor.mapping.key.iter() {
-                if json_get(rec, col).is_none() && !rec.get(col).is_some_and(|v| v.is_null()) {
+                if json_value(rec, col).is_none() {
                     return Err(KeyFrameError::MissingColumn {
                         column: col.clone(),
-                        available: rec
-                            .as_object()
-                            .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default(),
+                        available: obj.keys().cloned().collect::<Vec<_>>().join(", "),
                     });
                 }
+            }
+        }
+        if let Some(k) = dup {
+            self.read.bad.push(
+                self.row,
+                format_args!(
+                    "column `{k}` is given more than once in the record: which value is the vendor's is a guess"
+                ),
+            );
+            return Ok(());
+        }
+        for col in &self.vendor.mapping.key {
+            // `48217` is the key "48217"; `48217.0`, `true` or an array is no key.
+            let fits = match json_value(rec, col) {
+                Some(serde_json::Value::Number(n)) => n.is_i64() || n.is_u64(),
+                Some(serde_json::Value::Bool(_) | serde_json::Value::Array(_))
+                | Some(serde_json::Value::Object(_)) => false,
+                _ => true,
+            };
+            if !fits {
+                let value = json_value(rec, col).map(shown).unwrap_or_default();
+                self.read.bad.push(
+                    self.row,
+                    BadValue::Value {
+                        column: col.clone(),
+                        value,
+                        expected: "an order key (a string, or a whole number)".to_string(),
+                    },
+                );
+                return Ok(());
             }
         }
         let got = self
@@ -1057,6 +1149,164 @@ impl<'a> JsonRows<'a> {
             .remote_order_cells_into(|c| json_cell(rec, c), &mut self.order);
         self.read.take(self.row, got, &mut self.order, self.f);
         Ok(())
+    }
+}
+
+/// Bytes read from a JSON export so far, counted below the `BufReader`, so
+/// a record's size is known while it is parsed (to within [`JSON_BUF`]).
+struct Counting<'c, R> {
+    inner: R,
+    read: &'c std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The JSON reader's buffer: how far the byte count can run ahead of the parser.
+const JSON_BUF: usize = 8 * 1024;
+
+type JsonReader<'c> = BufReader<Counting<'c, Checked<std::fs::File>>>;
+
+/// Opens a JSON export past a UTF-8 BOM (as the CSV reader skips one); a
+/// UTF-16 body is refused as such, not as "expected value at line 1".
+fn open_json<'c>(
+    path: &Path,
+    limits: SizeLimits,
+    read: &'c std::cell::Cell<u64>,
+) -> Result<JsonReader<'c>, KeyFrameError> {
+    use std::io::BufRead;
+    let cannot =
+        |e: std::io::Error| KeyFrameError::Json(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut r = BufReader::with_capacity(
+        JSON_BUF,
+        Counting {
+            inner: Checked::new(file, Syntax::Json, limits),
+            read,
+        },
+    );
+    let head = r.fill_buf().map_err(cannot)?;
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        r.consume(3);
+    } else if head.starts_with(b"\xFF\xFE")
+        || head.starts_with(b"\xFE\xFF")
+        || (head.len() >= 2 && (head[0] == 0) != (head[1] == 0))
+    {
+        return Err(KeyFrameError::Unreadable(
+            "the JSON export is UTF-16 (or another two-byte encoding); only UTF-8 JSON is read"
+                .to_string(),
+        ));
+    }
+    Ok(r)
+}
+
+/// One record, read into a `Value` as serde_json would, but within
+/// `max_row_bytes` (a 94 MB record of 5 million keys took 830 MB and was
+/// read) and noting a mapped key named twice (serde_json keeps the last).
+struct Record<'c> {
+    read: &'c std::cell::Cell<u64>,
+    /// The byte count when the record began.
+    start: std::cell::Cell<u64>,
+    limit: u64,
+    over: std::cell::Cell<bool>,
+    mapped: Vec<&'c str>,
+    dup: std::cell::RefCell<Option<String>>,
+}
+
+impl Record<'_> {
+    fn check<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.read.get().saturating_sub(self.start.get()) > self.limit + JSON_BUF as u64 {
+            self.over.set(true);
+            return Err(E::custom("the record is over max_row_bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// A value inside a record (`top`: the record itself).
+struct Bounded<'r, 'c> {
+    rec: &'r Record<'c>,
+    top: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded<'_, '_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded<'_, '_> {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            self.rec.check()?;
+            let seed = Bounded {
+                rec: self.rec,
+                top: false,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(v) => out.push(v),
+                None => return Ok(serde_json::Value::Array(out)),
+            }
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        loop {
+            self.rec.check()?;
+            let Some(k) = map.next_key::<String>()? else {
+                return Ok(serde_json::Value::Object(out));
+            };
+            let v = map.next_value_seed(Bounded {
+                rec: self.rec,
+                top: false,
+            })?;
+            match out.entry(k) {
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                serde_json::map::Entry::Occupied(mut e) => {
+                    if self.top && self.rec.mapped.contains(&e.key().as_str()) {
+                        self.rec
+                            .dup
+                            .borrow_mut()
+                            .get_or_insert_with(|| e.key().clone());
+                    }
+                    e.insert(v);
+                }
+            }
+        }
     }
 }
 
@@ -1073,18 +1323,19 @@ fn stream_json(
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
     /// Where the records are: the document (top), or the value of `items`.
-    struct Level<'r, 'a> {
+    struct Level<'r, 'a, 'c> {
         rows: &'r mut JsonRows<'a>,
+        rec: &'r Record<'c>,
         failed: &'r mut Option<KeyFrameError>,
         top: bool,
     }
-    impl<'de> DeserializeSeed<'de> for Level<'_, '_> {
+    impl<'de> DeserializeSeed<'de> for Level<'_, '_, '_> {
         type Value = ();
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_any(self)
         }
     }
-    impl<'de> Visitor<'de> for Level<'_, '_> {
+    impl<'de> Visitor<'de> for Level<'_, '_, '_> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str(if self.top {
@@ -1094,13 +1345,34 @@ fn stream_json(
             })
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(rec) = seq.next_element::<serde_json::Value>()? {
-                if let Err(e) = self.rows.record(&rec) {
+            loop {
+                self.rec.start.set(self.rec.read.get());
+                let seed = Bounded {
+                    rec: self.rec,
+                    top: true,
+                };
+                let rec = match seq.next_element_seed(seed) {
+                    Ok(Some(rec)) => rec,
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        if self.rec.over.get() {
+                            *self.failed = Some(KeyFrameError::Oversize {
+                                row: self.rows.row + 1,
+                                message: format!(
+                                    "a record is longer than the limit of {} bytes (export.max_row_bytes); the export is refused",
+                                    self.rec.limit
+                                ),
+                            });
+                        }
+                        return Err(e);
+                    }
+                };
+                let dup = self.rec.dup.borrow_mut().take();
+                if let Err(e) = self.rows.record(&rec, dup) {
                     *self.failed = Some(e);
                     return Err(serde::de::Error::custom("stopped"));
                 }
             }
-            Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             if !self.top {
@@ -1118,6 +1390,7 @@ fn stream_json(
                     }
                     map.next_value_seed(Level {
                         rows: &mut *self.rows,
+                        rec: self.rec,
                         failed: &mut *self.failed,
                         top: false,
                     })?;
@@ -1137,17 +1410,25 @@ fn stream_json(
         // ("invalid type: null, expected ..."), never read as "no orders".
     }
 
-    let file = std::fs::File::open(path)
-        .map_err(|e| KeyFrameError::Json(format!("cannot open {}: {e}", path.display())))?;
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(Checked::new(
-        file,
-        Syntax::Json,
-        vendor.limits,
-    )));
+    let counted = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_reader(open_json(path, vendor.limits, &counted)?);
+    let m = &vendor.mapping;
+    let mut mapped: Vec<&str> = m.key.iter().map(String::as_str).collect();
+    mapped.extend(m.status.as_deref());
+    mapped.extend(m.fields.iter().map(|f| f.column.as_str()));
+    let rec = Record {
+        read: &counted,
+        start: std::cell::Cell::new(0),
+        limit: vendor.limits.row,
+        over: std::cell::Cell::new(false),
+        mapped,
+        dup: std::cell::RefCell::new(None),
+    };
     let mut rows = JsonRows::new(vendor, f);
     let mut failed = None;
     let parsed = Level {
         rows: &mut rows,
+        rec: &rec,
         failed: &mut failed,
         top: true,
     }
@@ -1237,8 +1518,10 @@ pub fn for_each_row(
                         ),
                     });
                 }
-                // A blank line at the end of a file is not an order.
-                if rec.len() == 1 && rec.get(0).is_some_and(|c| c.is_empty()) {
+                // A blank line (or one of only delimiters, as spreadsheets
+                // write) names no order and says nothing: not a row. A row
+                // with anything in it but no key is a row error.
+                if rec.iter().all(|c| c.trim_ascii().is_empty()) {
                     continue;
                 }
                 let mut bad_enc = false;
@@ -1391,6 +1674,42 @@ mod tests {
         );
         assert_eq!(outline("[[1,2],[3]]").unwrap(), serde_json::json!([[1]]));
         assert!(matches!(outline(&doc[..40]), Err(KeyFrameError::Cut(_))));
+    }
+
+    /// An API listing is read with the same rules as a JSON file: an item
+    /// that is not a record, or has no key, is a row error, never skipped.
+    #[test]
+    fn api_listing_items_without_a_key_are_row_errors() {
+        let v = VendorSettings::minimal("v");
+        let records: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[{"order_ref":"A1","status":"scheduled"},7,{"status":"scheduled"},{"order_ref":"A4","status":null}]"#,
+        )
+        .unwrap();
+        let mut got = vec![];
+        let read = for_each_json(&records, &v, &mut |o| {
+            got.push(std::mem::take(&mut o.order_ref))
+        })
+        .unwrap();
+        assert_eq!((read.rows, got), (1, vec!["A1".to_string()]));
+        assert_eq!(read.bad.count, 3);
+        assert_eq!(
+            read.bad.examples,
+            [
+                "row 2: `7` is not a record (an object of fields)",
+                "row 3: column `order_ref`: no order key in this record",
+                "row 4: column `status`: empty status",
+            ]
+        );
+    }
+
+    /// `as_of = "field:..."` reads a JSON export past its BOM too.
+    #[test]
+    fn the_as_of_outline_skips_a_utf8_bom() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.json");
+        std::fs::write(&f, "\u{feff}{\"at\":\"2026-05-01T20:00:00Z\",\"items\":[]}").unwrap();
+        let doc = read_json_outline(&f, SizeLimits::default()).unwrap();
+        assert_eq!(doc["at"], "2026-05-01T20:00:00Z");
     }
 
     #[test]

@@ -55,13 +55,43 @@ impl<'a> Cell<'a> {
     }
 }
 
-/// A value the export holds that the mapping cannot read.
+/// A value the export holds that the mapping cannot read: a row error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("column `{column}`: `{value}` is not {expected}")]
-pub struct BadValue {
-    pub column: String,
-    pub value: String,
-    pub expected: String,
+pub enum BadValue {
+    #[error("column `{column}`: `{value}` is not {expected}")]
+    Value {
+        column: String,
+        value: String,
+        expected: String,
+    },
+    /// A key or status cell with nothing in it. Skipped, a row without a
+    /// key made its order look gone (cancelled under `complete = true`); an
+    /// empty status was stored as no status.
+    #[error("column `{column}`: empty {what}")]
+    Empty { column: String, what: &'static str },
+    /// A JSON record without the key or status it must state.
+    #[error("column `{column}`: no {what} in this record")]
+    Missing { column: String, what: &'static str },
+}
+
+impl BadValue {
+    /// `value` as shown in a reason: at most 80 characters, control
+    /// characters escaped (a NUL in a key must be visible, not printed).
+    fn shown(column: &str, value: &str, expected: &str) -> BadValue {
+        let mut shown = String::new();
+        for c in value.chars().take(80) {
+            if c.is_control() {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+        }
+        BadValue::Value {
+            column: column.to_string(),
+            value: shown,
+            expected: expected.to_string(),
+        }
+    }
 }
 
 const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
@@ -173,11 +203,7 @@ pub fn check_format(format: &str, kind: FieldKind, zone: bool) -> Result<(), Str
 
 impl FieldMapping {
     fn bad(&self, value: &str, expected: &str) -> BadValue {
-        BadValue {
-            column: self.column.clone(),
-            value: value.chars().take(80).collect(),
-            expected: expected.to_string(),
-        }
+        BadValue::shown(&self.column, value, expected)
     }
 
     fn text(&self, s: &str) -> Norm {
@@ -372,15 +398,45 @@ pub fn encode_key(parts: &[&str]) -> String {
     out
 }
 
+/// One key part, trimmed: empty or holding a control character (a NUL made
+/// a phantom order) is a row error, never a skipped row or a new order.
+fn key_part<'k>(column: &str, part: Option<&'k str>) -> Result<&'k str, BadValue> {
+    let Some(part) = part else {
+        return Err(BadValue::Missing {
+            column: column.to_string(),
+            what: "order key",
+        });
+    };
+    let p = part.trim();
+    if p.is_empty() {
+        return Err(BadValue::Empty {
+            column: column.to_string(),
+            what: "order key",
+        });
+    }
+    if p.chars().any(char::is_control) {
+        return Err(BadValue::shown(
+            column,
+            p,
+            "an order key (it holds a control character)",
+        ));
+    }
+    Ok(p)
+}
+
 impl VendorRules {
     /// Builds a remote order from a looked-up row: `get(column)` returns the
-    /// cell's text. Returns `Ok(None)` for a row with an empty key.
+    /// cell's text, `None` when the row has no such cell (a JSON record
+    /// without the key). A row without a key or (when one is mapped) a
+    /// status is an error, never skipped: skipped, its order would count as
+    /// gone from the export.
     pub fn remote_order<'a>(
         &self,
         get: impl FnMut(&str) -> Option<std::borrow::Cow<'a, str>>,
-    ) -> Result<Option<RemoteOrder>, BadValue> {
+    ) -> Result<RemoteOrder, BadValue> {
         let mut order = RemoteOrder::default();
-        Ok(self.remote_order_into(get, &mut order)?.then_some(order))
+        self.remote_order_into(get, &mut order)?;
+        Ok(order)
     }
 
     /// [`VendorRules::remote_order_cells_into`] for text cells (a CSV row).
@@ -388,58 +444,59 @@ impl VendorRules {
         &self,
         mut get: impl FnMut(&str) -> Option<std::borrow::Cow<'a, str>>,
         out: &mut RemoteOrder,
-    ) -> Result<bool, BadValue> {
+    ) -> Result<(), BadValue> {
         self.remote_order_cells_into(|c| get(c).map(Cell::Text), out)
     }
 
     /// [`VendorRules::remote_order`] into an order whose buffers are reused:
     /// a million rows each allocating a key, a status word and a field list,
     /// freed on the thread that compares them, were a fifth of a large
-    /// reconcile's CPU. `Ok(false)` for a row with an empty key; after an
-    /// error `out` holds a partial row.
+    /// reconcile's CPU. After an error `out` holds a partial row.
     pub fn remote_order_cells_into<'a>(
         &self,
         mut get: impl FnMut(&str) -> Option<Cell<'a>>,
         out: &mut RemoteOrder,
-    ) -> Result<bool, BadValue> {
+    ) -> Result<(), BadValue> {
         let mut get_text = |c: &str| get(c).map(Cell::into_text);
         if let [one] = self.mapping.key.as_slice() {
-            match get_text(one) {
-                Some(p) if !p.trim().is_empty() => {
-                    out.order_ref.clear();
-                    out.order_ref.push_str(p.trim());
-                }
-                _ => return Ok(false),
-            }
+            let p = get_text(one);
+            let p = key_part(one, p.as_deref())?;
+            out.order_ref.clear();
+            out.order_ref.push_str(p);
         } else {
-            let parts: Vec<std::borrow::Cow<'a, str>> = self
-                .mapping
-                .key
-                .iter()
-                .map(|k| get_text(k).unwrap_or_default())
-                .collect();
-            if parts.iter().all(|p| p.trim().is_empty()) {
-                return Ok(false);
+            // Every part must be there: `("", "48217")` is no more a key than "".
+            let mut parts = Vec::with_capacity(self.mapping.key.len());
+            for k in &self.mapping.key {
+                let p = get_text(k);
+                key_part(k, p.as_deref())?;
+                parts.push(p.unwrap_or_default());
             }
             let refs: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
             out.order_ref = encode_key(&refs);
         }
-        let word = self.mapping.status.as_ref().and_then(|col| get_text(col));
-        match word.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
-            Some(w) => {
-                out.status = self.map_status(w);
-                match &mut out.vendor_status {
-                    Some(s) => {
-                        s.clear();
-                        s.push_str(w);
-                    }
-                    none => *none = Some(w.to_string()),
+        if let Some(col) = &self.mapping.status {
+            let word = get_text(col).ok_or_else(|| BadValue::Missing {
+                column: col.clone(),
+                what: "status",
+            })?;
+            let w = word.trim();
+            if w.is_empty() {
+                return Err(BadValue::Empty {
+                    column: col.clone(),
+                    what: "status",
+                });
+            }
+            out.status = self.map_status(w);
+            match &mut out.vendor_status {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(w);
                 }
+                none => *none = Some(w.to_string()),
             }
-            None => {
-                out.status = None;
-                out.vendor_status = None;
-            }
+        } else {
+            out.status = None;
+            out.vendor_status = None;
         }
         out.fields.clear();
         for f in &self.mapping.fields {
@@ -449,7 +506,7 @@ impl VendorRules {
             };
             out.fields.push(v);
         }
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -571,6 +628,7 @@ impl<'de> serde::de::Visitor<'de> for LocalValue<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     proptest::proptest! {
         /// The fast path reads what chrono's RFC 3339 parser reads, to the
@@ -637,9 +695,9 @@ mod tests {
     fn a_time_a_dst_change_skips_or_repeats_is_refused() {
         let f = timed("%Y-%m-%d %H:%M", Some(chrono_tz::America::New_York));
         let gap = f.parse_remote("2026-03-08 02:30").unwrap_err();
-        assert!(gap.expected.contains("skips it"), "{gap}");
+        assert!(gap.to_string().contains("skips it"), "{gap}");
         let overlap = f.parse_remote("2026-11-01 01:30").unwrap_err();
-        assert!(overlap.expected.contains("repeats it"), "{overlap}");
+        assert!(overlap.to_string().contains("repeats it"), "{overlap}");
     }
 
     #[test]
@@ -649,11 +707,11 @@ mod tests {
             ..field(FieldKind::Date)
         };
         let e = date.parse_remote("11/27/26").unwrap_err();
-        assert!(e.expected.contains("four-digit year"), "{e}");
+        assert!(e.to_string().contains("four-digit year"), "{e}");
         let e = timed("%m/%d/%Y %I:%M %p", Some(chrono_tz::UTC))
             .parse_remote("11/24/26 10:05 PM")
             .unwrap_err();
-        assert!(e.expected.contains("four-digit year"), "{e}");
+        assert!(e.to_string().contains("four-digit year"), "{e}");
     }
 
     #[test]
@@ -708,6 +766,71 @@ mod tests {
         assert!(local_fields(&fields, br#"[1]"#, &mut out).is_err());
     }
 
+    fn row<'a>(cells: &'a [(&'a str, &'a str)]) -> impl FnMut(&str) -> Option<Cow<'a, str>> {
+        move |c| {
+            cells
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map(|(_, v)| Cow::Borrowed(*v))
+        }
+    }
+
+    /// A row with no key (or part of a composite key) is a row error that
+    /// names the column: skipped, its order looked gone from the export.
+    #[test]
+    fn an_empty_or_missing_key_is_a_row_error() {
+        let mut v = super::super::settings::VendorRules::minimal("v");
+        let e = v
+            .remote_order(row(&[("order_ref", "  "), ("status", "open")]))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "column `order_ref`: empty order key");
+        let e = v.remote_order(row(&[("status", "open")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "column `order_ref`: no order key in this record"
+        );
+        v.mapping.key = vec!["branch".into(), "order_ref".into()];
+        let e = v
+            .remote_order(row(&[
+                ("branch", ""),
+                ("order_ref", "7"),
+                ("status", "open"),
+            ]))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "column `branch`: empty order key");
+        let o = v
+            .remote_order(row(&[
+                ("branch", "N"),
+                ("order_ref", "7"),
+                ("status", "open"),
+            ]))
+            .unwrap();
+        assert_eq!(o.order_ref, "N|7");
+    }
+
+    /// `48217\0` made a phantom order beside 48217.
+    #[test]
+    fn a_key_with_a_control_character_is_a_row_error() {
+        let v = super::super::settings::VendorRules::minimal("v");
+        let e = v
+            .remote_order(row(&[("order_ref", "48217\0"), ("status", "open")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "column `order_ref`: `48217\\0` is not an order key (it holds a control character)"
+        );
+    }
+
+    /// A mapped status column with nothing in it is not "no status".
+    #[test]
+    fn an_empty_status_is_a_row_error() {
+        let v = super::super::settings::VendorRules::minimal("v");
+        let e = v
+            .remote_order(row(&[("order_ref", "48299"), ("status", " ")]))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "column `status`: empty status");
+    }
+
     #[test]
     fn composite_keys_do_not_collide() {
         assert_ne!(encode_key(&["a|b", "c"]), encode_key(&["a", "b|c"]));
@@ -739,7 +862,10 @@ mod tests {
         let n = |s: &str| serde_json::from_str::<serde_json::Number>(s).unwrap();
         let long = n("380.12345678901234567890");
         let e = f.parse_cell(&Cell::Number(&long)).unwrap_err();
-        assert_eq!(e.column, "Fee");
+        assert!(
+            matches!(&e, BadValue::Value { column, .. } if column == "Fee"),
+            "{e}"
+        );
         assert!(
             e.to_string()
                 .contains("more significant digits than a double holds exactly")

@@ -7,6 +7,9 @@
 //!   string or an open array/object likewise (serde reports that itself).
 //! - A field or row over its configured limit stops the read at the limit:
 //!   memory stays bounded by the limit, not by what the vendor sent.
+//! - A CSV quoted field that goes on after its closing quote (`"Sam"Lee`)
+//!   is refused with its line: the `csv` crate has no strict mode and reads
+//!   it as `SamLee`. A quote opens a field only at its start, as in `csv`.
 //!
 //! The state is kept with `memchr` jumps between quote, escape and newline
 //! bytes, so a million-row export costs a few scans, not a byte loop.
@@ -31,8 +34,8 @@ impl Default for SizeLimits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
-    /// CSV with this quote byte (quotes inside a field are doubled).
-    Csv { quote: u8 },
+    /// CSV with this quote and delimiter byte (quotes inside a field are doubled).
+    Csv { quote: u8, delimiter: u8 },
     /// JSON: strings in `"`, with `\` escapes.
     Json,
 }
@@ -48,6 +51,12 @@ pub enum Oversize {
         "a row is longer than the limit of {limit} bytes (export.max_row_bytes); the export is refused"
     )]
     Row { limit: u64 },
+    /// `"Sam"Lee`: the `csv` crate reads it as `SamLee` without a word, so
+    /// what the vendor meant is a guess; the file is refused instead.
+    #[error(
+        "line {line}: a quoted field goes on after its closing quote (as in `\"Sam\"Lee`); a field is either quoted whole, with quotes inside it doubled, or not quoted; the export is refused"
+    )]
+    TextAfterQuote { line: u64 },
 }
 
 /// Reads through `inner`, tracking whether it is inside a quoted field or
@@ -62,6 +71,10 @@ pub struct Checked<R> {
     quoted_len: u64,
     row_len: u64,
     last_byte: Option<u8>,
+    /// CSV: the previous byte closed a quoted field (or was its doubled quote's first half).
+    closed: bool,
+    /// Line breaks seen outside quoted fields.
+    lines: u64,
 }
 
 impl<R: Read> Checked<R> {
@@ -75,7 +88,15 @@ impl<R: Read> Checked<R> {
             quoted_len: 0,
             row_len: 0,
             last_byte: None,
+            closed: false,
+            lines: 0,
         }
+    }
+
+    /// Line feeds seen outside quoted fields: zero for a file whose lines
+    /// end with a bare CR.
+    pub fn lines(&self) -> u64 {
+        self.lines
     }
 
     /// At the end of the input: true when it stopped inside a quoted field
@@ -89,14 +110,15 @@ impl<R: Read> Checked<R> {
         self.last_byte
     }
 
-    fn scan(&mut self, buf: &[u8]) -> Result<(), Oversize> {
-        let (quote, esc) = match self.syntax {
-            Syntax::Csv { quote } => (quote, None),
-            Syntax::Json => (b'"', Some(b'\\')),
+    /// `prev` is the byte before `buf` (the previous chunk's last).
+    fn scan(&mut self, buf: &[u8], prev: Option<u8>) -> Result<(), Oversize> {
+        let (quote, esc, delimiter) = match self.syntax {
+            Syntax::Csv { quote, delimiter } => (quote, None, Some(delimiter)),
+            Syntax::Json => (b'"', Some(b'\\'), None),
         };
         let mut pos = 0;
         // The row limit applies to CSV rows; JSON has no rows, its strings are the fields.
-        let rows = matches!(self.syntax, Syntax::Csv { .. });
+        let rows = delimiter.is_some();
         while pos < buf.len() {
             if self.escaped {
                 self.escaped = false;
@@ -104,6 +126,23 @@ impl<R: Read> Checked<R> {
                 self.quoted_len += 1;
                 self.row_len += 1;
                 continue;
+            }
+            if self.closed {
+                // After a closing quote: a doubled quote, the field's end, or the line's.
+                self.closed = false;
+                let b = buf[pos];
+                if b == quote {
+                    self.in_quote = true;
+                    self.quoted_len = 0;
+                    self.row_len += 1;
+                    pos += 1;
+                    continue;
+                }
+                if Some(b) != delimiter && b != b'\n' && b != b'\r' {
+                    return Err(Oversize::TextAfterQuote {
+                        line: self.lines + 1,
+                    });
+                }
             }
             let rest = &buf[pos..];
             let hit = match esc {
@@ -130,12 +169,27 @@ impl<R: Read> Checked<R> {
             let b = rest[i];
             if b == b'\n' {
                 self.row_len = 0;
+                self.lines += 1;
             } else if Some(b) == esc && self.in_quote {
                 self.escaped = true;
-            } else {
-                // A quote opens or closes; CSV's doubled quote closes and reopens.
-                self.in_quote = !self.in_quote;
+            } else if self.in_quote {
+                self.in_quote = false;
                 self.quoted_len = 0;
+                self.closed = rows;
+            } else {
+                // CSV opens a quoted field only at a field's start, as the
+                // `csv` crate does; elsewhere (`5" pipe`) a quote is text.
+                let before = if pos + i > 0 {
+                    Some(buf[pos + i - 1])
+                } else {
+                    prev
+                };
+                if delimiter
+                    .is_none_or(|d| before.is_none_or(|p| p == d || p == b'\n' || p == b'\r'))
+                {
+                    self.in_quote = true;
+                    self.quoted_len = 0;
+                }
             }
             pos += i + 1;
         }
@@ -147,8 +201,8 @@ impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n > 0 {
-            self.last_byte = Some(buf[n - 1]);
-            self.scan(&buf[..n]).map_err(io::Error::other)?;
+            let prev = self.last_byte.replace(buf[n - 1]);
+            self.scan(&buf[..n], prev).map_err(io::Error::other)?;
         }
         Ok(n)
     }
@@ -183,7 +237,10 @@ mod tests {
         (Ok(out), r.ends_inside_quotes())
     }
 
-    const CSV: Syntax = Syntax::Csv { quote: b'"' };
+    const CSV: Syntax = Syntax::Csv {
+        quote: b'"',
+        delimiter: b',',
+    };
 
     #[test]
     fn a_csv_cut_inside_a_quoted_field_is_seen() {
@@ -199,6 +256,24 @@ mod tests {
         assert!(!read_all(whole, Syntax::Json, SizeLimits::default()).1);
         let cut = br#"[{"a":"x \" y"#;
         assert!(read_all(cut, Syntax::Json, SizeLimits::default()).1);
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_refused_with_its_line() {
+        let bad = b"a,b\n1,\"Sam Lee\"\n2,\"Sam\"Lee\n";
+        let (r, _) = read_all(bad, CSV, SizeLimits::default());
+        let e = r.unwrap_err();
+        assert!(e.contains("line 3") && e.contains("closing quote"), "{e}");
+        // Doubled quotes (across the 7-byte reads too), quotes inside an
+        // unquoted field, and a quoted field at the end of the file are fine.
+        for ok in [
+            &b"a,b\n1,\"Sam \"\"The\"\" Lee\"\n2,\"\"\r\n"[..],
+            b"a,b\n1,Sam \"The\" Lee\n2,5\" pipe\n",
+            b"a,b\n1,\"x\"",
+        ] {
+            let (r, cut) = read_all(ok, CSV, SizeLimits::default());
+            assert!(r.is_ok() && !cut, "{}", String::from_utf8_lossy(ok));
+        }
     }
 
     #[test]
