@@ -144,6 +144,7 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
         t0() + Duration::days(1),
     );
     let (_env, app) = keyed(&server, server.port(), "").await;
+    let grown = growing.clone();
 
     // An upload in progress under the final name: it grows between the two listings.
     let writer = std::thread::spawn(move || {
@@ -160,6 +161,9 @@ async fn a_file_still_being_written_is_skipped_until_it_settles_or_its_marker_ap
     });
     let s = run(&app).await;
     writer.join().unwrap();
+    // The upload finished as of the export's day, not today: a key frame
+    // dated after the run's `now` is refused.
+    reconcile_support::set_mtime(&grown, t0() + Duration::days(1));
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert!(
         s.source.ends_with("/orders-1.csv"),
