@@ -16,7 +16,7 @@ fn main() {
         b"  ",
         b"-a",
     ];
-    let boundaries: &[&[u8]] = &[b"", b"b", b"ab", b"-a"];
+    let boundaries: &[&[u8]] = &[b"", b"b", b"ab", b"-a", b"-", b"a-b"];
     let count: u64 = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())

@@ -92,8 +92,6 @@ pub fn quoted_printable_decode_char(hex1: u8, hex2: u8) -> Option<u8> {
 
 impl<'x> MessageStream<'x> {
     pub fn decode_quoted_printable_mime(&mut self, boundary: &[u8]) -> (usize, Cow<'x, [u8]>) {
-        let mut buf = Vec::with_capacity(128);
-
         let mut state = QuotedPrintableState::None;
         let mut hex1 = 0;
         let mut last_ch = 0;
@@ -103,6 +101,29 @@ impl<'x> MessageStream<'x> {
         let mut crlf = b"\n".as_ref();
 
         self.checkpoint();
+
+        // Where the part's boundary is found: the second `-` of the first
+        // `--boundary` (found by the `-` arm below, as byte by byte). Runs
+        // of plain bytes stop there and need no `-` check of their own.
+        let start = self.offset();
+        let stop = if boundary.is_empty() {
+            usize::MAX
+        } else {
+            let hay = self.bytes(start..self.len());
+            let mut from = 0;
+            loop {
+                match memchr::memmem::find(&hay[from..], boundary) {
+                    Some(p) if from + p >= 2 && &hay[from + p - 2..from + p] == b"--" => {
+                        break start + from + p - 1;
+                    }
+                    Some(p) => from += p + 1,
+                    None => break usize::MAX,
+                }
+            }
+        };
+        // Decoding never lengthens: the part's encoded length bounds its
+        // decoded one, so the buffer is allocated once.
+        let mut buf = Vec::with_capacity(stop.min(self.len()).saturating_sub(start).max(128));
 
         while let Some(&ch) = self.next() {
             match ch {
@@ -153,19 +174,10 @@ impl<'x> MessageStream<'x> {
                             // next `=`, CR or LF, or a `-` after a `-`, which the
                             // arms above handle) is copied as it is, in one piece;
                             // the whitespace at its end is counted as byte by byte.
-                            let rest = self.bytes(self.offset()..self.len());
-                            let mut run =
+                            let end = self.len().min(stop.max(self.offset()));
+                            let rest = self.bytes(self.offset()..end);
+                            let run =
                                 memchr::memchr3(b'=', b'\n', b'\r', rest).unwrap_or(rest.len());
-                            let mut from = 0;
-                            while let Some(d) = memchr::memchr(b'-', &rest[from..run]) {
-                                let d = from + d;
-                                let prev = if d == 0 { ch } else { rest[d - 1] };
-                                if prev == b'-' {
-                                    run = d;
-                                    break;
-                                }
-                                from = d + 1;
-                            }
                             if run > 0 {
                                 buf.push(ch);
                                 buf.extend_from_slice(&rest[..run]);
