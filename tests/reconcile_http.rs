@@ -283,3 +283,48 @@ async fn api_listing_that_stops_early_is_refused() {
     let runs = app.store.reconcile_runs("api", 1).await.unwrap();
     assert_eq!(runs[0].outcome, "refused");
 }
+
+/// An API page's numbers are read from their text, as an export file's
+/// are: a double would have made `1.00000000000000000001` the fee 1.
+#[tokio::test]
+async fn api_numbers_are_read_from_their_own_text() {
+    let server = VendorHttp::start(|_req| {
+        Response::ok(
+            br#"{"data": [{"id": "A0001", "state": "scheduled", "fee": 1.00000000000000000001}],
+                "generated_at": "2026-05-01T20:00:00Z", "total": 1.00000000000000000002}"#
+                .to_vec(),
+        )
+    })
+    .await;
+    let env = Env::new(&format!(
+        r#"[[vendor]]
+name = "api"
+policy = "fix"
+[vendor.export]
+kind = "api"
+url = "{}/orders"
+items = "/data"
+as_of = "field:/generated_at"
+[vendor.mapping]
+key = "id"
+status = "state"
+[vendor.mapping.fields.fee]
+column = "fee"
+type = "money"
+[vendor.guard]
+max_drift_pct = 100
+"#,
+        server.base_url
+    ));
+    let app = env.app().await;
+    seed(&app.store, "api", ["A0001".to_string()].into_iter(), "x").await;
+    let s = run_once(&app.store, &app.config, "api", RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
+    let orders = app.store.orders(Some("api")).await.unwrap();
+    assert_eq!(
+        orders[0].fields.get("fee"),
+        Some(&serde_json::json!("1.00000000000000000001"))
+    );
+}

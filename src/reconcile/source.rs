@@ -611,7 +611,7 @@ async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
             }
         };
         h.update(&bytes);
-        let doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+        let doc: serde_json::Value = match parse_page(&bytes) {
             Ok(d) => d,
             Err(e) => {
                 incomplete = Some(format!("page {pages} is not JSON: {e}"));
@@ -975,7 +975,7 @@ fn json_value<'a>(obj: &'a serde_json::Value, col: &str) -> Option<&'a serde_jso
 fn json_get<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cow<'a, str>> {
     match json_value(obj, col)? {
         serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        serde_json::Value::String(s) => Some(Cow::Borrowed(long_number(s).unwrap_or(s))),
         other => Some(Cow::Owned(other.to_string())),
     }
 }
@@ -989,7 +989,10 @@ fn json_cell<'a>(obj: &'a serde_json::Value, col: &str) -> Option<Cell<'a>> {
     Some(match json_value(obj, col)? {
         serde_json::Value::Null => Cell::Text(Cow::Borrowed("")),
         serde_json::Value::Number(n) => Cell::Number(n),
-        serde_json::Value::String(s) => Cell::Text(Cow::Borrowed(s)),
+        serde_json::Value::String(s) => match long_number(s) {
+            Some(text) => Cell::Literal(text),
+            None => Cell::Text(Cow::Borrowed(s)),
+        },
         other => Cell::Text(Cow::Owned(other.to_string())),
     })
 }
@@ -1069,7 +1072,12 @@ struct JsonRows<'a> {
 
 /// A JSON value as shown in a reason: at most 80 characters.
 fn shown(v: &serde_json::Value) -> String {
-    let s = v.to_string();
+    let s = match v {
+        serde_json::Value::String(t) if long_number(t).is_some() => {
+            long_number(t).unwrap_or_default().to_string()
+        }
+        v => v.to_string(),
+    };
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s,
@@ -1127,6 +1135,12 @@ impl<'a> JsonRows<'a> {
             // `48217` is the key "48217"; `48217.0`, `true` or an array is no key.
             let fits = match json_value(rec, col) {
                 Some(serde_json::Value::Number(n)) => n.is_i64() || n.is_u64(),
+                Some(serde_json::Value::String(t)) => long_number(t).is_none_or(|n| {
+                    n.strip_prefix('-')
+                        .unwrap_or(n)
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                }),
                 Some(serde_json::Value::Bool(_) | serde_json::Value::Array(_))
                 | Some(serde_json::Value::Object(_)) => false,
                 _ => true,
@@ -1150,6 +1164,147 @@ impl<'a> JsonRows<'a> {
         self.read.take(self.row, got, &mut self.order, self.f);
         Ok(())
     }
+}
+
+/// The prefix that marks, in a record read from a JSON export, the text of
+/// a number a double cannot hold (see [`NumberTap`]). NUL starts no key or
+/// amount a vendor sends; a string forged with it is read only as the
+/// number it spells, as if the vendor had sent that number.
+const LONG_NUMBER: &str = "\u{0}driftwatch:number:";
+
+/// The number text behind [`LONG_NUMBER`], if `s` is one.
+fn long_number(s: &str) -> Option<&str> {
+    s.strip_prefix(LONG_NUMBER)
+}
+
+/// Number literals as serde_json reads them, so that one with more
+/// significant digits than a double keeps (16 or more) is kept as written:
+/// serde_json hands a visitor only the double, in which
+/// `1.00000000000000000001` is 1. serde_json reads a reader one byte at a
+/// time and looks one byte past a number before handing it over, so when a
+/// visitor gets a double, the literal it came from is the last one
+/// finished here.
+#[derive(Default)]
+struct NumberTap {
+    in_string: bool,
+    escaped: bool,
+    /// The literal being read: its text, significant digits so far, zeros
+    /// seen since the last non-zero digit, whether a non-zero digit came yet,
+    /// and whether the exponent has begun.
+    text: String,
+    digits: u32,
+    zeros: u32,
+    nonzero: bool,
+    exponent: bool,
+    reading: bool,
+}
+
+impl NumberTap {
+    /// The most significant digits a double keeps for any decimal.
+    const DOUBLE_DIGITS: u32 = 15;
+
+    /// Reads one more byte; a literal it ends is given to `done`.
+    fn see(&mut self, b: u8, done: &std::cell::RefCell<Option<String>>) {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return;
+        }
+        if self.reading {
+            if matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                self.digit(b);
+                return;
+            }
+            self.reading = false;
+            *done.borrow_mut() =
+                (self.digits > Self::DOUBLE_DIGITS).then(|| std::mem::take(&mut self.text));
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'-' | b'0'..=b'9' => {
+                self.reading = true;
+                self.text.clear();
+                (self.digits, self.zeros, self.nonzero, self.exponent) = (0, 0, false, false);
+                self.digit(b);
+            }
+            _ => {}
+        }
+    }
+
+    fn digit(&mut self, b: u8) {
+        // The text is kept to a length no decimal reaches, then marked cut.
+        if self.text.len() < 400 {
+            self.text.push(char::from(b));
+        }
+        match b {
+            b'e' | b'E' => self.exponent = true,
+            b'0' if !self.exponent && self.nonzero => self.zeros += 1,
+            b'1'..=b'9' if !self.exponent => {
+                self.digits += self.zeros + 1;
+                self.zeros = 0;
+                self.nonzero = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A reader that shows every byte it hands serde_json to a [`NumberTap`];
+/// the last literal finished, when long, waits in `long` for the visitor.
+struct Tapped<'t, R> {
+    inner: R,
+    tap: NumberTap,
+    long: &'t std::cell::RefCell<Option<String>>,
+}
+
+impl<'t, R> Tapped<'t, R> {
+    fn new(inner: R, long: &'t std::cell::RefCell<Option<String>>) -> Self {
+        Tapped {
+            inner,
+            tap: NumberTap::default(),
+            long,
+        }
+    }
+}
+
+impl<R: Read> Read for Tapped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.tap.see(b, self.long);
+        }
+        Ok(n)
+    }
+}
+
+/// An API page as a `Value`, read as export files are: numbers a double
+/// cannot hold kept as written (see [`NumberTap`]).
+fn parse_page(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let long = std::cell::RefCell::new(None);
+    let read = std::cell::Cell::new(0);
+    let rec = Record {
+        read: &read,
+        start: std::cell::Cell::new(0),
+        limit: u64::MAX / 2,
+        over: std::cell::Cell::new(false),
+        mapped: Vec::new(),
+        dup: std::cell::RefCell::new(None),
+        long: &long,
+    };
+    let mut de = serde_json::Deserializer::from_reader(Tapped::new(bytes, &long));
+    let doc = Bounded {
+        rec: &rec,
+        top: false,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok(doc)
 }
 
 /// Bytes read from a JSON export so far, counted below the `BufReader`, so
@@ -1216,6 +1371,8 @@ struct Record<'c> {
     over: std::cell::Cell<bool>,
     mapped: Vec<&'c str>,
     dup: std::cell::RefCell<Option<String>>,
+    /// The text of the number just read, when a double cannot hold it.
+    long: &'c std::cell::RefCell<Option<String>>,
 }
 
 impl Record<'_> {
@@ -1256,7 +1413,11 @@ impl<'de> serde::de::Visitor<'de> for Bounded<'_, '_> {
         Ok(v.into())
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(v.into())
+        // The literal serde_json just read, when a double cannot hold it.
+        Ok(match self.rec.long.borrow_mut().take() {
+            Some(text) => serde_json::Value::String(format!("{LONG_NUMBER}{text}")),
+            None => v.into(),
+        })
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
         Ok(v.into())
@@ -1411,7 +1572,11 @@ fn stream_json(
     }
 
     let counted = std::cell::Cell::new(0);
-    let mut de = serde_json::Deserializer::from_reader(open_json(path, vendor.limits, &counted)?);
+    let long = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_reader(Tapped::new(
+        open_json(path, vendor.limits, &counted)?,
+        &long,
+    ));
     let m = &vendor.mapping;
     let mut mapped: Vec<&str> = m.key.iter().map(String::as_str).collect();
     mapped.extend(m.status.as_deref());
@@ -1423,6 +1588,7 @@ fn stream_json(
         over: std::cell::Cell::new(false),
         mapped,
         dup: std::cell::RefCell::new(None),
+        long: &long,
     };
     let mut rows = JsonRows::new(vendor, f);
     let mut failed = None;

@@ -247,6 +247,60 @@ pub fn from_export_json(n: &serde_json::Number) -> Result<Decimal, NumberError> 
         .and_then(from_export_f64)
 }
 
+/// The longest JSON number text read: anything longer has more digits than
+/// a decimal keeps, or is out of its range.
+const MAX_LITERAL: usize = 400;
+
+/// A JSON number from a vendor's export, from the text it was written as
+/// (the reader keeps the text of numbers with more significant digits than
+/// a double holds): exactly, or refused when a decimal cannot hold it.
+pub fn from_json_literal(text: &str) -> Result<Decimal, NumberError> {
+    if text.len() >= MAX_LITERAL {
+        return Err(NumberError::TooManyDigits);
+    }
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (
+            &text[..i],
+            text[i + 1..]
+                .parse::<i64>()
+                .map_err(|_| NumberError::NotANumber)?,
+        ),
+        None => (text, 0),
+    };
+    let bad = |c: char| !(c.is_ascii_digit() || c == '.' || c == '-');
+    if mantissa.is_empty() || mantissa.contains(bad) {
+        return Err(NumberError::NotANumber);
+    }
+    let mut d = Decimal::from_str_exact(mantissa).map_err(|e| match e {
+        rust_decimal::Error::ExceedsMaximumPossibleValue
+        | rust_decimal::Error::LessThanMinimumPossibleValue => NumberError::OutOfRange,
+        rust_decimal::Error::Underflow | rust_decimal::Error::ScaleExceedsMaximumPrecision(_) => {
+            NumberError::TooManyDigits
+        }
+        _ => NumberError::NotANumber,
+    })?;
+    // The exponent moves the point: exactly, or refused.
+    if d.is_zero() {
+        return Ok(Decimal::ZERO);
+    }
+    if exp > 0 {
+        // First into the digits after the point, then past them.
+        let into = exp.min(i64::from(d.scale()));
+        let scale = u32::try_from(i64::from(d.scale()) - into).unwrap_or(0);
+        d.set_scale(scale).map_err(|_| NumberError::TooManyDigits)?;
+        for _ in into..exp {
+            d = d.checked_mul(Decimal::TEN).ok_or(NumberError::OutOfRange)?;
+        }
+    } else if exp < 0 {
+        let scale = i64::from(d.scale())
+            .checked_sub(exp)
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or(NumberError::TooManyDigits)?;
+        d.set_scale(scale).map_err(|_| NumberError::TooManyDigits)?;
+    }
+    Ok(d)
+}
+
 /// [`from_export_json`] for a double: `{:e}` prints the shortest text that
 /// reads back as `x`, as `d.ddde±x`.
 fn from_export_f64(x: f64) -> Result<Decimal, NumberError> {
@@ -322,6 +376,50 @@ pub fn tolerance(x: f64) -> Decimal {
 
 #[cfg(test)]
 mod tests {
+    /// A JSON number's own text is read exactly, whatever its length, or
+    /// refused when a decimal cannot hold it.
+    #[test]
+    fn a_json_number_literal_is_read_exactly_or_refused() {
+        let d = |s: &str| super::from_json_literal(s).map(|d| d.to_string());
+        assert_eq!(
+            d("1.00000000000000000001").as_deref(),
+            Ok("1.00000000000000000001")
+        );
+        assert_eq!(
+            d("-380.1234567890123456789").as_deref(),
+            Ok("-380.1234567890123456789")
+        );
+        assert_eq!(
+            d("12345678901234567890123").as_deref(),
+            Ok("12345678901234567890123")
+        );
+        assert_eq!(
+            d("1.2345678901234567e2").as_deref(),
+            Ok("123.45678901234567")
+        );
+        assert_eq!(
+            d("1234567890123456789E-20").as_deref(),
+            Ok("0.01234567890123456789")
+        );
+        assert_eq!(d("0e999999999").as_deref(), Ok("0"));
+        assert_eq!(
+            d("1.23456789012345678901234567891"),
+            Err(super::NumberError::TooManyDigits)
+        );
+        assert_eq!(
+            d("1234567890123456789e99"),
+            Err(super::NumberError::OutOfRange)
+        );
+        assert_eq!(
+            d("1234567890123456789e-9223372036854775808"),
+            Err(super::NumberError::TooManyDigits)
+        );
+        assert_eq!(
+            d(&format!("0.{}1", "0".repeat(450))),
+            Err(super::NumberError::TooManyDigits)
+        );
+    }
+
     use super::*;
 
     fn d(s: &str) -> Decimal {

@@ -43,6 +43,10 @@ pub enum Cell<'a> {
     /// A JSON number: dot-decimal by JSON's own syntax whatever the vendor
     /// declares for text, and possibly already cut to a double's digits.
     Number(&'a serde_json::Number),
+    /// A JSON number with more significant digits than a double keeps, as
+    /// the export wrote it (the reader kept its text: its double would have
+    /// dropped digits, and `1.00000000000000000001` would have read as 1).
+    Literal(&'a str),
 }
 
 impl<'a> Cell<'a> {
@@ -51,6 +55,7 @@ impl<'a> Cell<'a> {
         match self {
             Cell::Text(t) => t,
             Cell::Number(n) => std::borrow::Cow::Owned(n.to_string()),
+            Cell::Literal(t) => std::borrow::Cow::Borrowed(t),
         }
     }
 }
@@ -281,8 +286,10 @@ impl FieldMapping {
     }
 
     /// Reads one export value: a JSON export's number for a money or number
-    /// field exactly ([`number::from_export_json`]: one with more digits than
-    /// a double holds is refused), anything else as [`Self::parse_remote`].
+    /// field exactly (the reader passes one a double cannot hold as its text,
+    /// [`Cell::Literal`]; [`number::from_export_json`] refuses a double that
+    /// may have lost digits all the same), anything else as
+    /// [`Self::parse_remote`].
     pub fn parse_cell(&self, cell: &Cell) -> Result<Option<Norm>, BadValue> {
         match cell {
             Cell::Text(t) => self.parse_remote(t),
@@ -291,6 +298,12 @@ impl FieldMapping {
                     .map(|d| Some(Norm::Num(d)))
                     .map_err(|e| self.bad(&n.to_string(), &format!("a number ({e})"))),
                 _ => self.parse_remote(&n.to_string()),
+            },
+            Cell::Literal(t) => match self.kind {
+                FieldKind::Number | FieldKind::Money => number::from_json_literal(t)
+                    .map(|d| Some(Norm::Num(d)))
+                    .map_err(|e| self.bad(t, &format!("a number ({e})"))),
+                _ => self.parse_remote(t),
             },
         }
     }
@@ -912,6 +925,33 @@ mod tests {
         assert_eq!(
             t.parse_cell(&Cell::Number(&long)),
             Ok(Some(Norm::Text("380.1234567890123".into())))
+        );
+    }
+
+    /// A JSON number's own text (kept by the reader when a double would
+    /// have dropped digits) is read exactly under JSON's dot, whatever the
+    /// vendor declares for text; a text field keeps the text as written.
+    #[test]
+    fn a_json_number_literal_is_read_exactly() {
+        let mut f = field(FieldKind::Money);
+        f.number = NumberFormat {
+            decimal: ',',
+            thousands: Some('.'),
+        };
+        assert_eq!(
+            f.parse_cell(&Cell::Literal("1.00000000000000000001")),
+            Ok(Some(Norm::Num("1.00000000000000000001".parse().unwrap())))
+        );
+        let e = f
+            .parse_cell(&Cell::Literal("1.23456789012345678901234567891"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("more digits than a decimal keeps"),
+            "{e}"
+        );
+        assert_eq!(
+            field(FieldKind::String).parse_cell(&Cell::Literal("12345678901234567890123")),
+            Ok(Some(Norm::Text("12345678901234567890123".into())))
         );
     }
 
