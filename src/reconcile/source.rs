@@ -949,7 +949,7 @@ fn read_json_outline(path: &Path, limits: SizeLimits) -> Result<serde_json::Valu
     }
 
     let counted = std::cell::Cell::new(0);
-    let mut de = serde_json::Deserializer::from_reader(open_json(path, limits, &counted)?);
+    let mut de = serde_json::Deserializer::from_reader(open_json(path, limits, &counted, None)?);
     let doc = Outline.deserialize(&mut de).map_err(json_err)?;
     de.end().map_err(json_err)?;
     Ok(doc)
@@ -1177,34 +1177,55 @@ fn long_number(s: &str) -> Option<&str> {
     s.strip_prefix(LONG_NUMBER)
 }
 
-/// Number literals as serde_json reads them, so that one with more
-/// significant digits than a double keeps (16 or more) is kept as written:
-/// serde_json hands a visitor only the double, in which
-/// `1.00000000000000000001` is 1. serde_json reads a reader one byte at a
-/// time and looks one byte past a number before handing it over, so when a
-/// visitor gets a double, the literal it came from is the last one
-/// finished here.
+/// Long number literals, found in the bytes before serde_json reads them.
+/// serde_json hands a visitor only a number's double, in which
+/// `1.00000000000000000001` is 1; this lexer numbers every literal it
+/// passes and keeps the text of each with more significant digits than a
+/// double keeps (16 or more). The visitor counts the numbers it is handed
+/// ([`Numbers::visited`]), every one of them in document order, so the
+/// text of its n-th is the n-th literal's, however far ahead of the parser
+/// the buffered lexer reads.
 #[derive(Default)]
 struct NumberTap {
     in_string: bool,
     escaped: bool,
-    /// The literal being read: its text, significant digits so far, zeros
-    /// seen since the last non-zero digit, whether a non-zero digit came yet,
-    /// and whether the exponent has begun.
+    /// The literal being read: its text, its significant digits so far, the
+    /// zeros since its last non-zero digit, whether a non-zero digit came
+    /// yet, and whether its exponent has begun.
+    reading: bool,
     text: String,
     digits: u32,
     zeros: u32,
     nonzero: bool,
     exponent: bool,
-    reading: bool,
+    /// Literals finished so far.
+    count: u64,
 }
 
-impl NumberTap {
-    /// The most significant digits a double keeps for any decimal.
-    const DOUBLE_DIGITS: u32 = 15;
+/// The most significant digits a double keeps for any decimal.
+const DOUBLE_DIGITS: u32 = 15;
 
-    /// Reads one more byte; a literal it ends is given to `done`.
-    fn see(&mut self, b: u8, done: &std::cell::RefCell<Option<String>>) {
+/// A number literal longer than this has more digits than a decimal keeps,
+/// or is out of its range: its text is kept only this far.
+const LITERAL_KEPT: usize = 400;
+
+impl NumberTap {
+    fn see_all(&mut self, bytes: &[u8], long: &Numbers) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_string && !self.escaped {
+                // Strings are most of a record: skip to their end or an escape.
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    Some(k) => i += k,
+                    None => return,
+                }
+            }
+            self.see(bytes[i], long);
+            i += 1;
+        }
+    }
+
+    fn see(&mut self, b: u8, long: &Numbers) {
         if self.in_string {
             if self.escaped {
                 self.escaped = false;
@@ -1221,8 +1242,12 @@ impl NumberTap {
                 return;
             }
             self.reading = false;
-            *done.borrow_mut() =
-                (self.digits > Self::DOUBLE_DIGITS).then(|| std::mem::take(&mut self.text));
+            self.count += 1;
+            if self.digits > DOUBLE_DIGITS {
+                long.found
+                    .borrow_mut()
+                    .push_back((self.count, std::mem::take(&mut self.text)));
+            }
         }
         match b {
             b'"' => self.in_string = true,
@@ -1237,8 +1262,7 @@ impl NumberTap {
     }
 
     fn digit(&mut self, b: u8) {
-        // The text is kept to a length no decimal reaches, then marked cut.
-        if self.text.len() < 400 {
+        if self.text.len() < LITERAL_KEPT {
             self.text.push(char::from(b));
         }
         match b {
@@ -1254,16 +1278,41 @@ impl NumberTap {
     }
 }
 
-/// A reader that shows every byte it hands serde_json to a [`NumberTap`];
-/// the last literal finished, when long, waits in `long` for the visitor.
+/// The long literals a [`NumberTap`] found, and how many numbers the
+/// visitor has been handed: shared by the reader and the visitor.
+#[derive(Default)]
+struct Numbers {
+    found: std::cell::RefCell<std::collections::VecDeque<(u64, String)>>,
+    visited: std::cell::Cell<u64>,
+}
+
+impl Numbers {
+    /// Called for every number the visitor is handed: the text of this one
+    /// when it is long.
+    fn next(&self) -> Option<String> {
+        let n = self.visited.get() + 1;
+        self.visited.set(n);
+        let mut found = self.found.borrow_mut();
+        while found.front().is_some_and(|(k, _)| *k < n) {
+            found.pop_front();
+        }
+        match found.front() {
+            Some((k, _)) if *k == n => found.pop_front().map(|(_, text)| text),
+            _ => None,
+        }
+    }
+}
+
+/// A reader whose bytes a [`NumberTap`] sees as they are read (none when
+/// no visitor counts the numbers: the texts would only pile up).
 struct Tapped<'t, R> {
     inner: R,
     tap: NumberTap,
-    long: &'t std::cell::RefCell<Option<String>>,
+    long: Option<&'t Numbers>,
 }
 
 impl<'t, R> Tapped<'t, R> {
-    fn new(inner: R, long: &'t std::cell::RefCell<Option<String>>) -> Self {
+    fn new(inner: R, long: Option<&'t Numbers>) -> Self {
         Tapped {
             inner,
             tap: NumberTap::default(),
@@ -1275,10 +1324,59 @@ impl<'t, R> Tapped<'t, R> {
 impl<R: Read> Read for Tapped<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for &b in &buf[..n] {
-            self.tap.see(b, self.long);
+        if let Some(long) = self.long {
+            self.tap.see_all(&buf[..n], long);
         }
         Ok(n)
+    }
+}
+
+/// Skips a value as `IgnoredAny` does, but counts its numbers, so that
+/// [`Numbers`] stays in step with the document.
+struct Skip<'n>(&'n Numbers);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Skip<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Skip<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.0.next();
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.0.next();
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.0.next();
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(Skip(self.0))?;
+        }
+        Ok(())
     }
 }
 
@@ -1286,7 +1384,7 @@ impl<R: Read> Read for Tapped<'_, R> {
 /// cannot hold kept as written (see [`NumberTap`]).
 fn parse_page(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
     use serde::de::DeserializeSeed;
-    let long = std::cell::RefCell::new(None);
+    let long = Numbers::default();
     let read = std::cell::Cell::new(0);
     let rec = Record {
         read: &read,
@@ -1297,7 +1395,8 @@ fn parse_page(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
         dup: std::cell::RefCell::new(None),
         long: &long,
     };
-    let mut de = serde_json::Deserializer::from_reader(Tapped::new(bytes, &long));
+    let mut de =
+        serde_json::Deserializer::from_reader(BufReader::new(Tapped::new(bytes, Some(&long))));
     let doc = Bounded {
         rec: &rec,
         top: false,
@@ -1325,7 +1424,7 @@ impl<R: Read> Read for Counting<'_, R> {
 /// The JSON reader's buffer: how far the byte count can run ahead of the parser.
 const JSON_BUF: usize = 8 * 1024;
 
-type JsonReader<'c> = BufReader<Counting<'c, Checked<std::fs::File>>>;
+type JsonReader<'c> = BufReader<Tapped<'c, Counting<'c, Checked<std::fs::File>>>>;
 
 /// Opens a JSON export past a UTF-8 BOM (as the CSV reader skips one); a
 /// UTF-16 body is refused as such, not as "expected value at line 1".
@@ -1333,6 +1432,7 @@ fn open_json<'c>(
     path: &Path,
     limits: SizeLimits,
     read: &'c std::cell::Cell<u64>,
+    long: Option<&'c Numbers>,
 ) -> Result<JsonReader<'c>, KeyFrameError> {
     use std::io::BufRead;
     let cannot =
@@ -1340,10 +1440,13 @@ fn open_json<'c>(
     let file = std::fs::File::open(path).map_err(cannot)?;
     let mut r = BufReader::with_capacity(
         JSON_BUF,
-        Counting {
-            inner: Checked::new(file, Syntax::Json, limits),
-            read,
-        },
+        Tapped::new(
+            Counting {
+                inner: Checked::new(file, Syntax::Json, limits),
+                read,
+            },
+            long,
+        ),
     );
     let head = r.fill_buf().map_err(cannot)?;
     if head.starts_with(b"\xEF\xBB\xBF") {
@@ -1372,7 +1475,7 @@ struct Record<'c> {
     mapped: Vec<&'c str>,
     dup: std::cell::RefCell<Option<String>>,
     /// The text of the number just read, when a double cannot hold it.
-    long: &'c std::cell::RefCell<Option<String>>,
+    long: &'c Numbers,
 }
 
 impl Record<'_> {
@@ -1407,14 +1510,16 @@ impl<'de> serde::de::Visitor<'de> for Bounded<'_, '_> {
         Ok(v.into())
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        self.rec.long.next();
         Ok(v.into())
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        self.rec.long.next();
         Ok(v.into())
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        // The literal serde_json just read, when a double cannot hold it.
-        Ok(match self.rec.long.borrow_mut().take() {
+        // The literal's own text, when a double cannot hold it.
+        Ok(match self.rec.long.next() {
             Some(text) => serde_json::Value::String(format!("{LONG_NUMBER}{text}")),
             None => v.into(),
         })
@@ -1481,7 +1586,7 @@ fn stream_json(
     vendor: &VendorSettings,
     f: &mut dyn FnMut(&mut RemoteOrder),
 ) -> Result<RowsRead, KeyFrameError> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
     /// Where the records are: the document (top), or the value of `items`.
     struct Level<'r, 'a, 'c> {
@@ -1556,7 +1661,7 @@ fn stream_json(
                         top: false,
                     })?;
                 } else {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Skip(self.rec.long))?;
                 }
             }
             if !items {
@@ -1572,11 +1677,13 @@ fn stream_json(
     }
 
     let counted = std::cell::Cell::new(0);
-    let long = std::cell::RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_reader(Tapped::new(
-        open_json(path, vendor.limits, &counted)?,
-        &long,
-    ));
+    let long = Numbers::default();
+    let mut de = serde_json::Deserializer::from_reader(open_json(
+        path,
+        vendor.limits,
+        &counted,
+        Some(&long),
+    )?);
     let m = &vendor.mapping;
     let mut mapped: Vec<&str> = m.key.iter().map(String::as_str).collect();
     mapped.extend(m.status.as_deref());
@@ -1716,6 +1823,32 @@ pub fn for_each_row(
 
 #[cfg(test)]
 mod tests {
+    /// The tap numbers literals as serde_json reads them, whatever pieces
+    /// the bytes arrive in: strings (escaped quotes, digits, `-`) hold none,
+    /// and only literals with more than 15 significant digits keep text.
+    #[test]
+    fn the_number_tap_finds_long_literals_in_any_pieces() {
+        let doc = br#"{"a":"x\"1234567890123456789","n":[-0.5,1.00000000000000000001,12,
+            "-9","\\",3.14159265358979323846e-2,1000000000000000000000,7]}"#;
+        for piece in 1..=9 {
+            let long = super::Numbers::default();
+            let mut tap = super::NumberTap::default();
+            for chunk in doc.chunks(piece) {
+                tap.see_all(chunk, &long);
+            }
+            let found: Vec<(u64, String)> = long.found.borrow().iter().cloned().collect();
+            assert_eq!(
+                found,
+                [
+                    (2, "1.00000000000000000001".to_string()),
+                    (4, "3.14159265358979323846e-2".to_string())
+                ],
+                "pieces of {piece}"
+            );
+            assert_eq!(tap.count, 6, "pieces of {piece}");
+        }
+    }
+
     use super::*;
 
     #[test]
