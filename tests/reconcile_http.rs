@@ -328,3 +328,57 @@ max_drift_pct = 100
         Some(&serde_json::json!("1.00000000000000000001"))
     );
 }
+
+/// An API record naming a mapped column twice is a row error, as in an
+/// export file: the JSON reader keeps the last value, so which one the
+/// vendor meant would be a guess. Another key named twice is no matter.
+#[tokio::test]
+async fn api_record_naming_a_column_twice_is_a_row_error() {
+    let server = VendorHttp::start(|_req| {
+        Response::ok(
+            br#"{"data": [{"id": "A0001", "state": "completed", "state": "scheduled"},
+                          {"id": "A0002", "state": "completed", "note": "a", "note": "b"}],
+                "generated_at": "2026-05-01T20:00:00Z"}"#
+                .to_vec(),
+        )
+    })
+    .await;
+    let env = Env::new(&format!(
+        r#"[[vendor]]
+name = "api"
+policy = "fix"
+[vendor.export]
+kind = "api"
+url = "{}/orders"
+items = "/data"
+as_of = "field:/generated_at"
+[vendor.mapping]
+key = "id"
+status = "state"
+"#,
+        server.base_url
+    ));
+    let app = env.app().await;
+    seed(
+        &app.store,
+        "api",
+        ["A0001", "A0002"].map(String::from).into_iter(),
+        "x",
+    )
+    .await;
+    let s = run_once(&app.store, &app.config, "api", RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused, "{s:?}");
+    let reason = s.reason.unwrap_or_default();
+    assert!(reason.contains("1 row(s) could not be read"), "{reason}");
+    assert!(
+        reason.contains("row 1") && reason.contains("`state` is given more than once"),
+        "{reason}"
+    );
+    let orders = app.store.orders(Some("api")).await.unwrap();
+    assert!(
+        orders.iter().all(|o| o.status == Some(Status::Scheduled)),
+        "{orders:?}"
+    );
+}

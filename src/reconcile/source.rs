@@ -1054,8 +1054,20 @@ fn for_each_json(
     f: &mut dyn FnMut(&mut RemoteOrder),
 ) -> Result<RowsRead, KeyFrameError> {
     let mut rows = JsonRows::new(vendor, f);
+    let m = &vendor.mapping;
     for rec in records {
-        rows.record(rec, None)?;
+        let dup = rec
+            .get(TWICE)
+            .and_then(|v| v.as_array())
+            .and_then(|names| {
+                names.iter().filter_map(|n| n.as_str()).find(|n| {
+                    m.key.iter().any(|k| k == n)
+                        || m.status.as_deref() == Some(*n)
+                        || m.fields.iter().any(|f| f.column == *n)
+                })
+            })
+            .map(str::to_string);
+        rows.record(rec, dup)?;
     }
     Ok(rows.read)
 }
@@ -1117,7 +1129,12 @@ impl<'a> JsonRows<'a> {
                 if json_value(rec, col).is_none() {
                     return Err(KeyFrameError::MissingColumn {
                         column: col.clone(),
-                        available: obj.keys().cloned().collect::<Vec<_>>().join(", "),
+                        available: obj
+                            .keys()
+                            .filter(|k| *k != TWICE)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
@@ -1171,6 +1188,13 @@ impl<'a> JsonRows<'a> {
 /// amount a vendor sends; a string forged with it is read only as the
 /// number it spells, as if the vendor had sent that number.
 const LONG_NUMBER: &str = "\u{0}driftwatch:number:";
+
+/// The key under which an object read inside a document (an API page's
+/// records) lists the names it was given more than once: serde_json keeps
+/// the last value, so which is the vendor's would be a guess. A file's
+/// records are checked as they are read (`Record::dup`); a page's only
+/// after the whole page is read, from this.
+const TWICE: &str = "\u{0}driftwatch:twice";
 
 /// The number text behind [`LONG_NUMBER`], if `s` is one.
 fn long_number(s: &str) -> Option<&str> {
@@ -1549,9 +1573,13 @@ impl<'de> serde::de::Visitor<'de> for Bounded<'_, '_> {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = serde_json::Map::new();
+        let mut twice = Vec::new();
         loop {
             self.rec.check()?;
             let Some(k) = map.next_key::<String>()? else {
+                if !twice.is_empty() {
+                    out.insert(TWICE.to_string(), serde_json::Value::Array(twice));
+                }
                 return Ok(serde_json::Value::Object(out));
             };
             let v = map.next_value_seed(Bounded {
@@ -1563,11 +1591,15 @@ impl<'de> serde::de::Visitor<'de> for Bounded<'_, '_> {
                     e.insert(v);
                 }
                 serde_json::map::Entry::Occupied(mut e) => {
-                    if self.top && self.rec.mapped.contains(&e.key().as_str()) {
-                        self.rec
-                            .dup
-                            .borrow_mut()
-                            .get_or_insert_with(|| e.key().clone());
+                    if self.top {
+                        if self.rec.mapped.contains(&e.key().as_str()) {
+                            self.rec
+                                .dup
+                                .borrow_mut()
+                                .get_or_insert_with(|| e.key().clone());
+                        }
+                    } else {
+                        twice.push(serde_json::Value::String(e.key().clone()));
                     }
                     e.insert(v);
                 }
