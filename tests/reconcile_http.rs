@@ -284,18 +284,14 @@ async fn api_listing_that_stops_early_is_refused() {
     assert_eq!(runs[0].outcome, "refused");
 }
 
-/// An API page's numbers are read from their text, as an export file's
-/// are: a double would have made `1.00000000000000000001` the fee 1.
-#[tokio::test]
-async fn api_numbers_are_read_from_their_own_text() {
-    let server = VendorHttp::start(|_req| {
-        Response::ok(
-            br#"{"data": [{"id": "A0001", "state": "scheduled", "fee": 1.00000000000000000001}],
-                "generated_at": "2026-05-01T20:00:00Z", "total": 1.00000000000000000002}"#
-                .to_vec(),
-        )
-    })
-    .await;
+/// A vendor API serving `body` as its one page, and a `fix` vendor `api`
+/// reading it (key `id`, status `state`, then `mapping`), with orders
+/// A0001 and A0002 scheduled. The `Env` holds the data directory.
+async fn one_page_api(
+    body: &'static [u8],
+    mapping: &str,
+) -> (VendorHttp, Env, driftwatch::app::App) {
+    let server = VendorHttp::start(move |_req| Response::ok(body.to_vec())).await;
     let env = Env::new(&format!(
         r#"[[vendor]]
 name = "api"
@@ -308,16 +304,31 @@ as_of = "field:/generated_at"
 [vendor.mapping]
 key = "id"
 status = "state"
-[vendor.mapping.fields.fee]
-column = "fee"
-type = "money"
-[vendor.guard]
-max_drift_pct = 100
-"#,
+{mapping}"#,
         server.base_url
     ));
     let app = env.app().await;
-    seed(&app.store, "api", ["A0001".to_string()].into_iter(), "x").await;
+    seed(
+        &app.store,
+        "api",
+        ["A0001", "A0002"].map(String::from).into_iter(),
+        "x",
+    )
+    .await;
+    (server, env, app)
+}
+
+/// An API page's numbers are read from their own text, as an export file's
+/// are: a double would have made `1.00000000000000000001` the fee 1.
+#[tokio::test]
+async fn api_numbers_are_read_from_their_own_text() {
+    let (_server, _env, app) = one_page_api(
+        br#"{"data": [{"id": "A0001", "state": "scheduled", "fee": 1.00000000000000000001},
+                      {"id": "A0002", "state": "scheduled", "fee": 2}],
+            "generated_at": "2026-05-01T20:00:00Z", "total": 1.00000000000000000002}"#,
+        "[vendor.mapping.fields.fee]\ncolumn = \"fee\"\ntype = \"money\"\n[vendor.guard]\nmax_drift_pct = 100\n",
+    )
+    .await;
     let s = run_once(&app.store, &app.config, "api", RunOptions::default())
         .await
         .unwrap();
@@ -334,36 +345,11 @@ max_drift_pct = 100
 /// vendor meant would be a guess. Another key named twice is no matter.
 #[tokio::test]
 async fn api_record_naming_a_column_twice_is_a_row_error() {
-    let server = VendorHttp::start(|_req| {
-        Response::ok(
-            br#"{"data": [{"id": "A0001", "state": "completed", "state": "scheduled"},
-                          {"id": "A0002", "state": "completed", "note": "a", "note": "b"}],
-                "generated_at": "2026-05-01T20:00:00Z"}"#
-                .to_vec(),
-        )
-    })
-    .await;
-    let env = Env::new(&format!(
-        r#"[[vendor]]
-name = "api"
-policy = "fix"
-[vendor.export]
-kind = "api"
-url = "{}/orders"
-items = "/data"
-as_of = "field:/generated_at"
-[vendor.mapping]
-key = "id"
-status = "state"
-"#,
-        server.base_url
-    ));
-    let app = env.app().await;
-    seed(
-        &app.store,
-        "api",
-        ["A0001", "A0002"].map(String::from).into_iter(),
-        "x",
+    let (_server, _env, app) = one_page_api(
+        br#"{"data": [{"id": "A0001", "state": "completed", "state": "scheduled"},
+                      {"id": "A0002", "state": "completed", "note": "a", "note": "b"}],
+            "generated_at": "2026-05-01T20:00:00Z"}"#,
+        "",
     )
     .await;
     let s = run_once(&app.store, &app.config, "api", RunOptions::default())

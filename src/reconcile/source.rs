@@ -1054,22 +1054,30 @@ fn for_each_json(
     f: &mut dyn FnMut(&mut RemoteOrder),
 ) -> Result<RowsRead, KeyFrameError> {
     let mut rows = JsonRows::new(vendor, f);
-    let m = &vendor.mapping;
+    let mapped = mapped_columns(&vendor.mapping);
     for rec in records {
         let dup = rec
             .get(TWICE)
             .and_then(|v| v.as_array())
             .and_then(|names| {
-                names.iter().filter_map(|n| n.as_str()).find(|n| {
-                    m.key.iter().any(|k| k == n)
-                        || m.status.as_deref() == Some(*n)
-                        || m.fields.iter().any(|f| f.column == *n)
-                })
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str())
+                    .find(|n| mapped.contains(n))
             })
             .map(str::to_string);
         rows.record(rec, dup)?;
     }
     Ok(rows.read)
+}
+
+/// The columns a JSON record is read for: a record naming one twice is a
+/// row error.
+fn mapped_columns(m: &driftwatch_core::reconcile::settings::Mapping) -> Vec<&str> {
+    let mut mapped: Vec<&str> = m.key.iter().map(String::as_str).collect();
+    mapped.extend(m.status.as_deref());
+    mapped.extend(m.fields.iter().map(|f| f.column.as_str()));
+    mapped
 }
 
 /// JSON records to orders, one at a time: the in-memory listing of an API
@@ -1084,11 +1092,9 @@ struct JsonRows<'a> {
 
 /// A JSON value as shown in a reason: at most 80 characters.
 fn shown(v: &serde_json::Value) -> String {
-    let s = match v {
-        serde_json::Value::String(t) if long_number(t).is_some() => {
-            long_number(t).unwrap_or_default().to_string()
-        }
-        v => v.to_string(),
+    let s = match v.as_str().and_then(long_number) {
+        Some(text) => text.to_string(),
+        None => v.to_string(),
     };
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -1226,13 +1232,6 @@ struct NumberTap {
     count: u64,
 }
 
-/// The most significant digits a double keeps for any decimal.
-const DOUBLE_DIGITS: u32 = 15;
-
-/// A number literal longer than this has more digits than a decimal keeps,
-/// or is out of its range: its text is kept only this far.
-const LITERAL_KEPT: usize = 400;
-
 impl NumberTap {
     fn see_all(&mut self, bytes: &[u8], long: &Numbers) {
         let mut i = 0;
@@ -1267,7 +1266,7 @@ impl NumberTap {
             }
             self.reading = false;
             self.count += 1;
-            if self.digits > DOUBLE_DIGITS {
+            if self.digits as usize > driftwatch_core::number::DOUBLE_DIGITS {
                 long.found
                     .borrow_mut()
                     .push_back((self.count, std::mem::take(&mut self.text)));
@@ -1286,7 +1285,8 @@ impl NumberTap {
     }
 
     fn digit(&mut self, b: u8) {
-        if self.text.len() < LITERAL_KEPT {
+        // Past this, the literal is refused whatever the rest says.
+        if self.text.len() < driftwatch_core::number::MAX_LITERAL {
             self.text.push(char::from(b));
         }
         match b {
@@ -1717,9 +1717,7 @@ fn stream_json(
         Some(&long),
     )?);
     let m = &vendor.mapping;
-    let mut mapped: Vec<&str> = m.key.iter().map(String::as_str).collect();
-    mapped.extend(m.status.as_deref());
-    mapped.extend(m.fields.iter().map(|f| f.column.as_str()));
+    let mapped = mapped_columns(m);
     let rec = Record {
         read: &counted,
         start: std::cell::Cell::new(0),

@@ -248,8 +248,12 @@ pub fn from_export_json(n: &serde_json::Number) -> Result<Decimal, NumberError> 
 }
 
 /// The longest JSON number text read: anything longer has more digits than
-/// a decimal keeps, or is out of its range.
-const MAX_LITERAL: usize = 400;
+/// a decimal keeps, or is out of its range. (A reader may keep only this
+/// much of a longer literal: it is refused all the same.)
+pub const MAX_LITERAL: usize = 400;
+
+/// The most significant digits a double keeps exactly for any decimal.
+pub const DOUBLE_DIGITS: usize = 15;
 
 /// A JSON number from a vendor's export, from the text it was written as
 /// (the reader keeps the text of numbers with more significant digits than
@@ -310,7 +314,7 @@ fn from_export_f64(x: f64) -> Result<Decimal, NumberError> {
     let text = format!("{:e}", x.abs());
     let (mantissa, exp) = text.split_once('e').ok_or(NumberError::NotANumber)?;
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() > 15 {
+    if digits.len() > DOUBLE_DIGITS {
         return Err(NumberError::BeyondDouble);
     }
     let m: i128 = digits.parse().map_err(|_| NumberError::NotANumber)?;
