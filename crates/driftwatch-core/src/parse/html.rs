@@ -222,74 +222,58 @@ impl Layout {
             }
             return;
         }
-        if text.is_ascii() {
-            self.ascii_text(text);
-            return;
-        }
-        // Word by word, not char by char: the same collapsing, one copy per run.
-        let mut space = text.starts_with(char::is_whitespace);
-        for word in text.split_whitespace() {
-            if space {
-                self.space();
-            }
-            self.line.push_str(word);
-            space = true;
-        }
-        if text.ends_with(char::is_whitespace) {
-            self.space();
-        }
-    }
-
-    /// [`Layout::text`] for ASCII text (most of the HTML mail carries).
-    /// Most runs are words separated by single spaces, perhaps with a space
-    /// at either end: checked in one pass that the compiler vectorises, and
-    /// copied whole. Anything else goes byte by byte: every whitespace run is
-    /// one [`Layout::space`]. `text` must be ASCII.
-    fn ascii_text(&mut self, text: &str) {
-        // `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r.
-        let ws = |b: u8| matches!(b, b' ' | b'\t'..=b'\r');
-        let b = text.as_bytes();
-        let (first, last) = match (b.first(), b.last()) {
-            (Some(&f), Some(&l)) => (f, l),
-            _ => return,
-        };
-        let start = b.iter().position(|&c| c != b' ').unwrap_or(b.len());
-        let end = b.iter().rposition(|&c| c != b' ').map_or(start, |e| e + 1);
-        // ASCII, so any byte index is a char boundary.
-        let inner = text.get(start..end).unwrap_or_default();
-        let ib = inner.as_bytes();
-        let other_ws = ib
-            .iter()
-            .fold(false, |acc, &c| acc | (c.wrapping_sub(b'\t') < 5));
-        let double = ib
-            .iter()
-            .zip(ib.iter().skip(1))
-            .fold(false, |acc, (&x, &y)| acc | ((x == b' ') & (y == b' ')));
-        if !other_ws && !double {
-            if first == b' ' {
-                self.space();
-            }
-            self.line.push_str(inner);
-            if last == b' ' {
-                self.space();
-            }
-            return;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            if ws(b[i]) {
-                while i < b.len() && ws(b[i]) {
-                    i += 1;
+        match shape(text.as_bytes()) {
+            Shape::Plain => {
+                // Words separated by single spaces, perhaps with a space at
+                // either end: copied whole.
+                let mut inner = text;
+                if let Some(rest) = inner.strip_prefix(' ') {
+                    self.space();
+                    inner = rest;
                 }
-                self.space();
-                continue;
+                let trailing = inner.strip_suffix(' ');
+                self.line.push_str(trailing.unwrap_or(inner));
+                if trailing.is_some() {
+                    self.space();
+                }
             }
-            let start = i;
-            while i < b.len() && !ws(b[i]) {
-                i += 1;
+            Shape::Spaced => {
+                // ASCII with other whitespace or runs of it: byte by byte,
+                // every whitespace run one [`Layout::space`].
+                let ws = |b: u8| matches!(b, b' ' | b'\t'..=b'\r');
+                let b = text.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    if ws(b[i]) {
+                        while i < b.len() && ws(b[i]) {
+                            i += 1;
+                        }
+                        self.space();
+                        continue;
+                    }
+                    let start = i;
+                    while i < b.len() && !ws(b[i]) {
+                        i += 1;
+                    }
+                    // ASCII, so any byte index is a char boundary.
+                    self.line.push_str(text.get(start..i).unwrap_or_default());
+                }
             }
-            // ASCII, so any byte index is a char boundary.
-            self.line.push_str(text.get(start..i).unwrap_or_default());
+            Shape::Unicode => {
+                // Word by word, not char by char: the same collapsing, one
+                // copy per run.
+                let mut space = text.starts_with(char::is_whitespace);
+                for word in text.split_whitespace() {
+                    if space {
+                        self.space();
+                    }
+                    self.line.push_str(word);
+                    space = true;
+                }
+                if text.ends_with(char::is_whitespace) {
+                    self.space();
+                }
+            }
         }
     }
 
@@ -308,6 +292,17 @@ impl Layout {
     }
 
     fn flush(&mut self) {
+        // Most lines neither start nor end with whitespace or a cell bar.
+        if let (Some(f), Some(l)) = (self.line.bytes().next(), self.line.bytes().next_back())
+            && f.is_ascii_graphic()
+            && l.is_ascii_graphic()
+            && l != b'|'
+        {
+            self.out.push_str(&self.line);
+            self.out.push('\n');
+            self.line.clear();
+            return;
+        }
         let l = self.line.trim();
         let l = l.strip_suffix(" |").unwrap_or(l).trim();
         if !l.is_empty() {
@@ -316,6 +311,56 @@ impl Layout {
         }
         self.line.clear();
     }
+}
+
+/// What [`Layout::text`] must do with a run of text.
+#[derive(Debug, PartialEq, Eq)]
+enum Shape {
+    /// ASCII words separated by single spaces: copied whole.
+    Plain,
+    /// ASCII with a tab, line break or other ASCII whitespace, or two spaces
+    /// in a row.
+    Spaced,
+    /// Not ASCII: Unicode whitespace counts too.
+    Unicode,
+}
+
+/// Classifies `b` in one pass, eight bytes at a time (most text between
+/// tags is a few plain words: several passes over it showed in profiles).
+fn shape(b: &[u8]) -> Shape {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut spaced = false;
+    // Whether the byte before the current word was a space.
+    let mut carry = 0u64;
+    let mut words = b.chunks_exact(8);
+    for chunk in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        if w & HI != 0 {
+            return Shape::Unicode;
+        }
+        // ASCII only from here, so no byte's sum carries into the next:
+        // a high bit where the byte is at least 9, and where at least 14.
+        let other_ws = (w + 0x77 * LO) & !(w + 0x72 * LO) & HI;
+        let y = w ^ (0x20 * LO);
+        let space = !(((y & LOW7) + LOW7) | y) & HI;
+        let double = (space & (space >> 8)) | (space & carry);
+        spaced |= other_ws | double != 0;
+        carry = space >> 63 << 7;
+    }
+    let mut prev_space = carry != 0;
+    for &c in words.remainder() {
+        if c >= 0x80 {
+            return Shape::Unicode;
+        }
+        let space = c == b' ';
+        spaced |= (b'\t'..=b'\r').contains(&c) || (space && prev_space);
+        prev_space = space;
+    }
+    if spaced { Shape::Spaced } else { Shape::Plain }
 }
 
 /// Converts HTML to text: tags dropped, `<script>`/`<style>`/`<head>` content
@@ -347,7 +392,7 @@ fn tokenize(html: &str, layout: &mut Layout) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Layout, fast, html_to_text, tokenize};
+    use super::{Layout, Shape, fast, html_to_text, tokenize};
     use proptest::strategy::Strategy as _;
 
     /// The layout of `html` read by html5gum alone.
@@ -704,6 +749,44 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(fast.line, slow);
+        }
+    }
+
+    #[test]
+    fn text_shape_agrees_with_a_byte_by_byte_reading() {
+        let naive = |b: &[u8]| {
+            if !b.is_ascii() {
+                Shape::Unicode
+            } else if b.iter().any(|c| (b'\t'..=b'\r').contains(c))
+                || b.windows(2).any(|w| w == b"  ")
+            {
+                Shape::Spaced
+            } else {
+                Shape::Plain
+            }
+        };
+        let alphabet = [
+            b'a', b' ', b'\t', b'\n', b'\r', 0x0b, 0x0c, 0x08, 0x0e, 0x7f, 0x80, 0xc3, b'|',
+        ];
+        let mut seed = 7u64;
+        for len in 0..40 {
+            for _ in 0..2000 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        // Mostly letters, so plain text is common.
+                        let r = (seed >> 33) as usize;
+                        if r.is_multiple_of(3) {
+                            alphabet[r / 3 % alphabet.len()]
+                        } else {
+                            b'a'
+                        }
+                    })
+                    .collect();
+                assert_eq!(super::shape(&b), naive(&b), "{b:?}");
+            }
         }
     }
 

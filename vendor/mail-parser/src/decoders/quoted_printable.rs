@@ -82,6 +82,71 @@ pub fn quoted_printable_decode(bytes: &[u8]) -> Option<Vec<u8>> {
     buf.into()
 }
 
+/// Where the run of plain bytes from `i` ends (at `=`, CR, LF, a `-`
+/// after a `-` that starts `boundary`, or the end), and where its last
+/// byte that is not whitespace ends (`i` if there is none).
+#[inline(always)]
+fn plain_run(data: &[u8], mut i: usize, boundary: &[u8]) -> (usize, usize) {
+    let start = i;
+    let n = data.len();
+    let dash = !boundary.is_empty();
+    loop {
+        i = next_special(data, i, dash);
+        if i < n
+            && data[i] == b'-'
+            && !(i > 0 && data[i - 1] == b'-' && data[i + 1..].starts_with(boundary))
+        {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let mut end = i;
+    while end > start && matches!(data[end - 1], b' ' | b'\t' | 0x0c) {
+        end -= 1;
+    }
+    (i, end)
+}
+
+/// The first `=`, CR, LF (or `-`, with `dash`) at or after `i`, or the end.
+#[inline(always)]
+fn next_special(data: &[u8], mut i: usize, dash: bool) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of every x86_64 target, and every load is of
+        // sixteen bytes inside `data` (`i + 16 <= data.len()`), unaligned.
+        unsafe {
+            use std::arch::x86_64::*;
+            let (eq, cr, lf, minus) = (
+                _mm_set1_epi8(b'=' as i8),
+                _mm_set1_epi8(b'\r' as i8),
+                _mm_set1_epi8(b'\n' as i8),
+                _mm_set1_epi8(if dash { b'-' } else { b'=' } as i8),
+            );
+            while i + 16 <= data.len() {
+                let v = _mm_loadu_si128(data.as_ptr().add(i) as *const __m128i);
+                let m = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, eq), _mm_cmpeq_epi8(v, cr)),
+                    _mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, minus)),
+                );
+                let bits = _mm_movemask_epi8(m);
+                if bits != 0 {
+                    return i + bits.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
+    while i < data.len() {
+        match data[i] {
+            b'=' | b'\r' | b'\n' => return i,
+            b'-' if dash => return i,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
 #[inline(always)]
 pub fn quoted_printable_decode_char(hex1: u8, hex2: u8) -> Option<u8> {
     let hex1 = HEX_MAP[hex1 as usize];
@@ -91,108 +156,125 @@ pub fn quoted_printable_decode_char(hex1: u8, hex2: u8) -> Option<u8> {
 }
 
 impl<'x> MessageStream<'x> {
+    /// The same decoding, byte for byte, as the crate's byte loop (kept
+    /// equal by `vendor/mail-parser-check`), over the slice by index: runs
+    /// of plain bytes are found a word at a time and copied in one piece,
+    /// and the boundary is checked only at a `-` after a `-`.
     pub fn decode_quoted_printable_mime(&mut self, boundary: &[u8]) -> (usize, Cow<'x, [u8]>) {
+        self.checkpoint();
+        let start = self.offset();
+        let data = self.bytes(start..self.len());
+        let n = data.len();
         let mut state = QuotedPrintableState::None;
         let mut hex1 = 0;
         let mut last_ch = 0;
         let mut before_last_ch = 0;
-        let mut ws_count = 0;
-        let mut end_pos = self.offset();
+        // `buf.len()` less the whitespace a line break would drop (the byte
+        // loop's `ws_count`).
+        let mut keep = 0;
+        let mut end_pos = start;
         let mut crlf = b"\n".as_ref();
+        // Decoding seldom lengthens; a part longer than this grows.
+        let mut buf = Vec::with_capacity(n.clamp(128, 1 << 16));
+        let dash = !boundary.is_empty();
+        let mut i = 0;
 
-        self.checkpoint();
-
-        // Where the part's boundary is found: the second `-` of the first
-        // `--boundary` (found by the `-` arm below, as byte by byte). Runs
-        // of plain bytes stop there and need no `-` check of their own.
-        let start = self.offset();
-        let stop = if boundary.is_empty() {
-            usize::MAX
-        } else {
-            let hay = self.bytes(start..self.len());
-            let mut from = 0;
-            loop {
-                match memchr::memmem::find(&hay[from..], boundary) {
-                    Some(p) if from + p >= 2 && &hay[from + p - 2..from + p] == b"--" => {
-                        break start + from + p - 1;
-                    }
-                    Some(p) => from += p + 1,
-                    None => break usize::MAX,
-                }
-            }
-        };
-        // Decoding never lengthens: the part's encoded length bounds its
-        // decoded one, so the buffer is allocated once.
-        let mut buf = Vec::with_capacity(stop.min(self.len()).saturating_sub(start).max(128));
-
-        while let Some(&ch) = self.next() {
+        while i < n {
+            let ch = data[i];
+            i += 1;
             match ch {
                 b'=' => {
                     if let QuotedPrintableState::None = state {
-                        state = QuotedPrintableState::Eq
+                        // An escape or a soft break whole, as the byte loop
+                        // reads it in three steps.
+                        match (data.get(i), data.get(i + 1)) {
+                            (Some(&h1), Some(&h2))
+                                if HEX_MAP[h1 as usize] != -1 && HEX_MAP[h2 as usize] != -1 =>
+                            {
+                                buf.push(
+                                    ((HEX_MAP[h1 as usize] as u8) << 4)
+                                        | HEX_MAP[h2 as usize] as u8,
+                                );
+                                keep = buf.len();
+                                before_last_ch = h1;
+                                last_ch = h2;
+                                i += 2;
+                                continue;
+                            }
+                            (Some(b'\r'), Some(b'\n')) => {
+                                crlf = b"\r\n".as_ref();
+                                end_pos = start + i;
+                                keep = buf.len();
+                                before_last_ch = b'\r';
+                                last_ch = b'\n';
+                                i += 2;
+                                continue;
+                            }
+                            _ => state = QuotedPrintableState::Eq,
+                        }
                     } else {
                         self.restore();
                         return (usize::MAX, b""[..].into());
                     }
                 }
+                b'\r' if state != QuotedPrintableState::Eq && data.get(i) == Some(&b'\n') => {
+                    // A line break whole.
+                    crlf = b"\r\n".as_ref();
+                    end_pos = start + i - 1;
+                    buf.truncate(keep);
+                    buf.extend_from_slice(crlf);
+                    keep = buf.len();
+                    before_last_ch = b'\r';
+                    last_ch = b'\n';
+                    i += 1;
+                    continue;
+                }
                 b'\n' => {
                     end_pos = if last_ch == b'\r' {
-                        self.offset() - 2
+                        start + i - 2
                     } else {
-                        self.offset() - 1
+                        start + i - 1
                     };
                     if QuotedPrintableState::Eq == state {
                         state = QuotedPrintableState::None;
                     } else {
-                        if ws_count > 0 {
-                            buf.truncate(buf.len() - ws_count);
-                        }
+                        buf.truncate(keep);
                         buf.extend_from_slice(crlf);
                     }
-                    ws_count = 0;
+                    keep = buf.len();
                 }
                 b'\r' => {
                     crlf = b"\r\n".as_ref();
                 }
-                b'-' if !boundary.is_empty() && last_ch == b'-' && self.try_skip(boundary) => {
+                b'-' if dash && last_ch == b'-' && data[i..].starts_with(boundary) => {
+                    // As the byte loop computes it (its release build wraps).
                     if before_last_ch == b'\n' {
-                        buf.truncate(buf.len() - (crlf.len() + 1));
+                        buf.truncate(buf.len().wrapping_sub(crlf.len() + 1));
                     } else {
-                        buf.truncate(buf.len() - 1);
-                        end_pos = self.offset() - boundary.len() - 2;
+                        buf.truncate(buf.len().wrapping_sub(1));
+                        end_pos = start + i - 2;
                     }
-
+                    self.skip_bytes(i + boundary.len());
                     return (end_pos, buf.into());
                 }
                 _ => match state {
                     QuotedPrintableState::None => {
-                        if ch.is_ascii_whitespace() {
-                            ws_count += 1;
-                        } else {
-                            ws_count = 0;
-                            // The run of plain bytes after this one (up to the
-                            // next `=`, CR or LF, or a `-` after a `-`, which the
-                            // arms above handle) is copied as it is, in one piece;
-                            // the whitespace at its end is counted as byte by byte.
-                            let end = self.len().min(stop.max(self.offset()));
-                            let rest = self.bytes(self.offset()..end);
-                            let run =
-                                memchr::memchr3(b'=', b'\n', b'\r', rest).unwrap_or(rest.len());
-                            if run > 0 {
-                                buf.push(ch);
-                                buf.extend_from_slice(&rest[..run]);
-                                ws_count = rest[..run]
-                                    .iter()
-                                    .rev()
-                                    .take_while(|b| b.is_ascii_whitespace())
-                                    .count();
-                                before_last_ch = if run > 1 { rest[run - 2] } else { ch };
-                                last_ch = rest[run - 1];
-                                self.skip_bytes(run);
-                                continue;
-                            }
-                        }
                         buf.push(ch);
+                        if !ch.is_ascii_whitespace() {
+                            keep = buf.len();
+                        }
+                        // The run of plain bytes after this one.
+                        let (j, nonws_end) = plain_run(data, i, boundary);
+                        if j > i {
+                            buf.extend_from_slice(&data[i..j]);
+                            if nonws_end > i {
+                                keep = buf.len() - (j - nonws_end);
+                            }
+                            before_last_ch = data[j - 2];
+                            last_ch = data[j - 1];
+                            i = j;
+                            continue;
+                        }
                     }
                     QuotedPrintableState::Eq => {
                         hex1 = HEX_MAP[ch as usize];
@@ -202,7 +284,7 @@ impl<'x> MessageStream<'x> {
                             state = QuotedPrintableState::None;
                             buf.push(b'=');
                             buf.push(ch);
-                            ws_count = 0;
+                            keep = buf.len();
                         }
                     }
                     QuotedPrintableState::Hex1 => {
@@ -211,13 +293,12 @@ impl<'x> MessageStream<'x> {
                         state = QuotedPrintableState::None;
                         if hex2 != -1 {
                             buf.push(((hex1 as u8) << 4) | hex2 as u8);
-                            ws_count = 0;
                         } else {
                             buf.push(b'=');
                             buf.push(last_ch);
                             buf.push(ch);
-                            ws_count = 0;
                         }
+                        keep = buf.len();
                     }
                 },
             }
@@ -226,15 +307,13 @@ impl<'x> MessageStream<'x> {
             last_ch = ch;
         }
 
-        (
-            if boundary.is_empty() {
-                self.offset()
-            } else {
-                self.restore();
-                usize::MAX
-            },
-            buf.into(),
-        )
+        if boundary.is_empty() {
+            self.skip_bytes(n);
+            (self.offset(), buf.into())
+        } else {
+            self.restore();
+            (usize::MAX, buf.into())
+        }
     }
 
     pub fn decode_quoted_printable_word(&mut self) -> Option<Vec<u8>> {
