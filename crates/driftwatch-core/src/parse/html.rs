@@ -292,6 +292,10 @@ impl Layout {
     }
 
     fn flush(&mut self) {
+        // A block tag right after another ends an empty line.
+        if self.line.is_empty() {
+            return;
+        }
         // Most lines neither start nor end with whitespace or a cell bar.
         if let (Some(f), Some(l)) = (self.line.bytes().next(), self.line.bytes().next_back())
             && f.is_ascii_graphic()
