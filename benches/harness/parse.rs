@@ -91,11 +91,19 @@ fn corpus_row(opts: &Opts, table: &mut Table) {
     let corpus = root.join("../shared/corpus");
     let label = "Parse (MIME + HTML to text, 1 core): real mail with HTML in ../shared/corpus, fixtures/, demo/";
     if !corpus.is_dir() {
-        table.row(label, &format!("not measured: {} is absent", corpus.display()), "", "", "");
+        table.row(
+            label,
+            &format!("not measured: {} is absent", corpus.display()),
+            "",
+            "",
+            "",
+        );
         return;
     }
     fn walk(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
