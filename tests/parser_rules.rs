@@ -319,6 +319,31 @@ fn quoted_printable_is_decoded_in_a_multipart_with_no_closing_boundary() {
     );
 }
 
+/// A part cut by a missing closing boundary is decoded by the same decoder,
+/// to the same text, as the part with its boundary: trailing whitespace
+/// dropped before line breaks, a malformed escape kept, a soft break after
+/// a stray CR.
+#[test]
+fn an_unterminated_quoted_printable_part_reads_as_the_terminated_one() {
+    let body = "<p>Status: T=C3=ADtulo =3D Complete   \r\n<p>Order 42 =ZZ and =\r\r\nsoft</p>\r\n";
+    let mail = |end: &str| {
+        format!(
+            "From: a@b.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{body}{end}"
+        )
+    };
+    let (whole, cut) = (mail("--b--\r\n"), mail(""));
+    let whole = driftwatch::parse::Mail::parse(whole.as_bytes(), None).unwrap();
+    let cut = driftwatch::parse::Mail::parse(cut.as_bytes(), None).unwrap();
+    assert_eq!(
+        whole.html_text(),
+        "Status: Título = Complete\nOrder 42 =ZZ and soft"
+    );
+    assert_eq!(cut.html_text(), whole.html_text());
+}
+
 #[test]
 fn html_tables_survive_gt_in_attributes_and_html5_entities() {
     let raw = fixture("keystone-title/05-keystone-T7793-gt-in-attribute-html5-entity.eml");

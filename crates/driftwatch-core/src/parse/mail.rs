@@ -219,7 +219,14 @@ impl<'a> Mail<'a> {
                 .unwrap_or_default()
         };
         if qp && text.as_bytes() == raw() {
-            let bytes = decode_quoted_printable(raw());
+            // mail-parser's own decoder, as for every other part, to the
+            // end of the part (no boundary to stop at). What it cannot
+            // decode (`==`) stays as sent, as mail-parser keeps such a part.
+            let (end, bytes) =
+                mail_parser::parsers::MessageStream::new(raw()).decode_quoted_printable_mime(b"");
+            if end == usize::MAX {
+                return Some(Cow::Borrowed(text));
+            }
             let charset = p
                 .content_type()
                 .and_then(|c| c.attribute("charset"))
@@ -343,38 +350,6 @@ fn is_html(p: &MessagePart<'_>) -> bool {
                 && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("html"))
         })
 }
-
-/// Quoted-printable (RFC 2045 6.7): soft line breaks removed, `=XX` decoded;
-/// a malformed `=` is kept as written.
-fn decode_quoted_printable(raw: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'=' {
-            let rest = &raw[i + 1..];
-            if rest.starts_with(b"\r\n") {
-                i += 3;
-                continue;
-            }
-            if rest.starts_with(b"\n") {
-                i += 2;
-                continue;
-            }
-            if let [a, b, ..] = rest
-                && let (Some(h), Some(l)) = (hex(*a), hex(*b))
-            {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
-}
-
 fn is_forward_marker(line: &str) -> bool {
     let l = line.trim().to_ascii_lowercase();
     (l.starts_with("---") && (l.contains("forwarded message") || l.contains("original message")))
