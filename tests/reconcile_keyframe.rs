@@ -876,3 +876,33 @@ async fn a_failure_states_its_reason_once() {
         "{shown}"
     );
 }
+
+/// The view is read on one thread and compared on another: an order whose
+/// stored fields cannot be read stops the run, naming that order, in the
+/// middle of a view of several batches, and nothing is fixed.
+#[tokio::test]
+async fn an_unreadable_order_in_the_view_stops_the_run_naming_it() {
+    let c = Case::new("policy = \"fix\"", MAPPING, 20_000).await;
+    let url = match c.env.database() {
+        support::db::Db::Sqlite(p) => format!("sqlite://{}", p.display()),
+        support::db::Db::Postgres(url) => url,
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE orders SET fields = '{\"fee\":' WHERE order_ref = '2000'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut csv = String::from("Order No,Status,Fee\n");
+    for i in 1..=20_000 {
+        // Every order drifts, so a run that went on would fix them all.
+        csv.push_str(&format!("{i},Report Delivered,500\n"));
+    }
+    let err = c.run(&csv).await.unwrap_err().to_string();
+    assert!(
+        err.contains("order `2000` fields"),
+        "the error names the order: {err}"
+    );
+    assert_eq!(c.fixes().await, 0);
+    assert_eq!(c.order("1").await.0, Some(Status::Scheduled));
+}

@@ -17,6 +17,7 @@ use super::drift::Outcome;
 use super::mapping::RemoteOrder;
 use super::source::{self, Body, Export, KeyFrameError};
 use super::{ReconcileError, RunOptions, RunSummary};
+use crate::model::Status;
 use crate::store::{
     Cutoff, Fence, KeyFrameRef, NewDrift, NewKeyFrame, RunRecord, RunWritten, Store, StoreError,
 };
@@ -27,15 +28,30 @@ pub use driftwatch_core::reconcile::plan::CauseCounts;
 const REMOTE_BATCH: usize = 1024;
 /// Batches in flight between the two.
 const REMOTE_QUEUE: usize = 8;
+/// Orders of our view per batch handed from the view's reader to the diff,
+/// and batches in flight between them.
+const LOCAL_BATCH: usize = 1024;
+const LOCAL_QUEUE: usize = 4;
 /// Export rows that may wait for our side of their order while the view is
 /// read; past this the parser pauses until the view is whole, so an export
 /// in another order than the view costs overlap, not memory.
 const MAX_PENDING: usize = 50_000;
 
-/// Diffs the export against the view as of `cut`. The export's rows are
-/// parsed on the blocking pool while the view is read here, so the two
-/// halves (each about one core's work) overlap; the rows come over a bounded
-/// channel and are compared as they arrive ([`Differ::add_remote_early`]).
+/// One order of our view as of the cutoff, owned, on its way to the diff.
+#[derive(Default)]
+struct LocalRow {
+    order_ref: String,
+    status: Option<Status>,
+    event_time: DateTime<Utc>,
+    fields_json: Vec<u8>,
+}
+
+/// Diffs the export against the view as of `cut`, on three threads: the
+/// view is read here, the export is parsed on the blocking pool, and the
+/// diff runs on a third, fed by both over bounded channels. With the diff
+/// on the view's thread, that thread was two thirds of the work and the
+/// parser waited for it. Export rows are compared as they arrive
+/// ([`Differ::add_remote_early`]).
 async fn diff(
     store: &Store,
     v: &VendorSettings,
@@ -50,11 +66,16 @@ async fn diff(
     let expected = last_good.map_or(0, |g| g.0.max(0) as usize);
     let changed_since = last_good.map(|g| g.1);
     let mut differ = Differ::new(v.rules.clone(), expected, changed_since);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RemoteOrder>>(REMOTE_QUEUE);
-    // Compared batches go back to the parser, which reads new rows into
+    // Each batch comes with its greatest key, found on the parser's thread.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Vec<RemoteOrder>)>(REMOTE_QUEUE);
+    // Compared batches go back to their producer, which reads new rows into
     // their buffers: rows are allocated and freed on one thread, and about
     // as many as are in flight.
     let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<RemoteOrder>>();
+    let (local_tx, local_rx) = std::sync::mpsc::sync_channel::<Vec<LocalRow>>(LOCAL_QUEUE);
+    // tokio's, unlike std's, can be polled from the async scan's closure.
+    let (local_spent_tx, mut local_spent_rx) =
+        tokio::sync::mpsc::unbounded_channel::<Vec<LocalRow>>();
     let settings = v.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let mut spares: Vec<RemoteOrder> = Vec::new();
@@ -72,73 +93,105 @@ async fn diff(
             if batch.len() == REMOTE_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(REMOTE_BATCH));
                 // The diff gave up (its view read failed): parse to the end unsent.
-                open = open && tx.blocking_send(full).is_ok();
+                open = open && tx.blocking_send((greatest_key(&full), full)).is_ok();
                 if !open {
                     batch.clear();
                 }
             }
         });
         if open && !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
+            let _ = tx.blocking_send((greatest_key(&batch), batch));
         }
         (read, export)
     });
-    // A batch is compared once the view has passed its last key, so with
-    // both sides in key order its orders are all there: none wait. (Touched
-    // orders come after the scan, out of order; theirs wait, or come last.)
-    let mut held: Option<(String, Vec<RemoteOrder>)> = None;
-    let mut locals = 0u32;
-    store
-        .view_as_of(&v.name, cut, |o| {
-            locals = locals.wrapping_add(1);
-            if locals.is_multiple_of(256) {
-                while differ.pending() < MAX_PENDING {
-                    if held.is_none() {
-                        held = rx.try_recv().ok().map(|rows| {
-                            let last = rows.iter().map(|r| r.order_ref.as_str()).max();
-                            (last.unwrap_or_default().to_string(), rows)
-                        });
+    let vendor = v.name.clone();
+    let differ = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        // A batch of the export is compared once the view has passed its
+        // last key, so with both sides in key order its orders are all
+        // there: none wait. (Touched orders come after the scan, out of
+        // order; theirs wait, or come last.)
+        let mut held: Option<(String, Vec<RemoteOrder>)> = None;
+        for rows in local_rx {
+            for o in &rows {
+                differ
+                    .add_local(&o.order_ref, o.status, o.event_time, &o.fields_json)
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("order `{}` fields: {e}", o.order_ref))
+                    })?;
+            }
+            let at = rows.last().map_or("", |o| o.order_ref.as_str());
+            while differ.pending() < MAX_PENDING {
+                if held.is_none() {
+                    held = rx.try_recv().ok();
+                }
+                match held.take() {
+                    Some((last, mut remote)) if last.as_str() <= at => {
+                        remote.iter_mut().for_each(|r| differ.add_remote_early(r));
+                        let _ = spent_tx.send(remote);
                     }
-                    match held.take() {
-                        Some((last, mut rows)) if last.as_str() <= o.order_ref => {
-                            rows.iter_mut().for_each(|r| differ.add_remote_early(r));
-                            let _ = spent_tx.send(rows);
-                        }
-                        other => {
-                            held = other;
-                            break;
-                        }
+                    other => {
+                        held = other;
+                        break;
                     }
                 }
             }
-            match o.known {
-                // Heard of only after the cutoff: not ours as of then. If the
-                // vendor lists it, that is `missing_local` (cause: late_email).
-                None => Ok(()),
-                Some(k) => differ
-                    .add_local(o.order_ref, k.status, k.event_time, k.fields_json)
-                    .map_err(|e| {
-                        StoreError::Corrupt(format!("order `{}` fields: {e}", o.order_ref))
-                    }),
-            }
-        })
-        .await?;
-    debug!(vendor = %v.name, local_orders = differ.local_orders(), early_pending = differ.pending(), "view as of loaded");
-    // Our side is whole: the rest of the export, then the end of the diff.
-    let finished = tokio::task::spawn_blocking(move || {
-        if let Some((_, mut rows)) = held {
-            rows.iter_mut().for_each(|r| differ.add_remote(r));
+            let _ = local_spent_tx.send(rows);
         }
-        while let Some(mut rows) = rx.blocking_recv() {
-            rows.iter_mut().for_each(|r| differ.add_remote(r));
-            let _ = spent_tx.send(rows);
+        debug!(vendor = %vendor, local_orders = differ.local_orders(), early_pending = differ.pending(), "view as of loaded");
+        // Our side is whole: the rest of the export, then the end of the diff.
+        if let Some((_, mut remote)) = held {
+            remote.iter_mut().for_each(|r| differ.add_remote(r));
         }
-        differ
+        while let Some((_, mut remote)) = rx.blocking_recv() {
+            remote.iter_mut().for_each(|r| differ.add_remote(r));
+            let _ = spent_tx.send(remote);
+        }
+        Ok(differ)
     });
-    let (read, export) = parser
+    let mut batch: Vec<LocalRow> = Vec::with_capacity(LOCAL_BATCH);
+    let mut spares: Vec<LocalRow> = Vec::new();
+    let gone = || StoreError::Corrupt("the diff stopped".into());
+    let scanned = store
+        .view_as_of(&v.name, cut, |o| {
+            // Heard of only after the cutoff: not ours as of then. If the
+            // vendor lists it, that is `missing_local` (cause: late_email).
+            let Some(k) = o.known else { return Ok(()) };
+            if spares.is_empty()
+                && let Ok(spent) = local_spent_rx.try_recv()
+            {
+                spares = spent;
+            }
+            let mut row = spares.pop().unwrap_or_default();
+            row.order_ref.clear();
+            row.order_ref.push_str(o.order_ref);
+            row.fields_json.clear();
+            row.fields_json.extend_from_slice(k.fields_json);
+            (row.status, row.event_time) = (k.status, k.event_time);
+            batch.push(row);
+            if batch.len() == LOCAL_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(LOCAL_BATCH));
+                local_tx.send(full).map_err(|_| gone())?;
+            }
+            Ok(())
+        })
+        .await;
+    if scanned.is_ok() && !batch.is_empty() {
+        let _ = local_tx.send(batch);
+    }
+    drop(local_tx);
+    let differ = differ
         .await
         .map_err(|e| ReconcileError::Task(e.to_string()))?;
-    let differ = finished
+    // The diff's own error explains a scan that stopped because of it.
+    let differ = match (differ, scanned) {
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            // The parser stops on its own once its channel is gone.
+            let _ = parser.await;
+            return Err(e.into());
+        }
+        (Ok(d), Ok(())) => d,
+    };
+    let (read, export) = parser
         .await
         .map_err(|e| ReconcileError::Task(e.to_string()))?;
     let read = read?;
@@ -149,6 +202,11 @@ async fn diff(
             examples: e.examples,
         })?;
     Ok((d, read, export))
+}
+
+fn greatest_key(rows: &[RemoteOrder]) -> String {
+    let last = rows.iter().map(|r| r.order_ref.as_str()).max();
+    last.unwrap_or_default().to_string()
 }
 
 /// Splits a subject into words, so `48213` matches "Order 48213 - Delivered"

@@ -129,9 +129,44 @@ fn utc_seconds(s: &str) -> Option<i64> {
             c.is_ascii_digit().then(|| a * 10 + u32::from(c - b'0'))
         })
     };
-    let date = NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)?;
-    let time = chrono::NaiveTime::from_hms_opt(n(11..13)?, n(14..16)?, n(17..19)?)?;
-    Some(date.and_time(time).and_utc().timestamp())
+    let (year, hour, minute, second) = (n(0..4)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    // Years below 1000 go to chrono's reader, and are refused there.
+    if year < 1000 || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = civil_days(year, n(5..7)?, n(8..10)?)?;
+    Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
+}
+
+/// Days from 1970-01-01 to a valid proleptic Gregorian date, by arithmetic
+/// (H. Hinnant's `days_from_civil`): chrono's `NaiveDate` and the way back
+/// to a timestamp were most of a million export and view times' cost.
+fn civil_days(year: u32, month: u32, day: u32) -> Option<i64> {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let month_days = [
+        31,
+        28 + u32::from(leap),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day == 0 || day > *month_days.get(month.checked_sub(1)? as usize)? {
+        return None;
+    }
+    // Years from March, so the leap day ends the year.
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((i64::from(month) + 9) % 12) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
 }
 
 /// A date whose year is not written with four digits (`11/27/26` read with
@@ -246,7 +281,6 @@ impl FieldMapping {
         if self.format.is_none()
             && let Some(t) = utc_seconds(s)
         {
-            four_digit_year(DateTime::from_timestamp(t, 0).map_or(0, |t| t.year()))?;
             return Ok(Norm::Time(t));
         }
         let with_offset = |f: &str| DateTime::parse_from_str(s, f).map(|t| t.with_timezone(&Utc));
@@ -338,7 +372,7 @@ impl FieldMapping {
     /// A string in our view. Numbers we stored as text (too long for a JSON
     /// number, see [`number::to_json`]) are in our own plain format, not the
     /// vendor's.
-    fn local_str(&self, s: &str) -> Option<Norm> {
+    pub(super) fn local_str(&self, s: &str) -> Option<Norm> {
         if matches!(self.kind, FieldKind::Number | FieldKind::Money) {
             return Some(match number::parse(s, NumberFormat::PLAIN) {
                 Ok(d) => Norm::Num(d),
@@ -534,14 +568,22 @@ pub fn local_fields(
 ) -> Result<(), serde_json::Error> {
     let start = out.len();
     out.resize(start + fields.len(), None);
+    if super::stored_fields::read(fields, json, &mut out[start..]).is_some() {
+        return Ok(());
+    }
+    out[start..].fill(None);
+    local_fields_serde(fields, json, &mut out[start..])
+}
+
+/// The general reader of stored fields, for what [`super::stored_fields`]
+/// leaves to it; `out` holds one `None` per field.
+pub(super) fn local_fields_serde(
+    fields: &[FieldMapping],
+    json: &[u8],
+    out: &mut [Option<Norm>],
+) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    serde::Deserializer::deserialize_map(
-        &mut de,
-        LocalFields {
-            fields,
-            out: &mut out[start..],
-        },
-    )?;
+    serde::Deserializer::deserialize_map(&mut de, LocalFields { fields, out })?;
     de.end()
 }
 
@@ -657,7 +699,23 @@ mod tests {
             let chrono = DateTime::parse_from_rfc3339(&s).ok().map(|t| t.timestamp());
             match utc_seconds(&s) {
                 Some(t) => proptest::prop_assert_eq!(Some(t), chrono),
-                None => proptest::prop_assert!(sep != 'T' || z != "Z" || sec >= 60 || chrono.is_none()),
+                None => proptest::prop_assert!(sep != 'T' || z != "Z" || sec >= 60 || y < 1000 || chrono.is_none()),
+            }
+        }
+    }
+
+    /// Every day of four centuries (each leap rule), and the ends of the
+    /// range, as chrono counts them; days that do not exist are refused.
+    #[test]
+    fn civil_days_counts_as_chrono_counts() {
+        let years = (1599..=2401).chain([1000, 1001, 9998, 9999]);
+        for y in years {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    let chrono = NaiveDate::from_ymd_opt(y as i32, m, d)
+                        .map(|t| t.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() / 86_400);
+                    assert_eq!(civil_days(y, m, d), chrono, "{y}-{m}-{d}");
+                }
             }
         }
     }

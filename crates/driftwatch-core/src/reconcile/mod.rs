@@ -1,5 +1,6 @@
 //! Reconcile's decisions, without IO: how an export row maps onto an order
 //! ([`mapping`]), what counts as known at a key frame ([`cutoff`]), the
+//! our view's stored fields read fast ([`stored_fields`]), the
 //! structure check on an export's bytes ([`whole`]), why a drift happened
 //! ([`attribute`]), whether a key frame is trusted ([`guard`]), the drift
 //! types ([`drift`]) and the per-vendor settings they read ([`settings`]).
@@ -12,4 +13,5 @@ pub mod guard;
 pub mod mapping;
 pub mod plan;
 pub mod settings;
+mod stored_fields;
 pub mod whole;
