@@ -721,18 +721,7 @@ mod tests {
     }
 
     fn field(kind: FieldKind) -> FieldMapping {
-        FieldMapping {
-            name: "f".into(),
-            column: "f".into(),
-            kind,
-            case: Case::Preserve,
-            format: None,
-            zone: None,
-            number: NumberFormat::PLAIN,
-            tolerance: Decimal::ZERO,
-            relative_tolerance: Decimal::ZERO,
-            tolerance_secs: 0,
-        }
+        FieldMapping::plain("f", kind)
     }
 
     fn timed(format: &str, zone: Option<chrono_tz::Tz>) -> FieldMapping {

@@ -225,3 +225,23 @@ pub fn exact_words(configured: &[(String, Status)]) -> StatusWords {
     m.extend(configured.iter().cloned());
     m
 }
+
+#[cfg(test)]
+impl FieldMapping {
+    /// A field compared exactly, with no format, zone or tolerance: where
+    /// tests start.
+    pub(crate) fn plain(name: &str, kind: FieldKind) -> FieldMapping {
+        FieldMapping {
+            name: name.into(),
+            column: name.into(),
+            kind,
+            case: Case::Preserve,
+            format: None,
+            zone: None,
+            number: crate::number::NumberFormat::PLAIN,
+            tolerance: crate::number::Decimal::ZERO,
+            relative_tolerance: crate::number::Decimal::ZERO,
+            tolerance_secs: 0,
+        }
+    }
+}

@@ -181,8 +181,6 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::super::mapping::{local_fields, local_fields_serde};
     use super::*;
-    use crate::number::NumberFormat;
-    use crate::reconcile::settings::Case;
     use proptest::prelude::*;
 
     fn fields() -> Vec<FieldMapping> {
@@ -194,18 +192,7 @@ mod tests {
             ("who", FieldKind::String),
         ]
         .into_iter()
-        .map(|(name, kind)| FieldMapping {
-            name: name.into(),
-            column: name.into(),
-            kind,
-            case: Case::Preserve,
-            format: None,
-            zone: None,
-            number: NumberFormat::PLAIN,
-            tolerance: Decimal::ZERO,
-            relative_tolerance: Decimal::ZERO,
-            tolerance_secs: 0,
-        })
+        .map(|(name, kind)| FieldMapping::plain(name, kind))
         .collect()
     }
 
