@@ -71,23 +71,16 @@ async fn diff(
     // Compared batches go back to their producer, which reads new rows into
     // their buffers: rows are allocated and freed on one thread, and about
     // as many as are in flight.
-    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<RemoteOrder>>();
+    let (spent_tx, spent_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<RemoteOrder>>();
     let (local_tx, local_rx) = std::sync::mpsc::sync_channel::<Vec<LocalRow>>(LOCAL_QUEUE);
-    // tokio's, unlike std's, can be polled from the async scan's closure.
-    let (local_spent_tx, mut local_spent_rx) =
-        tokio::sync::mpsc::unbounded_channel::<Vec<LocalRow>>();
+    let (local_spent_tx, local_spent_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<LocalRow>>();
     let settings = v.clone();
     let parser = tokio::task::spawn_blocking(move || {
-        let mut spares: Vec<RemoteOrder> = Vec::new();
+        let mut spares = Spares::new(spent_rx);
         let mut batch = Vec::with_capacity(REMOTE_BATCH);
         let mut open = true;
         let read = source::for_each_row(&export, &settings, &mut |r: &mut RemoteOrder| {
-            if spares.is_empty()
-                && let Ok(spent) = spent_rx.try_recv()
-            {
-                spares = spent;
-            }
-            let mut row = spares.pop().unwrap_or_default();
+            let mut row = spares.take();
             std::mem::swap(&mut row, r);
             batch.push(row);
             if batch.len() == REMOTE_BATCH {
@@ -149,19 +142,14 @@ async fn diff(
         Ok(differ)
     });
     let mut batch: Vec<LocalRow> = Vec::with_capacity(LOCAL_BATCH);
-    let mut spares: Vec<LocalRow> = Vec::new();
+    let mut spares = Spares::new(local_spent_rx);
     let gone = || StoreError::Corrupt("the diff stopped".into());
     let scanned = store
         .view_as_of(&v.name, cut, |o| {
             // Heard of only after the cutoff: not ours as of then. If the
             // vendor lists it, that is `missing_local` (cause: late_email).
             let Some(k) = o.known else { return Ok(()) };
-            if spares.is_empty()
-                && let Ok(spent) = local_spent_rx.try_recv()
-            {
-                spares = spent;
-            }
-            let mut row = spares.pop().unwrap_or_default();
+            let mut row = spares.take();
             row.order_ref.clear();
             row.order_ref.push_str(o.order_ref);
             row.fields_json.clear();
@@ -202,6 +190,34 @@ async fn diff(
             examples: e.examples,
         })?;
     Ok((d, read, export))
+}
+
+/// Rows handed back by their consumer, for their producer to read new rows
+/// into: a million rows are not each allocated on one thread and freed on
+/// another. (tokio's channel, unlike std's, is `Sync`, so the async view
+/// scan's closure can hold it.)
+struct Spares<T> {
+    rows: Vec<T>,
+    spent: tokio::sync::mpsc::UnboundedReceiver<Vec<T>>,
+}
+
+impl<T: Default> Spares<T> {
+    fn new(spent: tokio::sync::mpsc::UnboundedReceiver<Vec<T>>) -> Spares<T> {
+        Spares {
+            rows: Vec::new(),
+            spent,
+        }
+    }
+
+    /// A row to fill: a spent one when any came back, else a new one.
+    fn take(&mut self) -> T {
+        if self.rows.is_empty()
+            && let Ok(spent) = self.spent.try_recv()
+        {
+            self.rows = spent;
+        }
+        self.rows.pop().unwrap_or_default()
+    }
 }
 
 fn greatest_key(rows: &[RemoteOrder]) -> String {
