@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -318,9 +317,9 @@ pub(super) async fn fetch(
             bytes.push(b'\n');
         }
         crate::private_files::write(&path, &bytes).map_err(io)?;
-        let mut h = Sha256::new();
+        let mut h = super::source::ContentHasher::new();
         h.update(identity(c.id).as_bytes());
-        h.update([0u8]);
+        h.update(&[0u8]);
         h.update(att.bytes);
         let mut meta =
             KeyFrameMeta::fetched(format!("mail {} ({name}, from {sender})", c.id), fetched_at);

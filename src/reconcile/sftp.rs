@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use russh::keys::{HashAlg, PublicKey, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
@@ -629,9 +628,9 @@ async fn download(
             .map_err(io)?
     };
     let mut out = tokio::fs::File::from_std(file);
-    let mut h = Sha256::new();
+    let mut h = super::source::ContentHasher::new();
     h.update(c.identity().as_bytes());
-    h.update([0u8]);
+    h.update(&[0u8]);
     let mut buf = vec![0u8; 1 << 16];
     let mut got: u64 = 0;
     let copied: Result<(), SftpError> = async {

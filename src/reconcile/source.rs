@@ -14,8 +14,15 @@ use std::borrow::Cow;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The hash a key frame's bytes are known by, so that the same bytes again
+/// are `unchanged` without a diff. BLAKE3 rather than SHA-256: a large
+/// export is hashed before anything else can start, and on this machine
+/// SHA-256 took 40 ms of a 47 MB export where BLAKE3 takes a fraction.
+/// (Key frames stored before the change hash differently: the first export
+/// after it is diffed once more, with the same result.)
+pub(crate) type ContentHasher = blake3::Hasher;
+
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::config::{
@@ -43,6 +50,7 @@ pub struct KeyFrameMeta {
     /// `None` until known: `as_of = "field:..."` is read from the rows.
     pub as_of: Option<DateTime<Utc>>,
     pub fetched_at: DateTime<Utc>,
+    /// [`ContentHasher`] of the bytes as fetched.
     pub content_hash: [u8; 32],
     /// False when a paginated listing stopped before its last page.
     pub complete: bool,
@@ -204,7 +212,7 @@ fn hash_file(path: &Path) -> Result<[u8; 32], FetchError> {
         error,
     };
     let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
+    let mut h = ContentHasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = f.read(&mut buf).map_err(io)?;
@@ -496,7 +504,7 @@ pub async fn fetch(
                 as_of_field,
             };
             let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-            let mut h = Sha256::new();
+            let mut h = ContentHasher::new();
             while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
                 h.update(&chunk);
                 file.write_all(&chunk).map_err(io)?;
@@ -539,7 +547,7 @@ fn pointer<'a>(doc: &'a serde_json::Value, p: &str) -> Option<&'a serde_json::Va
 async fn fetch_api(api: &ApiSettings) -> Result<Export, FetchError> {
     let client = client(api.timeout)?;
     let fetched_at = Utc::now();
-    let mut h = Sha256::new();
+    let mut h = ContentHasher::new();
     let mut records = Vec::new();
     let mut first: Option<(reqwest::header::HeaderMap, serde_json::Value)> = None;
     let mut page: u64 = 1;

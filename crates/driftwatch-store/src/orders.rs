@@ -213,28 +213,64 @@ pub(super) async fn order_deltas_conn(
     rows.iter().map(delta_from_row).collect()
 }
 
-pub(super) fn delta_from_row(r: &AnyRow) -> Result<Delta> {
-    let fields: Fields = serde_json::from_str(r.try_get::<&str, _>(6)?)
+/// A row's columns by position, for the one delta decoder both drivers'
+/// rows go through: sqlx's, and rusqlite's where SQLite is read in place.
+pub(super) trait Columns {
+    fn text(&self, i: usize) -> Result<Option<&str>>;
+    fn int(&self, i: usize) -> Result<Option<i64>>;
+}
+
+impl Columns for AnyRow {
+    fn text(&self, i: usize) -> Result<Option<&str>> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<Option<&str>> {
+        let v = self.get_ref(i)?;
+        v.as_str_or_null()
+            .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        let v = self.get_ref(i)?;
+        v.as_i64_or_null()
+            .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+    }
+}
+
+/// Decodes the columns of [`DELTA_COLUMNS`], in that order.
+pub(super) fn delta_from_row(r: &impl Columns) -> Result<Delta> {
+    let text = |i: usize, what: &str| {
+        r.text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("delta {what} is NULL")))
+    };
+    let fields: Fields = serde_json::from_str(text(6, "fields")?)
         .map_err(|e| StoreError::Corrupt(format!("delta fields: {e}")))?;
     Ok(Delta {
-        offset: r.try_get(0)?,
-        source: parse_enum("delta source", r.try_get::<&str, _>(3)?)?,
+        offset: r
+            .int(0)?
+            .ok_or_else(|| StoreError::Corrupt("delta offset is NULL".into()))?,
+        source: parse_enum("delta source", text(3, "source")?)?,
         draft: DeltaDraft {
-            vendor: r.try_get(1)?,
-            order_ref: r.try_get(2)?,
+            vendor: text(1, "vendor")?.to_string(),
+            order_ref: text(2, "order_ref")?.to_string(),
             status: r
-                .try_get::<Option<&str>, _>(4)?
+                .text(4)?
                 .map(|s| parse_enum::<Status>("status", s))
                 .transpose()?,
-            vendor_status: r.try_get(5)?,
+            vendor_status: r.text(5)?.map(str::to_string),
             fields,
-            event_time: parse_ts(r.try_get::<&str, _>(7)?)?,
-            time_source: parse_enum("time source", r.try_get::<&str, _>(8)?)?,
+            event_time: parse_ts(text(7, "event_time")?)?,
+            time_source: parse_enum("time source", text(8, "time_source")?)?,
         },
-        recorded_at: parse_ts(r.try_get::<&str, _>(9)?)?,
-        message: r.try_get(10)?,
-        parser: r.try_get(11)?,
-        parser_version: r.try_get(12)?,
+        recorded_at: parse_ts(text(9, "recorded_at")?)?,
+        message: r.int(10)?,
+        parser: r.text(11)?.map(str::to_string),
+        parser_version: r.int(12)?,
     })
 }
 
