@@ -1839,12 +1839,24 @@ pub fn for_each_row(
                     continue;
                 }
                 let mut bad_enc = false;
+                // A UTF-8 row is checked once, whole, and its cells are cut
+                // from it (delimiters are ASCII, so they fall on character
+                // boundaries); one check per cell was a twentieth of the
+                // parser's thread. A row that is not UTF-8 whole may still
+                // be in its mapped cells: those are checked one by one.
+                let whole = match d.encoding {
+                    Encoding::Utf8 => std::str::from_utf8(rec.as_slice()).ok(),
+                    Encoding::Latin1 => None,
+                };
                 let got = vendor.remote_order_into(
                     |c| {
                         let i = index
                             .iter()
                             .find(|(w, _)| std::ptr::eq(*w, c) || *w == c)?
                             .1;
+                        if let Some(text) = whole {
+                            return text.get(rec.range(i)?).map(Cow::Borrowed);
+                        }
                         let b = rec.get(i)?;
                         let s = decode(b, d.encoding);
                         bad_enc |= s.is_none();
@@ -2053,6 +2065,42 @@ mod tests {
         std::fs::write(&f, "\u{feff}{\"at\":\"2026-05-01T20:00:00Z\",\"items\":[]}").unwrap();
         let doc = read_json_outline(&f, SizeLimits::default()).unwrap();
         assert_eq!(doc["at"], "2026-05-01T20:00:00Z");
+    }
+
+    /// Cells are cut from a row checked as UTF-8 once: quoted delimiters,
+    /// doubled quotes and multi-byte text come out whole; bytes that are not
+    /// UTF-8 in a column nobody maps do not matter, in a mapped one they
+    /// refuse the export naming the row.
+    #[test]
+    fn csv_cells_are_read_as_utf8_where_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.csv");
+        let v = VendorSettings::minimal("v");
+        let read = |bytes: &[u8]| {
+            std::fs::write(&f, bytes).unwrap();
+            let export = from_file(&f, &v).unwrap();
+            let mut got = vec![];
+            for_each_row(&export, &v, &mut |o| {
+                got.push((std::mem::take(&mut o.order_ref), o.vendor_status.clone()))
+            })
+            .map(|_| got)
+        };
+        let got = read(
+            b"order_ref,note,status\n\"A,1\",\"say \"\"hi\"\"\",scheduled\nA\xc3\xa92,\xff\xfe,completed\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("A,1".to_string(), Some("scheduled".to_string())),
+                ("A\u{e9}2".to_string(), Some("completed".to_string())),
+            ]
+        );
+        let bad = read(b"order_ref,note,status\nA1,x,scheduled\nA2,x,compl\xffeted\n").unwrap_err();
+        assert!(
+            matches!(bad, KeyFrameError::Encoding { row: 3, .. }),
+            "{bad:?}"
+        );
     }
 
     #[test]
