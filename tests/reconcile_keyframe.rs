@@ -877,6 +877,22 @@ async fn a_failure_states_its_reason_once() {
     );
 }
 
+/// A cut export fails the run with its own reason, not the view reader's:
+/// 20,000 orders, so the reader is stopped mid-scan by the failed export
+/// (it used to read the whole view first).
+#[tokio::test]
+async fn a_cut_export_stops_the_view_scan_and_names_the_cut() {
+    let c = Case::new("policy = \"fix\"", MAPPING, 20_000).await;
+    let mut csv = String::from("Order No,Status,Fee,Contact\n");
+    for i in 1..=20 {
+        csv.push_str(&format!("{i},Report Delivered,500,Ann\n"));
+    }
+    csv.push_str("21,Open,500,\"Sam Lee and the rest of");
+    let err = c.run(&csv).await.unwrap_err().to_string();
+    assert!(err.contains("ends inside a quoted field"), "{err}");
+    assert_eq!(c.fixes().await, 0);
+}
+
 /// The view is read on one thread and compared on another: an order whose
 /// stored fields cannot be read stops the run, naming that order, in the
 /// middle of a view of several batches, and nothing is fixed.

@@ -78,6 +78,11 @@ async fn diff(
     let (spent_tx, spent_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<RemoteOrder>>();
     let (local_tx, local_rx) = std::sync::mpsc::sync_channel::<Vec<LocalRow>>(LOCAL_QUEUE);
     let (local_spent_tx, local_spent_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<LocalRow>>();
+    // Set when the export turns out unusable (cut, malformed): the view's
+    // reader stops at its next batch instead of reading a million orders
+    // for a run that has already failed.
+    let export_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = export_failed.clone();
     let settings = v.clone();
     let parser = tokio::task::spawn_blocking(move || {
         let mut spares = Spares::new(spent_rx);
@@ -99,6 +104,7 @@ async fn diff(
         if open && !batch.is_empty() {
             let _ = tx.blocking_send((greatest_key(&batch), batch));
         }
+        failed.store(read.is_err(), std::sync::atomic::Ordering::Relaxed);
         (read, export)
     });
     let vendor = v.name.clone();
@@ -161,6 +167,9 @@ async fn diff(
             (row.status, row.event_time) = (k.status, k.event_time);
             batch.push(row);
             if batch.len() == LOCAL_BATCH {
+                if export_failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(gone());
+                }
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(LOCAL_BATCH));
                 local_tx.send(full).map_err(|_| gone())?;
             }
@@ -174,11 +183,19 @@ async fn diff(
     let differ = differ
         .await
         .map_err(|e| ReconcileError::Task(e.to_string()))?;
-    // The diff's own error explains a scan that stopped because of it.
+    // The diff's own error, or else the export's, explains a scan that
+    // stopped because of it.
     let differ = match (differ, scanned) {
-        (Err(e), _) | (Ok(_), Err(e)) => {
+        (Err(e), _) => {
             // The parser stops on its own once its channel is gone.
             let _ = parser.await;
+            return Err(e.into());
+        }
+        (Ok(_), Err(e)) => {
+            let (read, _) = parser
+                .await
+                .map_err(|e| ReconcileError::Task(e.to_string()))?;
+            read?;
             return Err(e.into());
         }
         (Ok(d), Ok(())) => d,
