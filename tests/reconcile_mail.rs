@@ -211,16 +211,15 @@ async fn a_report_mail_becomes_a_key_frame_through_serve_and_a_late_older_one_ne
         Some(Utc.with_ymd_and_hms(2026, 12, 1, 18, 0, 0).unwrap())
     );
 
-    // Today's report: a new key frame, as of its Date.
+    // Today's report: a new key frame, as of its Date, an hour ago by the
+    // real clock. A report counts key frames fetched by its own time, so
+    // the overdue checks below must come after this fetch: fixed dates
+    // here made the test fail once the real clock passed them.
+    let todays = Utc::now() - Duration::hours(1);
+    let todays = Utc.timestamp_opt(todays.timestamp(), 0).single().unwrap();
+    let date = todays.format("%a, %d %b %Y %H:%M:%S +0000").to_string();
     dovecot
-        .append(
-            "INBOX",
-            &[report(
-                "2026-12-02",
-                "Wed, 02 Dec 2026 06:00:00 +0000",
-                "1,DLVD\r\n2,DLVD\r\n",
-            )],
-        )
+        .append("INBOX", &[report("today", &date, "1,DLVD\r\n2,DLVD\r\n")])
         .await;
     let r = runs(&app, 3).await;
     assert_eq!(r[0].outcome, "ok", "{:?}", r[0].reason);
@@ -229,12 +228,9 @@ async fn a_report_mail_becomes_a_key_frame_through_serve_and_a_late_older_one_ne
     // Within keyframe_overdue_after of that report: nothing to say; past it: overdue.
     let settings = app.config.report_settings();
     for (now, overdue) in [
-        ("2026-12-03T07:00:00Z", false),
-        ("2026-12-03T13:00:00Z", true),
+        (todays + Duration::hours(25), false),
+        (todays + Duration::hours(31), true),
     ] {
-        let now = DateTime::parse_from_rfc3339(now)
-            .unwrap()
-            .with_timezone(&Utc);
         let report = driftwatch::report::build(&app.store, now.date_naive(), &settings, now)
             .await
             .unwrap();
