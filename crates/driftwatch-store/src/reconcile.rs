@@ -487,11 +487,7 @@ impl Store {
             return blocking(|| evidence_sqlite(path, vendor, refs));
         }
         let mut conn = self.pool.acquire().await?;
-        let mut out = HashMap::new();
-        for chunk in refs.chunks(IN_BATCH) {
-            out.extend(deltas_of(&mut conn, vendor, chunk, true).await?);
-        }
-        Ok(out)
+        evidence_pooled(&mut conn, vendor, refs).await
     }
 
     /// Subjects of quarantined messages that may be this vendor's, with the
@@ -826,6 +822,20 @@ impl Store {
     }
 }
 
+/// The evidence read through the pool (PostgreSQL's way), IN-lists of
+/// [`IN_BATCH`] orders.
+async fn evidence_pooled(
+    conn: &mut sqlx::AnyConnection,
+    vendor: &str,
+    refs: &[String],
+) -> Result<HashMap<String, Vec<Evidence>>> {
+    let mut out = HashMap::new();
+    for chunk in refs.chunks(IN_BATCH) {
+        out.extend(deltas_of(conn, vendor, chunk, true).await?);
+    }
+    Ok(out)
+}
+
 /// Each order's deltas, superseded ones flagged (or left out), in event
 /// order: one statement for these orders of one vendor.
 pub(super) async fn deltas_of(
@@ -915,10 +925,7 @@ mod tests {
         let mut refs: Vec<String> = (0..n).rev().map(|i| format!("O-{i:05}")).collect();
         refs.push("O-none".into());
         let fast = store.reconcile_evidence("v", &refs).await.unwrap();
-        let mut general = HashMap::new();
-        for chunk in refs.chunks(IN_BATCH) {
-            general.extend(deltas_of(&mut conn, "v", chunk, true).await.unwrap());
-        }
+        let general = evidence_pooled(&mut conn, "v", &refs).await.unwrap();
         let view = |m: &HashMap<String, Vec<Evidence>>| {
             let mut v: Vec<_> = m
                 .iter()
