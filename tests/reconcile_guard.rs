@@ -270,6 +270,66 @@ async fn missing_remote_is_fixed_only_after_n_key_frames_and_unchanged_is_cheap(
     );
 }
 
+/// The README's upgrade note: key frames stored before stop 28 carry a
+/// SHA-256 content hash, now BLAKE3. The same export after the upgrade must
+/// not match the old hash by accident, nor act differently for being diffed:
+/// it is diffed once more, finds what the first run left (nothing, after
+/// fixes), writes no fix, and from then on is `unchanged`.
+#[tokio::test]
+async fn a_key_frame_hashed_before_the_blake3_upgrade_is_diffed_once_more_to_the_same_view() {
+    use sha2::Digest;
+    let f = Fixture::new("fix").await;
+    let export = csv(ORDERS, 2);
+    let first = f.run(&export, RunOptions::default()).await.unwrap();
+    assert_eq!((first.outcome, first.fixed), (Outcome::Ok, 2));
+    // What the older driftwatch stored for these bytes.
+    let pool = support::db::open_writable(&f.env.database()).await;
+    sqlx::query("UPDATE key_frames SET content_hash = $1")
+        .bind(sha2::Sha256::digest(export.as_bytes()).to_vec())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let orders = f.app.store.orders(Some("acme")).await.unwrap();
+
+    let again = f
+        .run(
+            &export,
+            RunOptions {
+                now: Some(t0() + Duration::days(2)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Ok, "an old hash is not this hash");
+    assert_eq!(
+        (again.counts.status_mismatch, again.fixes, again.fixed),
+        (0, 0, 0)
+    );
+    assert_eq!(f.app.store.orders(Some("acme")).await.unwrap(), orders);
+    assert!(
+        f.app
+            .store
+            .drifts(Some("acme"), true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let third = f
+        .run(
+            &export,
+            RunOptions {
+                now: Some(t0() + Duration::days(3)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.outcome, Outcome::Unchanged);
+}
+
 #[tokio::test]
 async fn dry_run_writes_nothing_and_flag_closes_when_agreed() {
     let f = Fixture::new("flag").await;

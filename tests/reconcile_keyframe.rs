@@ -899,11 +899,7 @@ async fn a_cut_export_stops_the_view_scan_and_names_the_cut() {
 #[tokio::test]
 async fn an_unreadable_order_in_the_view_stops_the_run_naming_it() {
     let c = Case::new("policy = \"fix\"", MAPPING, 20_000).await;
-    let url = match c.env.database() {
-        support::db::Db::Sqlite(p) => format!("sqlite://{}", p.display()),
-        support::db::Db::Postgres(url) => url,
-    };
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let pool = support::db::open_writable(&c.env.database()).await;
     sqlx::query("UPDATE orders SET fields = '{\"fee\":' WHERE order_ref = '2000'")
         .execute(&pool)
         .await

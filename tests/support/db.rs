@@ -144,9 +144,17 @@ impl Db {
         }
     }
 
+    /// Read-only on SQLite: a test that reads cannot change what it checks.
     pub fn url(&self) -> String {
         match self {
             Db::Sqlite(p) => format!("sqlite://{}?mode=ro", p.display()),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    pub fn writable_url(&self) -> String {
+        match self {
+            Db::Sqlite(p) => format!("sqlite://{}", p.display()),
             Db::Postgres(url) => url.clone(),
         }
     }
@@ -213,10 +221,20 @@ impl Db {
 }
 
 pub async fn open(db: &Db) -> AnyPool {
+    connect(&db.url()).await
+}
+
+/// For a test that damages or rewinds stored rows on purpose, as an older
+/// driftwatch or a broken disk would have left them.
+pub async fn open_writable(db: &Db) -> AnyPool {
+    connect(&db.writable_url()).await
+}
+
+async fn connect(url: &str) -> AnyPool {
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
         .max_connections(1)
-        .connect(&db.url())
+        .connect(url)
         .await
         .expect("open test database")
 }
@@ -303,11 +321,9 @@ impl WriteLockHold {
     pub async fn take(db: &Db) -> WriteLockHold {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let url = match db {
-            Db::Sqlite(p) => format!("sqlite://{}", p.display()),
-            Db::Postgres(url) => url.clone(),
-        };
-        let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+        let mut conn = sqlx::AnyConnection::connect(&db.writable_url())
+            .await
+            .expect("connect");
         let sql = match db {
             Db::Sqlite(_) => "BEGIN IMMEDIATE",
             // The key the store's write transactions take (0x6477).
