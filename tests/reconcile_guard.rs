@@ -98,6 +98,15 @@ impl Fixture {
         run_vendor(&self.app.store, &self.vendor, &self.env.path("work"), opts).await
     }
 
+    /// A run at `now` (the export written then), with default options.
+    async fn run_at(&self, export: &str, now: chrono::DateTime<Utc>) -> RunSummary {
+        let opts = RunOptions {
+            now: Some(now),
+            ..Default::default()
+        };
+        self.run(export, opts).await.unwrap()
+    }
+
     async fn state(&self) -> (Vec<String>, i64) {
         let dump = support::db::dump(&self.env.database()).await;
         let drifts = support::db::count(&self.env.database(), "SELECT count(*) FROM drifts").await;
@@ -251,16 +260,7 @@ async fn missing_remote_is_fixed_only_after_n_key_frames_and_unchanged_is_cheap(
     // A second, different key frame without it: now acted on.
     let mut second = without_last.clone();
     second.push('\n');
-    let s = f
-        .run(
-            &second,
-            RunOptions {
-                now: Some(t0() + Duration::days(2)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s = f.run_at(&second, t0() + Duration::days(2)).await;
     assert_eq!((s.counts.missing_remote, s.fixes, s.fixed), (1, 1, 1));
     let o = f.app.store.order("acme", gone).await.unwrap().unwrap();
     assert_eq!(o.status, Some(Status::Cancelled));
@@ -292,16 +292,7 @@ async fn a_key_frame_hashed_before_the_blake3_upgrade_is_diffed_once_more_to_the
     pool.close().await;
     let orders = f.app.store.orders(Some("acme")).await.unwrap();
 
-    let again = f
-        .run(
-            &export,
-            RunOptions {
-                now: Some(t0() + Duration::days(2)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let again = f.run_at(&export, t0() + Duration::days(2)).await;
     assert_eq!(again.outcome, Outcome::Ok, "an old hash is not this hash");
     assert_eq!(
         (again.counts.status_mismatch, again.fixes, again.fixed),
@@ -317,16 +308,7 @@ async fn a_key_frame_hashed_before_the_blake3_upgrade_is_diffed_once_more_to_the
             .is_empty()
     );
 
-    let third = f
-        .run(
-            &export,
-            RunOptions {
-                now: Some(t0() + Duration::days(3)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let third = f.run_at(&export, t0() + Duration::days(3)).await;
     assert_eq!(third.outcome, Outcome::Unchanged);
 }
 
@@ -388,29 +370,16 @@ async fn dry_run_writes_nothing_and_flag_closes_when_agreed() {
         .await
         .unwrap();
     let s = f
-        .run(
+        .run_at(
             &csv(ORDERS, 3),
-            RunOptions {
-                now: Some(t0() + Duration::days(1) + Duration::hours(4)),
-                ..Default::default()
-            },
+            t0() + Duration::days(1) + Duration::hours(4),
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!((s.outcome, s.closed), (Outcome::Unchanged, 1));
     let open = f.app.store.drifts(Some("acme"), true).await.unwrap();
     assert_eq!(open.len(), 2);
     // A later key frame where the vendor agrees with us closes the rest.
-    let s = f
-        .run(
-            &csv(ORDERS, 1),
-            RunOptions {
-                now: Some(t0() + Duration::days(2)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s = f.run_at(&csv(ORDERS, 1), t0() + Duration::days(2)).await;
     assert_eq!((s.outcome, s.drifts(), s.closed), (Outcome::Ok, 0, 2));
     let all = f.app.store.drifts(Some("acme"), false).await.unwrap();
     let reasons: Vec<_> = all

@@ -77,9 +77,13 @@ max_row_drop_pct = 100
         self.run_at(csv, export_time()).await
     }
 
-    async fn run_at(&self, csv: &str, mtime: DateTime<Utc>) -> Result<RunSummary, ReconcileError> {
+    async fn run_at(
+        &self,
+        body: impl AsRef<[u8]>,
+        mtime: DateTime<Utc>,
+    ) -> Result<RunSummary, ReconcileError> {
         let path = self.env.path("export.csv");
-        std::fs::write(&path, csv).unwrap();
+        std::fs::write(&path, body).unwrap();
         reconcile_support::set_mtime(&path, mtime);
         let v = self.env.vendor(&self.app, "acme");
         let opts = RunOptions {
@@ -822,18 +826,52 @@ async fn a_json_export_with_a_utf8_bom_is_read_and_a_utf16_one_is_named() {
     let s = c.run(&format!("\u{feff}{doc}")).await.unwrap();
     assert_eq!(s.outcome, Outcome::Ok, "{:?}", s.reason);
     assert_eq!(c.order("1").await.0, Some(Status::Completed));
-    let path = c.env.path("export.csv");
     let utf16: Vec<u8> = [0xFF, 0xFE]
         .into_iter()
         .chain(doc.encode_utf16().flat_map(u16::to_le_bytes))
         .collect();
-    std::fs::write(&path, utf16).unwrap();
-    reconcile_support::set_mtime(&path, export_time() + Duration::hours(1));
-    let v = c.env.vendor(&c.app, "acme");
-    let e = run_vendor(&c.app.store, &v, &c.env.path("work"), RunOptions::default())
+    let e = c
+        .run_at(utf16, export_time() + Duration::hours(1))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("UTF-16"), "{e}");
+}
+
+/// Spreadsheet tools save "Unicode text" as UTF-16: named as such, with or
+/// without a byte order mark, not as row 1's invalid UTF-8.
+#[tokio::test]
+async fn a_utf16_csv_is_refused_as_utf16() {
+    let c = Case::new(
+        "policy = \"fix\"",
+        &format!("as_of = \"modified\"\n{MAPPING}"),
+        1,
+    )
+    .await;
+    let csv = "Order No,Status,Fee\n1,Report Delivered,500\n";
+    let le = csv.encode_utf16().flat_map(u16::to_le_bytes);
+    let be = csv.encode_utf16().flat_map(u16::to_be_bytes);
+    for (what, body) in [
+        (
+            "UTF-16LE with its mark",
+            [0xFF, 0xFE]
+                .into_iter()
+                .chain(le.clone())
+                .collect::<Vec<u8>>(),
+        ),
+        (
+            "UTF-16BE with its mark",
+            [0xFE, 0xFF].into_iter().chain(be.clone()).collect(),
+        ),
+        ("UTF-16LE without a mark", le.collect()),
+        ("UTF-16BE without a mark", be.collect()),
+    ] {
+        let e = c
+            .run_at(body, export_time() + Duration::hours(1))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("UTF-16"), "{what}: {e}");
+    }
+    assert_eq!(c.fixes().await, 0);
 }
 
 #[tokio::test]

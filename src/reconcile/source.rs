@@ -718,10 +718,20 @@ fn enc_name(e: Encoding) -> &'static str {
 type CsvReader = csv::Reader<BufReader<Checked<std::fs::File>>>;
 
 fn csv_reader(path: &Path, d: &CsvDialect, limits: SizeLimits) -> Result<CsvReader, KeyFrameError> {
-    let f = std::fs::File::open(path).map_err(|e| KeyFrameError::Csv {
+    use std::io::{Read, Seek};
+    let cannot = |e: std::io::Error| KeyFrameError::Csv {
         row: 0,
         message: format!("cannot open {}: {e}", path.display()),
-    })?;
+    };
+    let mut f = std::fs::File::open(path).map_err(cannot)?;
+    let mut head = Vec::with_capacity(2);
+    (&mut f).take(2).read_to_end(&mut head).map_err(cannot)?;
+    if two_byte_text(&head) {
+        return Err(KeyFrameError::Unreadable(
+            "the CSV export is UTF-16 (or another two-byte encoding); export it as UTF-8, or as Latin-1 with export.encoding = \"latin1\"".to_string(),
+        ));
+    }
+    f.rewind().map_err(cannot)?;
     let checked = Checked::new(
         f,
         Syntax::Csv {
@@ -1453,6 +1463,15 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// A UTF-16 (or other two-byte) body, told by its byte order mark or by one
+/// NUL in its first two bytes (ASCII text in UTF-16 without a mark): refused
+/// as such, not as the first row's invalid UTF-8 or a JSON syntax error.
+fn two_byte_text(head: &[u8]) -> bool {
+    head.starts_with(b"\xFF\xFE")
+        || head.starts_with(b"\xFE\xFF")
+        || (head.len() >= 2 && (head[0] == 0) != (head[1] == 0))
+}
+
 /// The JSON reader's buffer: how far the byte count can run ahead of the parser.
 const JSON_BUF: usize = 8 * 1024;
 
@@ -1483,10 +1502,7 @@ fn open_json<'c>(
     let head = r.fill_buf().map_err(cannot)?;
     if head.starts_with(b"\xEF\xBB\xBF") {
         r.consume(3);
-    } else if head.starts_with(b"\xFF\xFE")
-        || head.starts_with(b"\xFE\xFF")
-        || (head.len() >= 2 && (head[0] == 0) != (head[1] == 0))
-    {
+    } else if two_byte_text(head) {
         return Err(KeyFrameError::Unreadable(
             "the JSON export is UTF-16 (or another two-byte encoding); only UTF-8 JSON is read"
                 .to_string(),
