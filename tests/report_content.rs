@@ -244,7 +244,8 @@ async fn busy_day(db: &Path) {
             Some("acme-appraisal"),
             "quarantined",
             "status@acme-amc.example",
-            "Order 48216 - <script>alert(1)</script>",
+            // A right-to-left override would show the rest of the line reversed.
+            "Order 48216\u{202e} - <script>alert(1)</script>",
             Some(
                 "rules:acme-appraisal: vendor status `<script>alert(1)</script>` is not in the status map",
             ),
@@ -508,6 +509,16 @@ async fn vendor_text_is_escaped_in_html_and_cleaned_in_text() {
         "text shows vendor text as is"
     );
     assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+    for out in [&html, &text] {
+        assert!(
+            !out.contains('\u{202e}'),
+            "a bidi override reaches the reader"
+        );
+        assert!(
+            out.contains("48216\u{fffd}"),
+            "the override is shown as U+FFFD"
+        );
+    }
     // The refused key frame is at the top of the text too.
     assert!(text.find("REFUSED KEY FRAME").unwrap() < text.find("BY VENDOR").unwrap());
 

@@ -38,7 +38,7 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' => out.push('\u{fffd}'),
+            c if c != '\n' && crate::clean::acts(c) => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -561,5 +561,6 @@ mod tests {
             "&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;"
         );
         assert_eq!(esc("a\u{1b}[31mb"), "a\u{fffd}[31mb");
+        assert_eq!(esc("48213\u{202e}<b>"), "48213\u{fffd}&lt;b&gt;");
     }
 }
