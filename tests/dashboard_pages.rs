@@ -303,6 +303,15 @@ async fn vendor_script_payloads_stay_text() {
     for payload in [SUBJECT_PAYLOAD, STATUS_PAYLOAD, FIELD_PAYLOAD, FILE_PAYLOAD] {
         assert!(seen.contains(payload), "{payload} not shown as text");
     }
+    // A right-to-left override (U+202E) in an order ref would show the rest
+    // of its line reversed: the page shows it as U+FFFD.
+    b.goto(&format!(
+        "{base}/orders/acme-appraisal/48213%E2%80%AEdetelpmoc"
+    ));
+    let text = b.eval("document.body.innerText");
+    let text = text.as_str().unwrap();
+    assert!(text.contains("48213\u{fffd}detelpmoc"), "{text}");
+    assert!(!text.contains('\u{202e}'), "{text}");
 }
 
 /// Phone (375 px) and desktop (1280 px) renderings of the vendors, drifts

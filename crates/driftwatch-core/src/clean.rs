@@ -1,6 +1,6 @@
-//! Control characters out of text from outside, for terminals and plain-text
-//! reports: the one rule, shared by the command line (`out`) and the report
-//! renderers.
+//! Control characters out of text from outside, for terminals, reports and
+//! dashboard pages: the one rule, shared by the command line (`out`), the
+//! report renderers and the dashboard's page response.
 
 use std::borrow::Cow;
 
@@ -12,7 +12,13 @@ use std::borrow::Cow;
 /// The one-character marks (LRM, RLM, ALM) have no such reach and stay, as
 /// right-to-left text needs them.
 pub fn acts(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || reorders(c)
+}
+
+/// The bidi embeddings, overrides and isolates alone: for a rendered HTML
+/// page, whose own line breaks and tabs are layout.
+pub fn reorders(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// One value from outside, made safe to print on one line: every character
@@ -27,7 +33,7 @@ pub fn clean_text(s: &str) -> Cow<'_, str> {
     replace(s, |c| c != '\n' && acts(c))
 }
 
-fn replace(s: &str, bad: impl Fn(char) -> bool) -> Cow<'_, str> {
+pub fn replace(s: &str, bad: impl Fn(char) -> bool) -> Cow<'_, str> {
     if !s.chars().any(&bad) {
         return Cow::Borrowed(s);
     }

@@ -138,9 +138,18 @@ impl IntoResponse for Denied {
     }
 }
 
-/// A rendered page as a response.
+/// A rendered page as a response. maud escapes the markup in every value;
+/// the bidi overrides it lets through (which would show the rest of a line
+/// reversed) are replaced here, once for the whole page: the templates hold
+/// none, so each one came from outside.
 pub(super) fn html(m: Markup) -> axum::response::Html<String> {
-    axum::response::Html(m.into_string())
+    let page = m.into_string();
+    axum::response::Html(
+        match driftwatch_core::clean::replace(&page, driftwatch_core::clean::reorders) {
+            std::borrow::Cow::Borrowed(_) => page,
+            std::borrow::Cow::Owned(cleaned) => cleaned,
+        },
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
