@@ -33,6 +33,8 @@ pub fn clean_text(s: &str) -> Cow<'_, str> {
     replace(s, |c| c != '\n' && acts(c))
 }
 
+/// `s` with every character `bad` picks shown as U+FFFD; borrowed, not
+/// copied, when there is none (nearly always).
 pub fn replace(s: &str, bad: impl Fn(char) -> bool) -> Cow<'_, str> {
     if !s.chars().any(&bad) {
         return Cow::Borrowed(s);
