@@ -14,14 +14,6 @@ use std::borrow::Cow;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// The hash a key frame's bytes are known by, so that the same bytes again
-/// are `unchanged` without a diff. BLAKE3 rather than SHA-256: a large
-/// export is hashed before anything else can start, and on this machine
-/// SHA-256 took 40 ms of a 47 MB export where BLAKE3 takes a fraction.
-/// (Key frames stored before the change hash differently: the first export
-/// after it is diffed once more, with the same result.)
-pub(crate) type ContentHasher = blake3::Hasher;
-
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 
@@ -32,6 +24,14 @@ use super::config::{
 use super::mapping::{BadValue, Cell, RemoteOrder};
 use super::whole::{Checked, SizeLimits, Syntax};
 use crate::config::SecretError;
+
+/// The hash a key frame's bytes are known by, so that the same bytes again
+/// are `unchanged` without a diff. BLAKE3 rather than SHA-256: a large
+/// export is hashed before anything else can start, and on this machine
+/// SHA-256 took 40 ms of a 47 MB export where BLAKE3 takes a fraction.
+/// (Key frames stored before the change hash differently: the first export
+/// after it is diffed once more, with the same result.)
+pub(crate) type ContentHasher = blake3::Hasher;
 
 /// What we remember of the previous key frame, for conditional requests.
 #[derive(Debug, Clone, Default)]

@@ -361,19 +361,14 @@ fn evidence_sqlite_part(
 ) -> Result<HashMap<String, Vec<Evidence>>> {
     let conn = sqlite_reader(path)?;
     let mut out = HashMap::with_capacity(refs.len());
-    let mut stmt = conn.prepare(&format!(
-        r#"SELECT {DELTA_COLUMNS}, s."offset" IS NOT NULL FROM deltas d
-         LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
-         WHERE d.vendor = ?1 AND d.order_ref = ?2
-         ORDER BY d.event_time, d."offset""#
-    ))?;
+    let mut stmt = conn.prepare(&evidence_sql("d.order_ref = $2", ""))?;
     for &order_ref in refs {
         let mut rows = stmt.query((vendor, order_ref))?;
         let mut found = Vec::new();
         while let Some(r) = rows.next()? {
             found.push(Evidence {
                 delta: delta_from_row(r)?,
-                superseded: r.get::<_, bool>(13)?,
+                superseded: r.get::<_, i64>(13)? != 0,
             });
         }
         if !found.is_empty() {
@@ -836,6 +831,18 @@ async fn evidence_pooled(
     Ok(out)
 }
 
+/// The deltas of one vendor's orders that `orders` picks (`$1` is the
+/// vendor), superseded ones flagged in the last column, by order and event:
+/// the one query both evidence reads run.
+fn evidence_sql(orders: &str, filter: &str) -> String {
+    format!(
+        r#"SELECT {DELTA_COLUMNS}, CASE WHEN s."offset" IS NULL THEN 0 ELSE 1 END FROM deltas d
+         LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
+         WHERE d.vendor = $1 AND {orders} {filter}
+         ORDER BY d.order_ref, d.event_time, d."offset""#
+    )
+}
+
 /// Each order's deltas, superseded ones flagged (or left out), in event
 /// order: one statement for these orders of one vendor.
 pub(super) async fn deltas_of(
@@ -849,12 +856,12 @@ pub(super) async fn deltas_of(
     } else {
         r#"AND s."offset" IS NULL"#
     };
-    let sql = format!(
-        r#"SELECT {DELTA_COLUMNS}, CASE WHEN s."offset" IS NULL THEN 0 ELSE 1 END FROM deltas d
-         LEFT JOIN superseded_deltas s ON s."offset" = d."offset"
-         WHERE d.vendor = $1 AND d.order_ref IN ({}) {filter}
-         ORDER BY d.order_ref, d.event_time, d."offset""#,
-        super::list_placeholders(2, refs.len())
+    let sql = evidence_sql(
+        &format!(
+            "d.order_ref IN ({})",
+            super::list_placeholders(2, refs.len())
+        ),
+        filter,
     );
     let mut q = sqlx::query(super::bulk(conn, sql)).bind(vendor);
     for r in refs {
